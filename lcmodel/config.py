@@ -1,0 +1,384 @@
+"""The run configuration: one frozen, validated model made of per-stage sections.
+
+Key names are the public contract (see README). Every notebook parameter has a name here and the notebook's
+default. Unknown keys are rejected with the closest valid key suggested; relative paths resolve against the
+folder of the config file. Load with :func:`load_config` (YAML or TOML) or build in code with
+``RunConfig.model_validate(dict, context={"base_dir": folder})``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from lcmodel.errors import ConfigError, InputFileError
+
+__all__ = [
+    "RunConfig",
+    "ReferenceConfig",
+    "ClassesConfig",
+    "EmbeddingConfig",
+    "SamplingConfig",
+    "TuningConfig",
+    "PredictionConfig",
+    "TrackingConfig",
+    "OutputConfig",
+    "DEFAULT_STAGES",
+    "load_config",
+    "config_from_dict",
+    "flatten_config",
+]
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    """Make a relative path absolute against the config file's folder (context ``base_dir``)."""
+    value = Path(value).expanduser()
+    base = (info.context or {}).get("base_dir")
+    if not value.is_absolute() and base is not None:
+        value = Path(base) / value
+    return value
+
+
+ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReferenceConfig(_Section):
+    """Reference land cover: a class raster (e.g. ESA WorldCover) or a CSV of labelled points."""
+
+    path: ResolvedPath
+    kind: Literal["auto", "raster", "points"] = "auto"
+    n_points: int = Field(10000, gt=0, description="raster: points drawn (the notebook's n_esa_sample)")
+    nodata: float | None = None
+    x_column: str = "lon"
+    y_column: str = "lat"
+    label_column: str = "label"
+    crs: str = "EPSG:4326"
+
+    @field_validator("crs")
+    @classmethod
+    def _crs_parses(cls, value: str) -> str:
+        from pyproj import CRS
+        from pyproj.exceptions import CRSError
+
+        try:
+            CRS.from_user_input(value)
+        except CRSError as exc:
+            raise ValueError(
+                f"{value!r} is not a CRS pyproj understands; give e.g. 'EPSG:4326' or a WKT string"
+            ) from exc
+        return value
+
+
+class ClassesConfig(_Section):
+    """Optional code -> value class table (CSV); extra columns are allowed in the file."""
+
+    table: ResolvedPath | None = None
+    code_column: str = "code"
+    value_column: str = "value"
+    name_column: str | None = None
+    color_column: str | None = None
+
+
+class EmbeddingConfig(_Section):
+    """The embedding raster; nodata is detected from the file unless overridden."""
+
+    path: ResolvedPath
+    nodata: float | None = None
+
+
+class SamplingConfig(_Section):
+    """Turning reference points into the modelling table (the notebook's section 3)."""
+
+    n_sample: int = Field(5000, gt=0)
+    min_class_fraction: float = Field(0.01, ge=0, lt=1)
+    test_size: float = Field(0.2, gt=0, lt=1)
+    dedupe_pixels: bool = True
+    random_state: int = 42
+
+
+GridValue = str | int | float | bool | None
+
+#: The notebook's two grid stages. "n/16" means number of bands // 16, at least 1.
+DEFAULT_STAGES: tuple[dict[str, list[GridValue]], ...] = (
+    {
+        "max_features": ["sqrt", "log2", "n/16", "n/8", "n/4"],
+        "max_depth": [None, 20, 40],
+        "min_samples_leaf": [1, 5, 10],
+    },
+    {
+        "n_estimators": [400, 800, 1200],
+        "min_samples_split": [2, 10],
+        "class_weight": [None, "balanced", "balanced_subsample"],
+    },
+)
+
+_TUNABLE = {
+    "n_estimators",
+    "criterion",
+    "max_depth",
+    "min_samples_split",
+    "min_samples_leaf",
+    "min_weight_fraction_leaf",
+    "max_features",
+    "max_leaf_nodes",
+    "min_impurity_decrease",
+    "bootstrap",
+    "class_weight",
+    "ccp_alpha",
+    "max_samples",
+}
+_N_FRACTION = re.compile(r"^n/(\d+)$")
+
+
+def _check_grid_value(param: str, value: GridValue) -> GridValue:
+    """Reject values RandomForestClassifier would refuse, before any fit starts."""
+    if isinstance(value, str) and value.strip().lower() in {"null", "none"}:
+        value = None  # TOML has no null
+    if param == "max_features":
+        if isinstance(value, str):
+            m = _N_FRACTION.match(value)
+            if value not in {"sqrt", "log2"} and not (m and int(m.group(1)) > 0):
+                raise ValueError(
+                    f"max_features {value!r} is not valid; use 'sqrt', 'log2', 'n/K' (bands // K), "
+                    "a positive integer or a fraction in (0, 1]"
+                )
+        elif value is None:
+            pass
+        elif isinstance(value, bool) or not (
+            (isinstance(value, int) and value >= 1) or (isinstance(value, float) and 0 < value <= 1)
+        ):
+            raise ValueError(
+                f"max_features {value!r} is not valid; use a positive integer, a fraction in (0, 1], "
+                "'sqrt', 'log2' or 'n/K'"
+            )
+    elif param in {"n_estimators", "min_samples_leaf"}:
+        if isinstance(value, bool) or not (
+            (isinstance(value, int) and value >= 1)
+            or (param == "min_samples_leaf" and isinstance(value, float) and 0 < value < 1)
+        ):
+            raise ValueError(f"{param} {value!r} is not valid; use an integer >= 1")
+    elif param == "min_samples_split":
+        if isinstance(value, bool) or not (
+            (isinstance(value, int) and value >= 2) or (isinstance(value, float) and 0 < value <= 1)
+        ):
+            raise ValueError(f"min_samples_split {value!r} is not valid; use an integer >= 2")
+    elif param == "max_depth":
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"max_depth {value!r} is not valid; use null (unlimited) or an integer >= 1")
+    elif param == "class_weight":
+        if value not in (None, "balanced", "balanced_subsample"):
+            raise ValueError(
+                f"class_weight {value!r} is not valid; use null, 'balanced' or 'balanced_subsample'"
+            )
+    return value
+
+
+class TuningConfig(_Section):
+    """Random-forest tuning: staged grids (the notebook's method) or Optuna over the same space."""
+
+    method: Literal["grid", "optuna"] = "grid"
+    cv: int = Field(5, ge=2)
+    scoring: str = "f1_macro"
+    stages: tuple[dict[str, tuple[GridValue, ...]], ...] = Field(
+        default_factory=lambda: tuple({k: tuple(v) for k, v in s.items()} for s in DEFAULT_STAGES)
+    )
+    n_trials: int = Field(50, ge=1)
+    timeout_s: float | None = Field(None, gt=0)
+
+    @field_validator("stages")
+    @classmethod
+    def _stages_valid(
+        cls, stages: tuple[dict[str, tuple[GridValue, ...]], ...]
+    ) -> tuple[dict[str, tuple[GridValue, ...]], ...]:
+        if not stages:
+            raise ValueError("at least one stage is needed, e.g. [{max_features: [sqrt]}]")
+        out = []
+        for stage in stages:
+            checked: dict[str, tuple[GridValue, ...]] = {}
+            for param, values in stage.items():
+                if param not in _TUNABLE:
+                    close = difflib.get_close_matches(param, sorted(_TUNABLE), n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    raise ValueError(
+                        f"{param!r} is not a tunable RandomForest parameter{hint} "
+                        f"(tunable: {', '.join(sorted(_TUNABLE))})"
+                    )
+                if not values:
+                    raise ValueError(f"{param} has an empty candidate list; give at least one value")
+                checked[param] = tuple(_check_grid_value(param, v) for v in values)
+            out.append(checked)
+        return tuple(out)
+
+    @field_validator("scoring")
+    @classmethod
+    def _scoring_known(cls, value: str) -> str:
+        from sklearn.metrics import get_scorer_names
+
+        names = get_scorer_names()
+        if value not in names:
+            close = difflib.get_close_matches(value, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"scoring {value!r} is not a scikit-learn scorer{hint}")
+        return value
+
+
+class PredictionConfig(_Section):
+    """Block-wise prediction of the whole embedding raster."""
+
+    block_size: int | None = Field(None, ge=16, description="pixels per block side; null = from memory")
+    confidence: bool = True
+    n_jobs: int | None = Field(None, ge=1, description="worker processes; null = top-level n_jobs")
+    memory_mb: int = Field(1024, ge=64, description="memory budget per worker for the automatic block size")
+
+
+class TrackingConfig(_Section):
+    """MLflow tracking (used by the Prefect flow; the plain library never imports mlflow)."""
+
+    experiment: str = "lcmodel"
+    run_name: str | None = None
+    register_as: str | None = None
+    uri: str | None = None
+
+
+class OutputConfig(_Section):
+    dir: ResolvedPath = Field(Path("results/run"), validate_default=True)
+
+
+class RunConfig(_Section):
+    """A whole run: reference -> classes -> embedding -> sampling -> tuning -> prediction, tracked."""
+
+    reference: ReferenceConfig
+    classes: ClassesConfig = ClassesConfig()
+    embedding: EmbeddingConfig
+    sampling: SamplingConfig = SamplingConfig()
+    tuning: TuningConfig = TuningConfig()
+    prediction: PredictionConfig = PredictionConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    output: OutputConfig
+    n_jobs: int = Field(2, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_output(cls, data: Any) -> Any:
+        # validated (not a default instance) so that output.dir resolves against the config folder
+        if isinstance(data, dict) and "output" not in data:
+            data = {**data, "output": {}}
+        return data
+
+    @property
+    def n_sample_effective(self) -> int:
+        """The notebook reduces n_sample to n_points when sampling a raster and n_sample is larger."""
+        if self.reference_kind == "raster":
+            return min(self.sampling.n_sample, self.reference.n_points)
+        return self.sampling.n_sample
+
+    @property
+    def reference_kind(self) -> Literal["raster", "points"]:
+        if self.reference.kind != "auto":
+            return self.reference.kind
+        suffix = self.reference.path.suffix.lower()
+        return "points" if suffix in {".csv", ".txt", ".tsv"} else "raster"
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The pydantic model class that owns the last element of an error location."""
+    model: type[BaseModel] | None = RunConfig
+    for part in loc[:-1]:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return None
+        ann = model.model_fields[part].annotation
+        args = getattr(ann, "__args__", ())
+        candidates = [ann, *args]
+        model = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+    return model
+
+
+def _format_error(err: Any) -> str:
+    loc = tuple(err["loc"])
+    where = ".".join(str(p) for p in loc) or "config"
+    if err["type"] == "extra_forbidden":
+        model = _model_at(loc)
+        valid = sorted(model.model_fields) if model is not None else []
+        close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown config key {where!r}{hint} (valid keys here: {', '.join(valid)})"
+    if err["type"] == "missing":
+        return f"config key {where!r} is required but missing; add it to the config file"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    value = err.get("input")
+    shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
+    return f"config key {where!r}: {msg}{shown}"
+
+
+def config_from_dict(data: dict[str, Any], base_dir: Path | str | None = None) -> RunConfig:
+    """Validate a plain dict as a :class:`RunConfig`; relative paths resolve against ``base_dir``."""
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"the config must be a mapping of sections (reference, embedding, ...), got {type(data).__name__}"
+        )
+    try:
+        return RunConfig.model_validate(data, context={"base_dir": base_dir})
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = _format_error(errors[0])
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise ConfigError(first + more) from None
+
+
+def load_config(path: Path | str) -> RunConfig:
+    """Read a YAML (.yaml/.yml) or TOML (.toml) run configuration and validate it."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"config file {str(path)!r} does not exist; check the path")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
+        detail = str(exc).replace("\n", " ")
+        raise ConfigError(f"config file {str(path)!r} is not valid YAML/TOML: {detail}") from None
+    if data is None:
+        raise ConfigError(f"config file {str(path)!r} is empty; it needs at least reference and embedding")
+    return config_from_dict(data, base_dir=path.resolve().parent)
+
+
+def flatten_config(cfg: RunConfig) -> dict[str, str]:
+    """The config as flat ``section.key -> string`` pairs (for tracking params)."""
+    out: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(value, list | tuple) and value and all(isinstance(v, dict) for v in value):
+            for i, v in enumerate(value):
+                walk(f"{prefix}.{i}", v)
+        else:
+            out[prefix] = value if isinstance(value, str) else json.dumps(value)
+
+    walk("", cfg.model_dump(mode="json"))
+    return out

@@ -1,0 +1,84 @@
+"""Small I/O helpers shared by the stages: atomic outputs, raster opening with clear errors, hashing."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import rasterio
+from rasterio.errors import RasterioIOError
+
+from lcmodel.errors import InputFileError, OutputError
+
+__all__ = ["atomic_path", "open_raster", "sha256_file", "ensure_output_dir"]
+
+
+def ensure_output_dir(path: Path | str) -> Path:
+    """Create an output folder (and parents) and check that it is writable."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(
+            f"output folder {str(path)!r} cannot be created ({exc.strerror}); choose a writable output.dir"
+        ) from None
+    if not os.access(path, os.W_OK):
+        raise OutputError(f"output folder {str(path)!r} is not writable; choose a writable output.dir")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(dest: Path | str, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path next to ``dest``; rename it to ``dest`` only if the block succeeds.
+
+    The temporary file lives in the same folder (same filesystem), so the final rename is atomic and a
+    crash or an error leaves no half-written ``dest`` (and any previous ``dest`` intact).
+    """
+    dest = Path(dest)
+    ensure_output_dir(dest.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{dest.name}.", suffix=suffix if suffix is not None else dest.suffix, dir=dest.parent
+    )
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, dest)
+    except OSError as exc:
+        tmp_path.unlink(missing_ok=True)
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError(f"could not write {str(dest)!r}: {exc.strerror or exc}; check free space and permissions") from None
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def open_raster(path: Path | str, what: str = "raster") -> rasterio.io.DatasetReader:
+    """Open a raster for reading, turning GDAL's errors into one clear line.
+
+    ``what`` names the role of the file in messages ("embedding raster", "reference raster").
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(f"{what} {str(path)!r} does not exist; check the path in the config")
+    try:
+        return rasterio.open(path)
+    except RasterioIOError as exc:
+        detail = str(exc).split("\n")[0]
+        raise InputFileError(
+            f"{what} {str(path)!r} is not a readable raster ({detail}); give a GeoTIFF or another GDAL format"
+        ) from None
+
+
+def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's content."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,34 @@
+"""Shared fixtures. Environment is made hermetic before prefect or mlflow can be imported."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_HERMETIC = Path(tempfile.mkdtemp(prefix="lcmodel-tests-"))
+for _key, _sub in {
+    "PREFECT_HOME": "prefect",
+    "MPLCONFIGDIR": "mpl",
+    "XDG_CACHE_HOME": "cache",
+    "XDG_CONFIG_HOME": "config",
+}.items():
+    os.environ[_key] = str(_HERMETIC / _sub)
+os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{_HERMETIC / 'mlruns.sqlite'}"
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+os.environ["DO_NOT_TRACK"] = "true"
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ.pop("PREFECT_API_URL", None)
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (real test data); tests that use it skip cleanly when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is absent (real-data tests need it)")
+    return SHARED_DATA

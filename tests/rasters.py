@@ -1,0 +1,52 @@
+"""Tiny raster makers for tests (seeded, deterministic)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+from rasterio.crs import CRS
+from rasterio.transform import from_origin
+
+UTM20S = CRS.from_epsg(32720)
+
+
+def write_raster(
+    path: Path,
+    data: np.ndarray,
+    *,
+    crs: Any = UTM20S,
+    transform: Any = None,
+    nodata: float | None = None,
+    blocksize: int | None = 16,
+    descriptions: list[str] | None = None,
+    **extra: Any,
+) -> Path:
+    """Write a (bands, rows, cols) or (rows, cols) array as a GeoTIFF; tiled when blocksize is set."""
+    if data.ndim == 2:
+        data = data[None]
+    count, height, width = data.shape
+    if transform is None:
+        transform = from_origin(500000.0, 8000000.0, 10.0, 10.0)
+    profile: dict[str, Any] = dict(
+        driver="GTiff", width=width, height=height, count=count, dtype=data.dtype,
+        crs=crs, transform=transform, nodata=nodata,
+    )
+    if blocksize:
+        profile.update(tiled=True, blockxsize=blocksize, blockysize=blocksize)
+    profile.update(extra)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        if descriptions:
+            for i, d in enumerate(descriptions, start=1):
+                dst.set_band_description(i, d)
+    return path
+
+
+def xy_encoded_embedding(path: Path, height: int = 40, width: int = 50, bands: int = 4, **kw: Any) -> Path:
+    """A float32 raster whose pixel (r, c) holds band b = r * 1000 + c + b / 10 (values encode position)."""
+    r, c = np.mgrid[0:height, 0:width]
+    data = np.stack([(r * 1000 + c + b / 10).astype(np.float32) for b in range(bands)])
+    return write_raster(path, data, **kw)
