@@ -40,6 +40,7 @@ __all__ = [
     "TrackingConfig",
     "OutputConfig",
     "DEFAULT_STAGES",
+    "TUNABLE_PARAMS",
     "load_config",
     "config_from_dict",
     "flatten_config",
@@ -132,7 +133,8 @@ DEFAULT_STAGES: tuple[dict[str, list[GridValue]], ...] = (
     },
 )
 
-_TUNABLE = {
+#: RandomForestClassifier parameters a tuning stage may set (the rest are fixed by the method or the run).
+TUNABLE_PARAMS: frozenset[str] = frozenset({
     "n_estimators",
     "criterion",
     "max_depth",
@@ -146,7 +148,7 @@ _TUNABLE = {
     "class_weight",
     "ccp_alpha",
     "max_samples",
-}
+})
 _N_FRACTION = re.compile(r"^n/(\d+)$")
 
 
@@ -216,12 +218,12 @@ class TuningConfig(_Section):
         for stage in stages:
             checked: dict[str, tuple[GridValue, ...]] = {}
             for param, values in stage.items():
-                if param not in _TUNABLE:
-                    close = difflib.get_close_matches(param, sorted(_TUNABLE), n=1)
+                if param not in TUNABLE_PARAMS:
+                    close = difflib.get_close_matches(param, sorted(TUNABLE_PARAMS), n=1)
                     hint = f"; did you mean {close[0]!r}?" if close else ""
                     raise ValueError(
                         f"{param!r} is not a tunable RandomForest parameter{hint} "
-                        f"(tunable: {', '.join(sorted(_TUNABLE))})"
+                        f"(tunable: {', '.join(sorted(TUNABLE_PARAMS))})"
                     )
                 if not values:
                     raise ValueError(f"{param} has an empty candidate list; give at least one value")

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from affine import Affine
 import yaml
 from rasterio.crs import CRS
-from rasterio.transform import from_origin
 from rasterio.warp import Resampling, reproject, transform_bounds
 from scipy.ndimage import gaussian_filter
 
@@ -38,6 +38,11 @@ DEMO_CLASSES: dict[int, tuple[float, int, str, str]] = {
 N_BANDS = 64
 UTM = CRS.from_epsg(32720)
 ORIGIN = (822400.0, 9668000.0)  # top-left corner near Manaus, UTM 20S
+
+
+def from_origin(west: float, north: float, xres: float, yres: float) -> Affine:
+    """North-up transform from the top-left corner."""
+    return Affine.translation(west, north) @ Affine.scale(xres, -yres)
 
 
 def _class_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
+import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 import rasterio
 from rasterio.errors import RasterioIOError
 
 from lcmodel.errors import InputFileError, OutputError
 
-__all__ = ["atomic_path", "open_raster", "sha256_file", "ensure_output_dir"]
+__all__ = ["atomic_path", "open_raster", "sha256_file", "ensure_output_dir", "json_ready", "write_json"]
 
 
 def ensure_output_dir(path: Path | str) -> Path:
@@ -90,3 +95,26 @@ def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def json_ready(obj: Any) -> Any:
+    """A copy of ``obj`` that strict JSON accepts: NaN/inf -> None, numpy scalars -> Python, Path -> str."""
+    if isinstance(obj, Mapping):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple | np.ndarray):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def write_json(obj: Any, path: Path) -> Path:
+    """Write ``obj`` as strict JSON (no NaN), atomically."""
+    text = json.dumps(json_ready(obj), indent=2, allow_nan=False)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text + "\n", encoding="utf-8")
+    return path

@@ -8,9 +8,14 @@ from typing import Any
 import numpy as np
 import rasterio
 from rasterio.crs import CRS
-from rasterio.transform import from_origin
+from affine import Affine
 
 UTM20S = CRS.from_epsg(32720)
+
+
+def origin_transform(west: float, north: float, xres: float, yres: float | None = None) -> Affine:
+    """North-up transform from the top-left corner (like rasterio's from_origin, without its warning)."""
+    return Affine.translation(west, north) @ Affine.scale(xres, -(yres if yres is not None else xres))
 
 
 def write_raster(
@@ -29,7 +34,7 @@ def write_raster(
         data = data[None]
     count, height, width = data.shape
     if transform is None:
-        transform = from_origin(500000.0, 8000000.0, 10.0, 10.0)
+        transform = origin_transform(500000.0, 8000000.0, 10.0)
     profile: dict[str, Any] = dict(
         driver="GTiff", width=width, height=height, count=count, dtype=data.dtype,
         crs=crs, transform=transform, nodata=nodata,
