@@ -1,0 +1,446 @@
+"""The model bundle: a fitted estimator plus everything needed to apply it safely.
+
+``model.joblib`` holds the estimator together with the band names and CRS of the embedding it was
+trained on, the embedding's :class:`~lcmodel.embedding.NodataRule`, the class table, the run config,
+the training table's hash, library versions and headline metrics. Prediction checks a raster against
+the bundle (:func:`check_compatible`) before touching any block, so a model is never applied to
+bands it was not trained on.
+
+On disk the bundle is a plain dict (``{"lcmodel_bundle": format_version, "estimator": ...,
+"metadata": {...}}``) written with joblib, so that a later change of the :class:`ModelBundle` class
+never makes an old file unreadable: the format version is checked before anything is rebuilt. A side
+file ``<path>.json`` carries the same metadata in readable form plus the bundle file's SHA-256 (the
+basis for a later trust check: loading a pickle runs code, so only load bundles you made or trust).
+
+Feature names: the estimator may be fitted on a bare array (no ``feature_names_in_``) or on a
+DataFrame whose columns are exactly ``band_names``; both are accepted. Prediction passes named
+features only to an estimator fitted with names, so scikit-learn never warns "X does not have valid
+feature names".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import platform
+import re
+import warnings
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import rasterio
+import sklearn
+from rasterio.crs import CRS
+from rasterio.errors import CRSError
+from rasterio.io import DatasetReader
+
+from lcmodel.classes import ClassTable
+from lcmodel.embedding import NodataRule, band_names
+from lcmodel.errors import (
+    CompatibilityError,
+    InputFileError,
+    LcmodelWarning,
+    ModelBundleError,
+)
+from lcmodel.io import atomic_path, sha256_file
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "ModelBundle",
+    "current_versions",
+    "save_bundle",
+    "load_bundle",
+    "check_compatible",
+    "side_file_path",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Version of the on-disk layout. Bump it when the payload changes incompatibly.
+BUNDLE_FORMAT = 1
+_MAGIC = "lcmodel_bundle"
+_GENERIC_BAND = re.compile(r"^band_\d+$")
+_UNPICKLE_ERRORS = (
+    pickle.UnpicklingError,
+    EOFError,
+    ValueError,
+    KeyError,
+    IndexError,
+    TypeError,
+    AttributeError,
+    OSError,
+    MemoryError,
+    NotImplementedError,
+)
+
+
+@dataclass
+class ModelBundle:
+    """A fitted classifier and the facts needed to apply it to an embedding raster.
+
+    Attributes
+    ----------
+    estimator : fitted scikit-learn classifier; ``classes_`` are the integer class values. Fitted on
+        a bare array, or on a DataFrame whose columns are ``band_names``.
+    band_names : names of the features, in order (the raster's band descriptions, else
+        band_1..band_N).
+    crs_wkt : CRS of the embedding raster it was trained on (WKT), or None.
+    nodata_rule : how the training raster's pixels were judged valid and turned into features.
+    class_table : reference codes -> class values, names and colours.
+    config : the run config (``RunConfig.model_dump(mode="json")``), may be empty.
+    training_table_sha256 : SHA-256 of the training table it was fitted on, or None.
+    versions : versions of lcmodel, sklearn, numpy, rasterio and python at training time.
+    created : ISO 8601 UTC timestamp of the bundle.
+    metrics : small headline test metrics (overall accuracy, kappa, ...).
+    format_version : on-disk format version (:data:`BUNDLE_FORMAT`).
+    """
+
+    estimator: Any
+    band_names: list[str]
+    crs_wkt: str | None
+    nodata_rule: NodataRule
+    class_table: ClassTable
+    config: dict[str, Any]
+    training_table_sha256: str | None
+    versions: dict[str, str]
+    created: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    format_version: int = BUNDLE_FORMAT
+
+    @property
+    def n_bands(self) -> int:
+        """Number of features (bands) the estimator expects."""
+        return len(self.band_names)
+
+    @property
+    def class_values(self) -> list[int]:
+        """The class values the estimator predicts (``estimator.classes_`` as ints)."""
+        return _class_values(self.estimator)
+
+    def metadata(self) -> dict[str, Any]:
+        """Everything but the estimator, JSON-friendly (the content of the side file)."""
+        return {
+            "format_version": self.format_version,
+            "band_names": list(self.band_names),
+            "crs_wkt": self.crs_wkt,
+            "nodata_rule": self.nodata_rule.to_dict(),
+            "class_table": self.class_table.to_dict(),
+            "config": self.config,
+            "training_table_sha256": self.training_table_sha256,
+            "versions": dict(self.versions),
+            "created": self.created,
+            "metrics": self.metrics,
+            "estimator": _describe_estimator(self.estimator),
+        }
+
+
+def current_versions() -> dict[str, str]:
+    """Versions of the libraries that decide how a model is fitted and applied.
+
+    Returns
+    -------
+    dict
+        ``lcmodel``, ``sklearn``, ``numpy``, ``rasterio``, ``gdal`` and ``python`` version strings.
+    """
+    from lcmodel import __version__
+
+    return {
+        "lcmodel": __version__,
+        "sklearn": sklearn.__version__,
+        "numpy": np.__version__,
+        "rasterio": rasterio.__version__,
+        "gdal": rasterio.__gdal_version__,
+        "python": platform.python_version(),
+    }
+
+
+def utc_now() -> str:
+    """The current time as an ISO 8601 UTC timestamp (seconds), for :attr:`ModelBundle.created`."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def side_file_path(path: Path | str) -> Path:
+    """The readable side file of a bundle: ``<path>.json`` (``model.joblib.json``)."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def save_bundle(bundle: ModelBundle, path: Path | str) -> Path:
+    """Write a bundle atomically (joblib, compress=3) plus its readable side file ``<path>.json``.
+
+    Parameters
+    ----------
+    bundle : the bundle to write.
+    path : destination, conventionally ``model.joblib``.
+
+    Returns
+    -------
+    Path
+        ``path``. The side file holds the metadata (everything but the estimator) and
+        ``sha256``, the SHA-256 of the bundle file.
+
+    Raises
+    ------
+    ModelBundleError
+        The bundle is inconsistent (estimator not fitted, feature count or names differ from
+        band_names, non-integer classes).
+    OutputError
+        The file cannot be written.
+    """
+    path = Path(path)
+    _validate(bundle, str(path))
+    payload = {
+        _MAGIC: bundle.format_version,
+        "estimator": bundle.estimator,
+        "metadata": bundle.metadata(),
+    }
+    with atomic_path(path) as tmp:
+        joblib.dump(payload, tmp, compress=3)
+    side = dict(bundle.metadata(), file=path.name, sha256=sha256_file(path))
+    with atomic_path(side_file_path(path)) as tmp:
+        tmp.write_text(json.dumps(side, indent=2, default=str) + "\n", encoding="utf-8")
+    logger.info("model bundle written to %s", path)
+    return path
+
+
+def load_bundle(path: Path | str) -> ModelBundle:
+    """Read a bundle written by :func:`save_bundle`.
+
+    Loading a pickle runs code: only load bundles you made or trust.
+
+    Parameters
+    ----------
+    path : the ``model.joblib`` file.
+
+    Returns
+    -------
+    ModelBundle
+
+    Raises
+    ------
+    InputFileError
+        The file does not exist.
+    ModelBundleError
+        The file is not a joblib/pickle file, holds something else than an lcmodel bundle (e.g. a
+        bare estimator pickle), was written by another bundle format version, or is inconsistent.
+
+    Warns
+    -----
+    LcmodelWarning
+        The bundle was trained with another scikit-learn version than the one installed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(
+            f"model bundle {str(path)!r} does not exist; check the path or run `lcmodel train`"
+        )
+    try:
+        with warnings.catch_warnings():
+            # sklearn's InconsistentVersionWarning (one per pickled tree): one warning below
+            warnings.filterwarnings(
+                "ignore", message=r"Trying to unpickle estimator", category=UserWarning
+            )
+            obj = joblib.load(path)
+    except (ModuleNotFoundError, ImportError) as exc:
+        raise ModelBundleError(
+            f"model bundle {str(path)!r} needs a module that is not installed ({exc}); install it "
+            "or retrain with `lcmodel train`"
+        ) from None
+    except _UNPICKLE_ERRORS as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise ModelBundleError(
+            f"model bundle {str(path)!r} is not a readable joblib/pickle file "
+            f"({type(exc).__name__}: {detail}); give a model.joblib written by `lcmodel train`"
+        ) from None
+    if not isinstance(obj, dict) or _MAGIC not in obj:
+        raise ModelBundleError(
+            f"{str(path)!r} is not an lcmodel model bundle (got {type(obj).__name__}); "
+            "retrain with `lcmodel train`"
+        )
+    version = obj[_MAGIC]
+    if version != BUNDLE_FORMAT:
+        raise ModelBundleError(
+            f"model bundle {str(path)!r} has format version {version!r}, this lcmodel reads "
+            f"version {BUNDLE_FORMAT}; retrain with `lcmodel train` or use the lcmodel version "
+            "that wrote it"
+        )
+    try:
+        meta = obj["metadata"]
+        bundle = ModelBundle(
+            estimator=obj["estimator"],
+            band_names=[str(b) for b in meta["band_names"]],
+            crs_wkt=meta.get("crs_wkt"),
+            nodata_rule=NodataRule.from_dict(meta["nodata_rule"]),
+            class_table=ClassTable.from_dict(meta["class_table"]),
+            config=dict(meta.get("config") or {}),
+            training_table_sha256=meta.get("training_table_sha256"),
+            versions=dict(meta.get("versions") or {}),
+            created=str(meta.get("created", "")),
+            metrics=dict(meta.get("metrics") or {}),
+            format_version=int(version),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelBundleError(
+            f"model bundle {str(path)!r} is incomplete (missing or bad {exc}); retrain with "
+            "`lcmodel train`"
+        ) from None
+    _validate(bundle, str(path))
+    trained = bundle.versions.get("sklearn")
+    if trained and trained != sklearn.__version__:
+        warnings.warn(
+            f"model bundle {str(path)!r} was trained with scikit-learn {trained}, this is "
+            f"{sklearn.__version__}; predictions may differ: retrain with `lcmodel train` or "
+            f"install scikit-learn=={trained}",
+            LcmodelWarning,
+            stacklevel=2,
+        )
+    return bundle
+
+
+def check_compatible(bundle: ModelBundle, src: DatasetReader) -> NodataRule:
+    """Check that an open embedding raster can be predicted with a bundle, before reading any block.
+
+    Checks, in order: band count, band names (only when both the bundle and the raster have real
+    names, not band_1..band_N), CRS (when the bundle has one), and the raster's nodata rule against
+    the bundle's (data type and de-quantization must match).
+
+    Parameters
+    ----------
+    bundle : the model bundle.
+    src : the open embedding raster.
+
+    Returns
+    -------
+    NodataRule
+        The rule to apply: the bundle's (the same rule as at extraction).
+
+    Raises
+    ------
+    CompatibilityError
+        One line naming the mismatch and the fix.
+    """
+    name = str(src.name)
+    if src.count != bundle.n_bands:
+        raise CompatibilityError(
+            f"embedding {name!r} has {src.count} bands, the model was trained on "
+            f"{bundle.n_bands}; predict with the embedding the model was trained on (same bands, "
+            "same order) or retrain"
+        )
+    raster_names = band_names(src)
+    expected = list(bundle.band_names)
+    if _has_real_names(raster_names) and _has_real_names(expected) and raster_names != expected:
+        if sorted(raster_names) == sorted(expected):
+            i = next(i for i, (a, b) in enumerate(zip(raster_names, expected)) if a != b)
+            raise CompatibilityError(
+                f"embedding {name!r} has the model's bands in another order (band {i + 1} is "
+                f"{raster_names[i]!r}, the model expects {expected[i]!r}); reorder the bands to "
+                "the training order or retrain"
+            )
+        missing = [b for b in expected if b not in raster_names][:3]
+        raise CompatibilityError(
+            f"embedding {name!r} band names differ from the model's (model bands {missing} are "
+            "missing); predict with the embedding the model was trained on or retrain"
+        )
+    if bundle.crs_wkt:
+        try:
+            model_crs = CRS.from_wkt(bundle.crs_wkt)
+        except CRSError:
+            raise ModelBundleError(
+                f"the model bundle's CRS is not valid WKT ({bundle.crs_wkt[:60]!r}...); "
+                "retrain with `lcmodel train`"
+            ) from None
+        if src.crs is None:
+            raise CompatibilityError(
+                f"embedding {name!r} has no CRS, the model was trained on "
+                f"{_crs_label(model_crs)}; assign the CRS to the raster (gdal_edit.py -a_srs) "
+                "or retrain"
+            )
+        if src.crs != model_crs:
+            raise CompatibilityError(
+                f"embedding {name!r} is in {_crs_label(src.crs)}, the model was trained on "
+                f"{_crs_label(model_crs)}; reproject the embedding to the training CRS or retrain"
+            )
+    raster_rule = NodataRule.detect(src)
+    rule = bundle.nodata_rule
+    if raster_rule.dtype != rule.dtype or raster_rule.dequantize != rule.dequantize:
+        raise CompatibilityError(
+            f"embedding {name!r} is {raster_rule.describe()}, the model was trained on "
+            f"{rule.describe()}; predict with an embedding of the same data type and encoding "
+            "or retrain"
+        )
+    if raster_rule.nodata != rule.nodata and raster_rule.nodata is not None:
+        logger.warning(
+            "embedding %s declares nodata %g, the model's rule uses %s; applying the model's "
+            "rule (%s)",
+            name,
+            raster_rule.nodata,
+            "none" if rule.nodata is None else f"{rule.nodata:g}",
+            rule.describe(),
+        )
+    return rule
+
+
+def _has_real_names(names: list[str]) -> bool:
+    return not all(_GENERIC_BAND.match(n) for n in names)
+
+
+def _crs_label(crs: CRS) -> str:
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else (crs.to_string()[:60] or "an unnamed CRS")
+
+
+def _class_values(estimator: Any) -> list[int]:
+    classes = np.asarray(estimator.classes_)
+    integral = classes.dtype.kind in "iu" or (
+        classes.dtype.kind == "f" and bool(np.all(np.mod(classes, 1) == 0))
+    )
+    if not integral:
+        raise ModelBundleError(
+            f"estimator classes {classes[:5].tolist()} are not integer class values; fit the "
+            "model on the training table's integer 'value' column"
+        )
+    return [int(v) for v in classes]
+
+
+def _validate(bundle: ModelBundle, where: str) -> None:
+    """Consistency of a bundle: fitted classifier, feature count and names, integer classes."""
+    est = bundle.estimator
+    if not hasattr(est, "predict_proba") or not hasattr(est, "classes_"):
+        raise ModelBundleError(
+            f"model bundle {where!r}: the estimator ({type(est).__name__}) is not a fitted "
+            "classifier with predict_proba; fit it before saving"
+        )
+    n_in = getattr(est, "n_features_in_", None)
+    if n_in is not None and int(n_in) != bundle.n_bands:
+        raise ModelBundleError(
+            f"model bundle {where!r}: the estimator expects {n_in} features but band_names lists "
+            f"{bundle.n_bands}; give one band name per feature"
+        )
+    names = getattr(est, "feature_names_in_", None)
+    if names is not None and [str(n) for n in names] != list(bundle.band_names):
+        raise ModelBundleError(
+            f"model bundle {where!r}: the estimator was fitted on columns {list(names)[:3]}... "
+            f"but band_names are {bundle.band_names[:3]}...; fit on the training table's band "
+            "columns, in order"
+        )
+    _class_values(est)
+
+
+def _describe_estimator(estimator: Any) -> dict[str, Any]:
+    """A JSON-friendly description of the estimator for the side file."""
+    out: dict[str, Any] = {"class": f"{type(estimator).__module__}.{type(estimator).__qualname__}"}
+    if hasattr(estimator, "classes_"):
+        out["classes"] = np.asarray(estimator.classes_).tolist()
+    if hasattr(estimator, "n_features_in_"):
+        out["n_features_in"] = int(estimator.n_features_in_)
+    out["fitted_with_feature_names"] = hasattr(estimator, "feature_names_in_")
+    if hasattr(estimator, "get_params"):
+        params = estimator.get_params(deep=False)
+        plain = str | int | float | bool | type(None)
+        out["params"] = {k: v if isinstance(v, plain) else repr(v) for k, v in params.items()}
+    return out

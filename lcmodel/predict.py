@@ -1,0 +1,748 @@
+"""Block-wise prediction of a whole embedding raster into a Cloud Optimized GeoTIFF class map.
+
+The raster is cut into windows aligned with its internal blocks (square multiples of the tile size
+for tiled files, full-width row strips for striped files), so every block is decoded once. Each
+window is read, its valid pixels (by the bundle's :class:`~lcmodel.embedding.NodataRule`, the same
+rule as at extraction) are turned into float32 C-contiguous features and classified with one
+``predict_proba`` call; the label is ``classes_[argmax]`` (what ``RandomForestClassifier.predict``
+returns) and the confidence is ``round(100 * max probability)`` (half up). Nodata pixels are never
+classified: they get the map's nodata value and confidence 255.
+
+With ``n_jobs > 1`` windows are classified by worker processes (each loads the model once and reads
+its own windows with its own dataset handle); the parent writes the results in window order, so the
+output is identical for any ``n_jobs``. The estimator's own ``n_jobs`` is forced to 1 while
+predicting (one level of parallelism, and a fixed summation order of the trees' probabilities).
+
+GDAL's COG driver cannot write window by window: blocks go to a tiled DEFLATE GeoTIFF in a temporary
+folder next to the output, overviews are built (mode for classes, average for confidence), the file
+is copied with the COG driver and renamed into place only when complete. A failing block stops the
+run with a :class:`~lcmodel.errors.PredictionError` naming its window and leaves no output behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import shutil
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pandas as pd
+import rasterio
+import rasterio.shutil
+from rasterio.enums import Resampling
+from rasterio.errors import CRSError
+from rasterio.io import DatasetReader, DatasetWriter
+from rasterio.windows import Window
+
+from lcmodel.classes import ClassTable
+from lcmodel.embedding import NodataRule
+from lcmodel.errors import ClassTableError, ConfigError, PredictionError
+from lcmodel.io import atomic_path, ensure_output_dir, open_raster
+from lcmodel.model_io import ModelBundle, check_compatible
+
+__all__ = [
+    "PredictionSummary",
+    "predict_raster",
+    "choose_block_size",
+    "output_dtype",
+    "plan_windows",
+    "effective_block_size",
+    "overview_factors",
+    "CONFIDENCE_NODATA",
+    "COG_BLOCKSIZE",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Nodata value of the confidence raster (confidence itself is 0..100).
+CONFIDENCE_NODATA = 255
+#: Tile size of the output COGs.
+COG_BLOCKSIZE = 512
+#: Default windows are at most this many pixels on a side (so that workers get several windows).
+DEFAULT_MAX_WINDOW = 512
+#: Overviews are added (2, 4, 8, ...) until the smallest is under this many pixels (long side).
+OVERVIEW_MIN_SIZE = 256
+_UNSIGNED = ("uint8", "uint16", "uint32")
+_NO_COLOR = (128, 128, 128, 255)
+
+
+@dataclass
+class PredictionSummary:
+    """What :func:`predict_raster` wrote, with counts for reports.
+
+    Attributes
+    ----------
+    map_path, confidence_path : the COGs written (confidence_path None when not asked for).
+    width, height : raster size in pixels.
+    n_blocks : number of windows predicted.
+    n_pixels, n_valid, n_nodata : all pixels, classified pixels, nodata pixels.
+    class_counts : predicted pixels per class value (every class of the model, zeros included).
+    pixel_area_m2 : area of one pixel in square metres when the CRS is projected, else None;
+        hectares of a class are ``class_counts[v] * pixel_area_m2 / 10_000``.
+    elapsed_s, pixels_per_s : wall time of the whole call and all pixels per second.
+    block_size : window side in pixels (tiled rasters) or window height in rows (striped rasters).
+    n_jobs : worker processes used (1 = in-process).
+    output_dtype, output_nodata : data type and nodata value of the class map.
+    """
+
+    map_path: Path
+    confidence_path: Path | None
+    width: int
+    height: int
+    n_blocks: int
+    n_pixels: int
+    n_valid: int
+    n_nodata: int
+    class_counts: dict[int, int]
+    pixel_area_m2: float | None
+    elapsed_s: float
+    pixels_per_s: float
+    block_size: int
+    n_jobs: int
+    output_dtype: str
+    output_nodata: int
+
+    def class_areas_ha(self) -> dict[int, float] | None:
+        """Predicted area per class value in hectares, or None when the pixel area is unknown."""
+        if self.pixel_area_m2 is None:
+            return None
+        return {v: n * self.pixel_area_m2 / 10_000.0 for v, n in self.class_counts.items()}
+
+
+def choose_block_size(
+    n_bands: int, dtype_bytes: int, n_classes: int, memory_mb: int, internal_block: int
+) -> int:
+    """Side of a square prediction window that fits a memory budget.
+
+    Bytes per window of ``px`` pixels::
+
+        bands * px * dtype_bytes      raw block as read
+      + classes * px * 8              probabilities (float64)
+      + px * (4 + 1)                  class index and valid mask
+
+    The side is ``floor(sqrt(memory_mb * 2**20 / bytes_per_pixel))`` rounded DOWN to a multiple of
+    the raster's internal block size, and at least one internal block. The float32 copy of the
+    valid pixels (``bands * 4`` bytes per pixel) and scikit-learn's temporaries come on top: keep
+    ``memory_mb`` at about half of the memory each worker may use.
+
+    Parameters
+    ----------
+    n_bands : bands of the embedding.
+    dtype_bytes : bytes per raw value (4 for float32, 1 for int8).
+    n_classes : classes of the model.
+    memory_mb : budget per window (per worker) in MiB.
+    internal_block : the raster's internal tile size in pixels (non-square tiles: their lcm).
+
+    Returns
+    -------
+    int
+        Window side in pixels, a multiple of ``internal_block``.
+
+    Raises
+    ------
+    ConfigError
+        A size is not positive.
+    """
+    if min(n_bands, dtype_bytes, n_classes, memory_mb, internal_block) < 1:
+        raise ConfigError(
+            f"choose_block_size needs positive sizes (bands={n_bands}, dtype_bytes={dtype_bytes}, "
+            f"classes={n_classes}, memory_mb={memory_mb}, internal_block={internal_block}); "
+            "raise the value"
+        )
+    bytes_per_pixel = n_bands * dtype_bytes + n_classes * 8 + 4 + 1
+    side = math.isqrt(memory_mb * 2**20 // bytes_per_pixel)
+    return max(internal_block, side // internal_block * internal_block)
+
+
+def output_dtype(class_values: list[int] | np.ndarray) -> tuple[str, int]:
+    """Smallest unsigned data type holding the class values plus a nodata value.
+
+    Class values are >= 1 by contract, so nodata is 0: uint8 for values up to 255, uint16 up to
+    65535, uint32 beyond. If 0 is a class value (a model trained outside lcmodel), nodata is the
+    type's maximum instead, which must then not be a class value itself.
+
+    Parameters
+    ----------
+    class_values : the values the model can predict.
+
+    Returns
+    -------
+    (dtype name, nodata value)
+
+    Raises
+    ------
+    ClassTableError
+        A value is negative, not an integer, or too large for uint32.
+    """
+    values = np.asarray(class_values)
+    if values.size == 0:
+        raise ClassTableError("the model has no class values; fit it on at least one class")
+    integral = values.dtype.kind in "iu" or (
+        values.dtype.kind == "f" and bool(np.all(np.mod(values, 1) == 0))
+    )
+    if not integral:
+        raise ClassTableError(
+            f"class values {values[:5].tolist()} are not integers; class values must be "
+            "integers >= 1"
+        )
+    lo, hi = int(values.min()), int(values.max())
+    if lo < 0:
+        raise ClassTableError(f"class value {lo} is negative; class values must be integers >= 1")
+    for name in _UNSIGNED:
+        top = int(np.iinfo(name).max)
+        if lo >= 1 and hi <= top:
+            return name, 0
+        if lo == 0 and hi < top:
+            return name, top
+    raise ClassTableError(
+        f"class value {hi} does not fit in uint32; class values must be < 4294967295"
+    )
+
+
+def effective_block_size(block_size: int, internal_block: tuple[int, int], *, tiled: bool) -> int:
+    """``block_size`` rounded DOWN to a multiple of the internal block (at least one block).
+
+    For tiled rasters the unit is the lcm of the tile's rows and columns; for striped rasters the
+    strip height.
+    """
+    by, bx = internal_block
+    unit = math.lcm(by, bx) if tiled else by
+    return max(unit, block_size // unit * unit)
+
+
+def plan_windows(
+    width: int, height: int, internal_block: tuple[int, int], block_size: int, *, tiled: bool
+) -> list[Window]:
+    """Windows that tile a raster exactly, aligned with its internal blocks, in row-major order.
+
+    Parameters
+    ----------
+    width, height : raster size.
+    internal_block : the raster's internal block shape ``(rows, cols)``.
+    block_size : window side (tiled) or window height in rows (striped), a multiple of the
+        internal block (see :func:`effective_block_size`).
+    tiled : square windows (tiled raster) or full-width row strips (striped raster).
+
+    Returns
+    -------
+    list of Window
+        Non-overlapping windows covering every pixel once; edge windows are clipped to the raster.
+
+    Raises
+    ------
+    ConfigError
+        ``block_size`` is not a multiple of the internal block.
+    """
+    by, bx = internal_block
+    win_h, win_w = (block_size, block_size) if tiled else (block_size, width)
+    if win_h % by or (tiled and win_w % bx):
+        raise ConfigError(
+            f"block size {block_size} is not a multiple of the internal block {internal_block}; "
+            "round it with effective_block_size"
+        )
+    return [
+        Window(col, row, min(win_w, width - col), min(win_h, height - row))
+        for row in range(0, height, win_h)
+        for col in range(0, width, win_w)
+    ]
+
+
+def overview_factors(width: int, height: int, min_size: int = OVERVIEW_MIN_SIZE) -> list[int]:
+    """Overview factors 2, 4, 8, ... until the smallest overview is under ``min_size`` pixels.
+
+    At least one level, so that every output has overviews.
+    """
+    factors = [2]
+    while math.ceil(max(width, height) / factors[-1]) >= min_size:
+        factors.append(factors[-1] * 2)
+    return factors
+
+
+def predict_raster(
+    bundle: ModelBundle,
+    embedding_path: Path | str,
+    out_path: Path | str,
+    *,
+    confidence_path: Path | str | None = None,
+    block_size: int | None = None,
+    n_jobs: int = 1,
+    memory_mb: int = 1024,
+    progress: Callable[[int, int], None] | None = None,
+) -> PredictionSummary:
+    """Predict a land-cover map (and optionally a confidence map) for a whole embedding raster.
+
+    Parameters
+    ----------
+    bundle : the model bundle (:func:`lcmodel.model_io.load_bundle`).
+    embedding_path : the embedding raster.
+    out_path : the class map COG to write.
+    confidence_path : optional confidence COG on the same grid: uint8 0..100 =
+        round(100 * highest class probability), nodata 255.
+    block_size : window side in pixels (row-strip height for striped rasters); rounded down to a
+        multiple of the raster's internal block. None: from ``memory_mb``
+        (:func:`choose_block_size`), at most :data:`DEFAULT_MAX_WINDOW` pixels on a side.
+    n_jobs : worker processes; 1 predicts in this process. The output does not depend on it.
+    memory_mb : memory budget per window (per worker) in MiB, used when ``block_size`` is None.
+    progress : called as ``progress(done, total)`` after each written window.
+
+    Returns
+    -------
+    PredictionSummary
+
+    Raises
+    ------
+    InputFileError
+        The embedding is missing or not a raster.
+    CompatibilityError
+        The embedding does not match the bundle (bands, names, CRS, nodata rule); raised before
+        any output exists.
+    PredictionError
+        A window failed (read error, model error, worker crash); names the window. No output is
+        left behind and an earlier file at ``out_path`` is kept.
+    ConfigError
+        ``n_jobs``, ``block_size`` or ``memory_mb`` is out of range, or paths collide.
+    OutputError
+        An output cannot be written.
+
+    Notes
+    -----
+    With ``n_jobs > 1`` the workers are started with the "spawn" method (a fork would copy GDAL's
+    block cache and open datasets), so a script that calls this must keep its top-level code under
+    ``if __name__ == "__main__":``, as for any spawned multiprocessing program. Each worker loads
+    the estimator once from a temporary file and opens the embedding once.
+    """
+    started = time.perf_counter()
+    out_path = Path(out_path)
+    conf_out = Path(confidence_path) if confidence_path is not None else None
+    _check_arguments(embedding_path, out_path, conf_out, block_size, n_jobs, memory_mb)
+    classes = np.asarray(bundle.class_values, dtype=np.int64)
+    dtype, nodata = output_dtype(classes)
+    unknown = sorted(set(classes.tolist()) - set(bundle.class_table.values))
+    if unknown:
+        logger.warning("model classes %s are not in the class table; they get no name", unknown)
+
+    with open_raster(embedding_path, "embedding raster") as src:
+        rule = check_compatible(bundle, src)
+        width, height = src.width, src.height
+        size, tiled, windows = _window_plan(src, block_size, memory_mb, len(classes))
+        profile = _output_profile(src, windows[0])
+        pixel_area = _pixel_area_m2(src)
+    n_workers = min(n_jobs, len(windows))
+    logger.info(
+        "predicting %s (%d x %d, %d bands) in %d windows of %s %d with %d worker(s)",
+        embedding_path,
+        width,
+        height,
+        bundle.n_bands,
+        len(windows),
+        "side" if tiled else "rows",
+        size,
+        n_workers,
+    )
+
+    counts = np.zeros(len(classes), dtype=np.int64)
+    out_dir = ensure_output_dir(out_path.parent)
+    work_dir = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_dir))
+    try:
+        map_tmp = work_dir / "map.tif"
+        conf_tmp = work_dir / "confidence.tif" if conf_out is not None else None
+        with contextlib.ExitStack() as stack:
+            dst_map = stack.enter_context(
+                rasterio.open(map_tmp, "w", **profile, count=1, dtype=dtype, nodata=nodata)
+            )
+            dst_conf = None
+            if conf_tmp is not None:
+                dst_conf = stack.enter_context(
+                    rasterio.open(
+                        conf_tmp, "w", **profile, count=1, dtype="uint8", nodata=CONFIDENCE_NODATA
+                    )
+                )
+            class_out = classes.astype(dtype)
+            results = _iter_results(
+                bundle, embedding_path, windows, rule, class_out, nodata, n_workers, work_dir
+            )
+            stack.enter_context(contextlib.closing(results))
+            for done, (window, labels, conf, block_counts) in enumerate(results, start=1):
+                dst_map.write(labels, 1, window=window)
+                if dst_conf is not None:
+                    dst_conf.write(conf, 1, window=window)
+                counts += block_counts
+                if progress is not None:
+                    progress(done, len(windows))
+            _describe_map(dst_map, bundle.class_table, classes, dtype, nodata)
+            if dst_conf is not None:
+                _describe_confidence(dst_conf)
+        factors = overview_factors(width, height)
+        _build_overviews(map_tmp, factors, Resampling.mode)
+        if conf_tmp is not None:
+            _build_overviews(conf_tmp, factors, Resampling.average)
+        with contextlib.ExitStack() as stack:  # both outputs appear together, only when complete
+            _copy_cog(map_tmp, stack.enter_context(atomic_path(out_path)))
+            if conf_out is not None and conf_tmp is not None:
+                _copy_cog(conf_tmp, stack.enter_context(atomic_path(conf_out)))
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+    elapsed = time.perf_counter() - started
+    n_valid = int(counts.sum())
+    summary = PredictionSummary(
+        map_path=out_path,
+        confidence_path=conf_out,
+        width=width,
+        height=height,
+        n_blocks=len(windows),
+        n_pixels=width * height,
+        n_valid=n_valid,
+        n_nodata=width * height - n_valid,
+        class_counts={int(v): int(n) for v, n in zip(classes, counts, strict=True)},
+        pixel_area_m2=pixel_area,
+        elapsed_s=elapsed,
+        pixels_per_s=width * height / elapsed if elapsed > 0 else float("inf"),
+        block_size=size,
+        n_jobs=n_workers,
+        output_dtype=dtype,
+        output_nodata=nodata,
+    )
+    logger.info(
+        "predicted %d valid of %d pixels in %.1f s (%.0f px/s) -> %s",
+        n_valid,
+        summary.n_pixels,
+        elapsed,
+        summary.pixels_per_s,
+        out_path,
+    )
+    return summary
+
+
+def _check_arguments(
+    embedding_path: Path | str,
+    out_path: Path,
+    conf_out: Path | None,
+    block_size: int | None,
+    n_jobs: int,
+    memory_mb: int,
+) -> None:
+    if n_jobs < 1:
+        raise ConfigError(f"n_jobs={n_jobs} is not allowed; use 1 (in-process) or more processes")
+    if block_size is not None and block_size < 1:
+        raise ConfigError(
+            f"block_size={block_size} is not allowed; use a positive size or None (from memory_mb)"
+        )
+    if memory_mb < 1:
+        raise ConfigError(f"memory_mb={memory_mb} is not allowed; use a positive budget in MiB")
+    if conf_out is not None and conf_out.resolve() == out_path.resolve():
+        raise ConfigError(
+            f"confidence_path equals the map path {str(out_path)!r}; give two different files"
+        )
+    outputs = {out_path.resolve(), conf_out.resolve() if conf_out is not None else None}
+    if Path(embedding_path).resolve() in outputs:
+        raise ConfigError(
+            f"an output path equals the embedding {str(embedding_path)!r}; write elsewhere"
+        )
+
+
+def _window_plan(
+    src: DatasetReader, block_size: int | None, memory_mb: int, n_classes: int
+) -> tuple[int, bool, list[Window]]:
+    """(block size, tiled?, windows) for an open raster."""
+    width = src.width
+    internal = (int(src.block_shapes[0][0]), int(src.block_shapes[0][1]))
+    # striped files have full-width blocks; tiled ones (and formats with narrower blocks) do not
+    tiled = bool(src.profile.get("tiled", False)) or internal[1] < width
+    dtype_bytes = np.dtype(src.dtypes[0]).itemsize
+    if block_size is not None:
+        size = block_size
+    elif tiled:
+        unit = math.lcm(*internal)
+        size = choose_block_size(src.count, dtype_bytes, n_classes, memory_mb, unit)
+        size = min(size, max(unit, DEFAULT_MAX_WINDOW // unit * unit))
+    else:
+        side = choose_block_size(src.count, dtype_bytes, n_classes, memory_mb, 1)
+        size = min(side * side, DEFAULT_MAX_WINDOW**2) // width  # rows of a strip
+    size = effective_block_size(size, internal, tiled=tiled)
+    return size, tiled, plan_windows(width, src.height, internal, size, tiled=tiled)
+
+
+# --- one window --------------------------------------------------------------------------------
+
+_BlockResult = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _predict_block(
+    estimator: Any,
+    block: np.ndarray,
+    rule: NodataRule,
+    class_out: np.ndarray,
+    nodata: int,
+    feature_names: list[str] | None,
+) -> _BlockResult:
+    """Classify the valid pixels of a raw (bands, rows, cols) block.
+
+    Returns labels (rows, cols) in the map dtype, confidence (rows, cols) uint8, and the number of
+    pixels predicted per class.
+    """
+    mask, features = rule.block_features(block)
+    labels = np.full(mask.shape, nodata, dtype=class_out.dtype)
+    conf = np.full(mask.shape, CONFIDENCE_NODATA, dtype=np.uint8)
+    counts = np.zeros(len(class_out), dtype=np.int64)
+    n = features.shape[0]
+    if n:
+        X: Any = features
+        if feature_names is not None:  # fitted on a DataFrame: same names, no sklearn warning
+            X = pd.DataFrame(features, columns=feature_names, copy=False)
+        proba = np.asarray(estimator.predict_proba(X))
+        if proba.shape != (n, len(class_out)):
+            raise ValueError(
+                f"predict_proba returned shape {proba.shape}, expected {(n, len(class_out))}"
+            )
+        index = np.argmax(proba, axis=1)
+        labels[mask] = class_out[index]
+        top = proba[np.arange(n), index]
+        conf[mask] = np.clip(np.floor(top * 100.0 + 0.5), 0, 100).astype(np.uint8)
+        counts = np.bincount(index, minlength=len(class_out)).astype(np.int64)
+    return labels, conf, counts
+
+
+def _feature_names(estimator: Any) -> list[str] | None:
+    """Column names to pass when the estimator was fitted on a DataFrame (else a bare array)."""
+    names = getattr(estimator, "feature_names_in_", None)
+    return None if names is None else [str(n) for n in names]
+
+
+def _n_jobs_params(estimator: Any) -> dict[str, Any]:
+    """Every ``n_jobs`` parameter of an estimator, nested ones included (``step__n_jobs``)."""
+    if not hasattr(estimator, "get_params"):
+        return {}
+    params = estimator.get_params(deep=True)
+    return {k: v for k, v in params.items() if k.split("__")[-1] == "n_jobs"}
+
+
+@contextlib.contextmanager
+def _single_threaded(estimator: Any) -> Iterator[Any]:
+    """Set every ``n_jobs`` of the estimator to 1 for the duration, then restore them."""
+    saved = _n_jobs_params(estimator)
+    try:
+        if saved:
+            estimator.set_params(**{k: 1 for k in saved})
+        yield estimator
+    finally:
+        if saved:
+            estimator.set_params(**saved)
+
+
+def _window_text(window: Window) -> str:
+    return (
+        f"(col_off={int(window.col_off)}, row_off={int(window.row_off)}, "
+        f"width={int(window.width)}, height={int(window.height)})"
+    )
+
+
+def _block_error(window: Window, index: int, exc: BaseException) -> PredictionError:
+    cause = str(exc).splitlines()[0] if str(exc) else ""
+    return PredictionError(
+        f"prediction failed in block {index + 1} at window {_window_text(window)}: "
+        f"{type(exc).__name__}: {cause}; check the embedding at that window and the model, "
+        "then rerun"
+    )
+
+
+def _iter_results(
+    bundle: ModelBundle,
+    embedding_path: Path | str,
+    windows: list[Window],
+    rule: NodataRule,
+    class_out: np.ndarray,
+    nodata: int,
+    n_workers: int,
+    work_dir: Path,
+) -> Iterator[tuple[Window, np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield (window, labels, confidence, counts) in window order, in-process or from workers."""
+    names = _feature_names(bundle.estimator)
+    if n_workers == 1:
+        with _single_threaded(bundle.estimator) as est, rasterio.open(embedding_path) as src:
+            for i, window in enumerate(windows):
+                try:
+                    block = src.read(window=window)
+                    result = _predict_block(est, block, rule, class_out, nodata, names)
+                except Exception as exc:  # re-raised: any failure stops the run, naming the block
+                    raise _block_error(window, i, exc) from exc
+                yield (window, *result)
+        return
+
+    model_file = work_dir / "estimator.joblib"
+    joblib.dump(bundle.estimator, model_file)  # once; each worker loads it in its initializer
+    executor = ProcessPoolExecutor(
+        max_workers=n_workers,
+        mp_context=get_context("spawn"),  # no fork of a process holding GDAL caches and handles
+        initializer=_worker_init,
+        initargs=(str(model_file), str(embedding_path), rule.to_dict(), class_out, nodata, names),
+    )
+    pending: deque[tuple[int, Future[_BlockResult]]] = deque()
+    submitted = 0
+    try:
+        while submitted < len(windows) or pending:
+            while submitted < len(windows) and len(pending) < 2 * n_workers:  # bounded memory
+                w = windows[submitted]
+                spec = (int(w.col_off), int(w.row_off), int(w.width), int(w.height))
+                pending.append((submitted, executor.submit(_worker_predict, spec)))
+                submitted += 1
+            i, future = pending.popleft()
+            try:
+                result = future.result()
+            except BrokenProcessPool as exc:
+                raise PredictionError(
+                    f"a worker process died while predicting block {i + 1} at window "
+                    f"{_window_text(windows[i])}; it may have run out of memory (lower n_jobs or "
+                    "memory_mb), or the calling script lacks an `if __name__ == '__main__':` "
+                    "guard (needed for n_jobs > 1)"
+                ) from exc
+            except Exception as exc:  # re-raised: any failure stops the run, naming the block
+                raise _block_error(windows[i], i, exc) from exc
+            yield (windows[i], *result)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+# --- worker processes --------------------------------------------------------------------------
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(
+    model_file: str,
+    embedding_path: str,
+    rule: dict[str, Any],
+    class_out: np.ndarray,
+    nodata: int,
+    names: list[str] | None,
+) -> None:
+    """Load the model once per worker (single-threaded) and open the embedding once."""
+    estimator = joblib.load(model_file, mmap_mode="r")
+    jobs = _n_jobs_params(estimator)
+    if jobs:
+        estimator.set_params(**{k: 1 for k in jobs})
+    _WORKER.update(
+        estimator=estimator,
+        src=rasterio.open(embedding_path),
+        rule=NodataRule.from_dict(rule),
+        class_out=class_out,
+        nodata=nodata,
+        names=names,
+    )
+
+
+def _worker_predict(spec: tuple[int, int, int, int]) -> _BlockResult:
+    """Read and classify one window in a worker process."""
+    w = _WORKER
+    block = w["src"].read(window=Window(*spec))
+    return _predict_block(w["estimator"], block, w["rule"], w["class_out"], w["nodata"], w["names"])
+
+
+# --- output files ------------------------------------------------------------------------------
+
+
+def _output_profile(src: DatasetReader, first: Window) -> dict[str, Any]:
+    """A fresh single-band tiled GeoTIFF profile on the embedding's grid.
+
+    Never a copy of the embedding's profile (its predictor, nodata or dtype may not fit the map).
+    The tile size is one that the windows align with, so each output tile is written once.
+    """
+    tile = COG_BLOCKSIZE
+    h, w = int(first.height), int(first.width)
+    for t in (512, 256, 128, 64, 32, 16):
+        if (h % t == 0 or h == src.height) and (w % t == 0 or w == src.width):
+            tile = t
+            break
+    return {
+        "driver": "GTiff",
+        "width": src.width,
+        "height": src.height,
+        "crs": src.crs,
+        "transform": src.transform,
+        "tiled": True,
+        "blockxsize": tile,
+        "blockysize": tile,
+        "compress": "deflate",
+        "interleave": "band",
+        "bigtiff": "IF_SAFER",
+    }
+
+
+def _class_name(table: ClassTable, value: int) -> str:
+    return table.name(value) if value in table.values else str(value)
+
+
+def _class_rgba(table: ClassTable, value: int) -> tuple[int, int, int, int]:
+    return table.colormap().get(value, _NO_COLOR)
+
+
+def _describe_map(
+    dst: DatasetWriter, table: ClassTable, classes: np.ndarray, dtype: str, nodata: int
+) -> None:
+    """Band description, class-name tags (CLASS_<v> and JSON LCMODEL_CLASSES), colour table."""
+    dst.set_band_description(1, "land cover class")
+    entries = []
+    for v in (int(c) for c in classes):
+        r, g, b, _ = _class_rgba(table, v)
+        color = f"#{r:02x}{g:02x}{b:02x}"
+        entries.append({"value": v, "name": _class_name(table, v), "color": color})
+    tags = {f"CLASS_{e['value']}": e["name"] for e in entries}
+    tags["LCMODEL_CLASSES"] = json.dumps(entries, separators=(",", ":"))
+    dst.update_tags(**tags)
+    if dtype not in ("uint8", "uint16"):
+        logger.info("no colour table for a %s map (GeoTIFF colour tables are 8/16 bit)", dtype)
+        return
+    colors = {int(v): _class_rgba(table, int(v)) for v in classes}
+    colors[nodata] = (0, 0, 0, 0)  # nodata is transparent
+    dst.write_colormap(1, colors)
+
+
+def _describe_confidence(dst: DatasetWriter) -> None:
+    dst.set_band_description(1, "confidence (%)")
+    dst.update_tags(LCMODEL_CONFIDENCE="round(100 * highest class probability); 255 = nodata")
+
+
+def _build_overviews(path: Path, factors: list[int], resampling: Resampling) -> None:
+    with rasterio.open(path, "r+") as dst:
+        dst.build_overviews(factors, resampling)
+        dst.update_tags(ns="rio_overview", resampling=resampling.name)
+
+
+def _copy_cog(src_path: Path, dst_path: Path) -> None:
+    """Copy a tiled GeoTIFF with overviews to a COG (DEFLATE, 512 tiles, the overviews as built)."""
+    dst_path.unlink(missing_ok=True)
+    rasterio.shutil.copy(
+        str(src_path),
+        str(dst_path),
+        driver="COG",
+        COMPRESS="DEFLATE",
+        BLOCKSIZE=str(COG_BLOCKSIZE),
+        OVERVIEWS="FORCE_USE_EXISTING",
+        BIGTIFF="IF_SAFER",
+    )
+
+
+def _pixel_area_m2(src: DatasetReader) -> float | None:
+    """Area of one pixel in m^2 for a projected CRS (|det| of the transform x unit factor^2)."""
+    crs = src.crs
+    if crs is None or not crs.is_projected:
+        return None
+    try:
+        _, factor = crs.linear_units_factor
+    except CRSError:  # no linear unit
+        return None
+    t = src.transform
+    return float(abs(t.a * t.e - t.b * t.d) * factor * factor)
