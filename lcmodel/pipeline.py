@@ -253,8 +253,15 @@ def tune(
 
     t = cfg.tuning
     X, y = _xy(read_training_table(table_path), "train")
+    candidates: list[dict[str, Any]] = []
+
+    def collect(info: dict[str, Any]) -> None:
+        candidates.append(json.loads(json.dumps(info, default=_json_default)))
+        if callback is not None:
+            callback(info)
+
     common = dict(cv=t.cv, scoring=t.scoring, random_state=cfg.sampling.random_state, n_jobs=cfg.n_jobs,
-                  callback=callback, progress=progress)
+                  callback=collect, progress=progress)
     stages = [dict(s) for s in t.stages]
     if t.method == "optuna":
         from lcmodel.tuning_optuna import tune_optuna
@@ -266,9 +273,28 @@ def tune(
     _write_json(paths_for(cfg).root / "tuning_result.json", {
         "method": result.method, "best_params": result.best_params, "best_score": result.best_score,
         "best_std": result.best_std, "scoring": result.scoring, "cv": result.cv,
-        "n_candidates": result.n_candidates, "elapsed_s": result.elapsed_s,
+        "n_candidates": result.n_candidates, "elapsed_s": result.elapsed_s, "candidates": candidates,
     })
     return paths_for(cfg).tuning
+
+
+def read_tuning_summary(cfg: RunConfig) -> dict[str, Any]:
+    """The tuning summary written by :func:`tune` (best params, score, every candidate's CV scores)."""
+    return dict(json.loads((paths_for(cfg).root / "tuning_result.json").read_text()))
+
+
+def tuning_files(cfg: RunConfig) -> list[Path]:
+    """Per-stage best-params and CV tables written by the tuning stage."""
+    root = paths_for(cfg).root
+    return sorted([*root.glob("best_params*.json"), *root.glob("cv_results_stage*.csv")])
+
+
+def write_quicklook(cfg: RunConfig) -> Path:
+    """A PNG quicklook of the predicted map in its class colours."""
+    from lcmodel.quicklook import write_quicklook as _write
+
+    out = paths_for(cfg)
+    return _write(out.map, out.root / "map_quicklook.png", load_class_table(cfg))
 
 
 def _best_params(tuning_path: Path) -> dict[str, Any]:
@@ -327,8 +353,10 @@ def fit_final(cfg: RunConfig, table_path: Path, tuning_path: Path, metrics_path:
 
     table = read_training_table(table_path)
     X, y = _xy(table)
+    bands = feature_columns(table)
     model = make_forest(_best_params(tuning_path), random_state=cfg.sampling.random_state, n_jobs=cfg.n_jobs)
-    model.fit(X, y)
+    # fitted with the band names, so a served model checks its input columns by name
+    model.fit(pd.DataFrame(X, columns=bands), y)
     with open_raster(cfg.embedding.path, "embedding raster") as src:
         rule = NodataRule.detect(src, override=cfg.embedding.nodata)
         crs_wkt = src.crs.to_wkt() if src.crs else None
@@ -338,7 +366,7 @@ def fit_final(cfg: RunConfig, table_path: Path, tuning_path: Path, metrics_path:
         headline = {k: test[k] for k in ("overall_accuracy", "macro_f1", "kappa") if k in test}
     bundle = ModelBundle(
         estimator=model,
-        band_names=feature_columns(table),
+        band_names=bands,
         crs_wkt=crs_wkt,
         nodata_rule=rule,
         class_table=load_class_table(cfg),
@@ -408,5 +436,7 @@ def run(cfg: RunConfig, callback: Callback | None = None, progress: Progress | N
         predict_progress: Progress | None = None) -> dict[str, Any]:
     """All stages: train, then predict the config's embedding into OUTPUT/map.tif and confidence.tif."""
     bundle = train(cfg, callback=callback, progress=progress)
-    return predict_map(cfg, bundle, progress=predict_progress)
+    data = predict_map(cfg, bundle, progress=predict_progress)
+    write_quicklook(cfg)
+    return data
 

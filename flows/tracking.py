@@ -1,0 +1,247 @@
+"""MLflow tracking for the flows: the ONLY module in lcmodel that imports mlflow.
+
+One parent run per flow run, nested runs per tuning candidate or Optuna trial. Every call names its run id
+explicitly (MLflow's active run is per thread, and Prefect may run tasks on other threads).
+
+Embedded default: with no ``tracking.uri`` and no MLFLOW_TRACKING_URI, runs go to ``sqlite:///<cwd>/mlflow.db``
+with artifacts in ``<cwd>/mlartifacts`` (an explicit artifact root: MLflow would otherwise put them in
+``./mlruns`` whatever the tracking URI says).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.models import infer_signature
+
+from lcmodel.config import RunConfig, flatten_config
+
+__all__ = ["Tracker", "resolve_tracking_uri", "scrub_uri"]
+
+log = logging.getLogger(__name__)
+
+_CRED = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+_MAX_PARAM = 6000
+# pip requirements for the logged model: explicit, so log_model does not spend seconds inferring them
+_REQUIREMENTS = ("scikit-learn", "numpy", "pandas", "joblib")
+
+
+def scrub_uri(uri: str) -> str:
+    """Remove credentials (``user:password@``) from a URI before it is logged or printed."""
+    return _CRED.sub(r"\g<scheme>***@", uri)
+
+
+def resolve_tracking_uri(cfg: RunConfig, workdir: Path | None = None) -> tuple[str, str | None]:
+    """(tracking URI, artifact root for new experiments or None to let the server decide)."""
+    workdir = Path(workdir or Path.cwd()).resolve()
+    uri = cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        local = uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
+        if local and uri.startswith("sqlite:///"):
+            db = Path(uri.removeprefix("sqlite:///"))
+            return uri, (db.parent / "mlartifacts").resolve().as_uri()
+        return uri, None
+    return f"sqlite:///{workdir / 'mlflow.db'}", (workdir / "mlartifacts").as_uri()
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("lcmodel", "scikit-learn", "numpy", "pandas", "rasterio", "pyproj", "prefect", "mlflow", "optuna"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+class Tracker:
+    """The MLflow side of one flow run."""
+
+    def __init__(self, cfg: RunConfig, *, flow_run_id: str | None = None, workdir: Path | None = None,
+                 extra_tags: Mapping[str, str] | None = None) -> None:
+        self.cfg = cfg
+        self.uri, artifact_root = resolve_tracking_uri(cfg, workdir)
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        name = cfg.tracking.experiment
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            self.experiment_id = self.client.create_experiment(name, artifact_location=artifact_root)
+        else:
+            self.experiment_id = exp.experiment_id
+        tags = {
+            "lcmodel.reference_kind": cfg.reference_kind,
+            "lcmodel.reference": cfg.reference.path.name,
+            "lcmodel.embedding": cfg.embedding.path.name,
+            "lcmodel.method": cfg.tuning.method,
+            "lcmodel.n_sample": str(cfg.sampling.n_sample),
+        }
+        if flow_run_id:
+            tags["prefect.flow_run_id"] = str(flow_run_id)
+        tags.update(extra_tags or {})
+        run = self.client.create_run(self.experiment_id, run_name=cfg.tracking.run_name, tags=tags)
+        self.run_id: str = run.info.run_id
+        self._candidates = 0
+
+    # ------------------------------------------------------------------------------------------ params
+    def log_config(self) -> None:
+        flat = flatten_config(self.cfg)
+        if "tracking.uri" in flat:
+            flat["tracking.uri"] = scrub_uri(flat["tracking.uri"])
+        params = [Param(k, v[:_MAX_PARAM]) for k, v in flat.items()]
+        params += [Param(f"version.{k}", v) for k, v in _versions().items()]
+        for i in range(0, len(params), 100):
+            self.client.log_batch(self.run_id, params=params[i : i + 100])
+
+    def log_inputs(self, files: Mapping[str, Path | None]) -> dict[str, dict[str, Any]]:
+        """Names, sizes and content hashes of the input files, as params and an artifact."""
+        from lcmodel.io import sha256_file
+
+        info: dict[str, dict[str, Any]] = {}
+        params = []
+        for role, path in files.items():
+            if path is None:
+                continue
+            p = Path(path)
+            entry = {"name": p.name, "size": p.stat().st_size, "sha256": sha256_file(p)}
+            info[role] = entry
+            params += [Param(f"input.{role}.{k}", str(v)) for k, v in entry.items()]
+        self.client.log_batch(self.run_id, params=params)
+        self.client.log_dict(self.run_id, info, "inputs.json")
+        return info
+
+    # -------------------------------------------------------------------------------------- candidates
+    def log_candidate(self, info: Mapping[str, Any]) -> None:
+        """One nested run per tuning candidate / Optuna trial, with its params and mean/std CV score."""
+        stage = info.get("stage", 0)
+        idx = info.get("trial", info.get("candidate", self._candidates))
+        self._candidates += 1
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"stage{stage}-{'trial' if 'trial' in info else 'candidate'}{idx}",
+            tags={"mlflow.parentRunId": self.run_id, "lcmodel.kind": "tuning-candidate"},
+        )
+        params = [Param(str(k), json.dumps(v) if not isinstance(v, str) else v)
+                  for k, v in dict(info.get("params", {})).items()]
+        params += [Param("stage", str(stage))]
+        metrics = []
+        for key in ("mean_score", "std_score", "fit_time"):
+            value = info.get(key)
+            if value is not None and np.isfinite(value):
+                metrics.append(Metric(f"cv_{key}" if key != "fit_time" else key, float(value), 0, 0))
+        for k, v in enumerate(info.get("fold_scores", []) or []):
+            if v is not None and np.isfinite(v):
+                metrics.append(Metric("cv_fold_score", float(v), 0, k))
+        tags = [RunTag("state", str(info["state"]))] if "state" in info else []
+        self.client.log_batch(run.info.run_id, metrics=metrics, params=params, tags=tags)
+        self.client.set_terminated(run.info.run_id)
+
+    # ----------------------------------------------------------------------------------------- results
+    def log_tuning(self, tuning_summary: Mapping[str, Any], stage_files: Iterable[Path]) -> None:
+        params = [Param(f"best.{k}", json.dumps(v)) for k, v in tuning_summary.get("best_params", {}).items()]
+        metrics = [Metric("cv_best_score", float(tuning_summary["best_score"]), 0, 0),
+                   Metric("tuning_time_s", float(tuning_summary.get("elapsed_s", 0.0)), 0, 0),
+                   Metric("tuning_candidates", float(tuning_summary.get("n_candidates", 0)), 0, 0)]
+        self.client.log_batch(self.run_id, metrics=metrics, params=params)
+        for f in stage_files:
+            self.client.log_artifact(self.run_id, str(f), "tuning")
+
+    def log_metrics(self, metrics_path: Path) -> dict[str, Any]:
+        data = json.loads(Path(metrics_path).read_text())
+        test = data.get("test", {})
+        metrics = [Metric(f"test_{k}", float(test[k]), 0, 0)
+                   for k in ("overall_accuracy", "macro_f1", "kappa") if test.get(k) is not None]
+        for value, pc in test.get("per_class", {}).items():
+            if pc.get("f1") is not None:
+                metrics.append(Metric(f"test_f1_class_{value}", float(pc["f1"]), 0, 0))
+        cv = data.get("cv", {})
+        if cv.get("best_score") is not None:
+            metrics.append(Metric("cv_macro_f1" if cv.get("scoring") == "f1_macro" else "cv_best_score",
+                                  float(cv["best_score"]), 0, 0))
+        self.client.log_batch(self.run_id, metrics=metrics)
+        return data
+
+    def log_prediction(self, summary: Mapping[str, Any]) -> None:
+        metrics = [Metric("predict_px_per_s", float(summary["pixels_per_s"]), 0, 0),
+                   Metric("predict_time_s", float(summary["elapsed_s"]), 0, 0),
+                   Metric("predict_valid_pixels", float(summary["n_valid"]), 0, 0),
+                   Metric("predict_nodata_pixels", float(summary["n_nodata"]), 0, 0)]
+        for value, count in summary.get("class_counts", {}).items():
+            metrics.append(Metric(f"map_pixels_class_{value}", float(count), 0, 0))
+        for value, ha in summary.get("class_area_ha", {}).items():
+            metrics.append(Metric(f"map_area_ha_class_{value}", float(ha), 0, 0))
+        self.client.log_batch(self.run_id, metrics=metrics)
+        self.client.log_dict(self.run_id, dict(summary), "prediction/prediction.json")
+
+    def log_artifacts(self, paths: Iterable[Path], folder: str | None = None) -> None:
+        for p in paths:
+            if p is not None and Path(p).is_file():
+                self.client.log_artifact(self.run_id, str(p), folder)
+
+    def log_model(self, bundle_path: Path, register_as: str | None = None) -> dict[str, Any]:
+        """Log the bundle's estimator with the sklearn flavour (signature + input example) and the bundle.
+
+        RandomForest trees are not in skops' default trusted types, so they are named explicitly
+        (see ECOSYSTEM_NOTES). When ``register_as`` is set, the version gets the alias ``candidate``.
+        """
+        import pandas as pd
+
+        from lcmodel.model_io import load_bundle
+
+        bundle = load_bundle(bundle_path)
+        names = list(bundle.band_names)
+        rng = np.random.default_rng(0)
+        example = pd.DataFrame(rng.uniform(-0.2, 0.2, size=(3, len(names))).astype(np.float32), columns=names)
+        with mlflow.start_run(run_id=self.run_id):
+            signature = infer_signature(example, bundle.estimator.predict(example))
+            info = mlflow.sklearn.log_model(
+                sk_model=bundle.estimator,
+                name="model",
+                signature=signature,
+                input_example=example,
+                pip_requirements=[_req(p) for p in _REQUIREMENTS],
+                skops_trusted_types=["sklearn.tree._tree.Tree"],
+                registered_model_name=register_as,
+            )
+        self.client.log_artifact(self.run_id, str(bundle_path), "bundle")
+        side = Path(str(bundle_path) + ".json")
+        if side.is_file():
+            self.client.log_artifact(self.run_id, str(side), "bundle")
+        out: dict[str, Any] = {"model_uri": info.model_uri}
+        if register_as:
+            version = str(info.registered_model_version)
+            self.client.set_registered_model_alias(register_as, "candidate", version)
+            self.client.set_tag(self.run_id, "lcmodel.registered", f"{register_as}/{version}")
+            out.update(name=register_as, version=version)
+        return out
+
+    def finish(self, error: BaseException | None = None) -> None:
+        if error is not None:
+            self.client.set_tag(self.run_id, "error", str(error)[:5000])
+            self.client.set_terminated(self.run_id, status="FAILED")
+        else:
+            self.client.set_terminated(self.run_id, status="FINISHED")
+
+    @property
+    def ui_hint(self) -> str:
+        uri = scrub_uri(self.uri)
+        return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1" if uri.startswith("sqlite") else uri
+
+
+def _req(pkg: str) -> str:
+    from importlib.metadata import version
+
+    return f"{pkg}=={version(pkg)}"

@@ -1,0 +1,254 @@
+"""The `lcmodel` command line: parses, calls the library, prints. Nothing else.
+
+A user's mistake (any :class:`~lcmodel.errors.LcmodelError`) prints one line on stderr and exits 2, with no
+traceback. Warnings from the library print as one ``warning:`` line each.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lcmodel.errors import LcmodelError, LcmodelWarning
+
+log = logging.getLogger("lcmodel.cli")
+
+
+class Progress:
+    """A progress callback ``(done, total)``: a bar in a terminal, a plain line every 10 % otherwise."""
+
+    def __init__(self, label: str, stream: Any = None) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.start = time.monotonic()
+        self._last_tenth = -1
+
+    def __call__(self, done: int, total: int) -> None:
+        total = max(total, 1)
+        frac = done / total
+        elapsed = time.monotonic() - self.start
+        if self.tty:
+            width = 30
+            bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
+            end = "\n" if done >= total else ""
+            self.stream.write(f"\r{self.label} [{bar}] {done}/{total} {elapsed:6.1f}s{end}")
+            self.stream.flush()
+        else:
+            tenth = int(frac * 10)
+            if tenth != self._last_tenth or done >= total:
+                self._last_tenth = tenth
+                self.stream.write(f"{self.label}: {done}/{total} ({frac:.0%}, {elapsed:.1f}s)\n")
+                self.stream.flush()
+
+
+def _candidate_printer() -> Callable[[dict[str, Any]], None]:
+    def show(info: dict[str, Any]) -> None:
+        log.debug("candidate %s", info)
+
+    return show
+
+
+def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                  line: str | None = None) -> None:
+    if issubclass(category, LcmodelWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        logging.getLogger("py.warnings").warning("%s: %s", category.__name__, message)
+
+
+class _Group(click.Group):
+    """Turns LcmodelError into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LcmodelError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Group)
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.version_option(package_name="lcmodel")
+def cli(verbose: int) -> None:
+    """Land-cover maps from satellite geoembeddings."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("lcmodel").setLevel(min(level, logging.INFO))
+    warnings.showwarning = _show_warning
+
+
+def _load(config: str) -> Any:
+    from lcmodel.config import load_config
+
+    return load_config(config)
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+def sample(config: str) -> None:
+    """Write the training table (reference points -> embedding values -> split)."""
+    from lcmodel import pipeline
+
+    cfg = _load(config)
+    points = pipeline.sample_reference(cfg, progress=Progress("sampling reference"))
+    labelled = pipeline.prepare_points(cfg, points)
+    samples = pipeline.extract_samples(cfg, labelled)
+    table = pipeline.make_training_table(cfg, samples)
+    stats = json.loads(pipeline.paths_for(cfg).sample_stats.read_text())
+    click.echo(f"training table: {table}")
+    click.echo("  " + ", ".join(f"{k}={v}" for k, v in stats.items()))
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+def train(config: str) -> None:
+    """Sample, tune, evaluate, refit; write the model bundle, metrics and report."""
+    from lcmodel import pipeline
+
+    cfg = _load(config)
+    bundle = pipeline.train(cfg, callback=_candidate_printer(), progress=Progress("tuning candidates"))
+    _print_training(cfg, bundle)
+
+
+def _print_training(cfg: Any, bundle: Path) -> None:
+    from lcmodel import pipeline
+
+    out = pipeline.paths_for(cfg)
+    metrics = json.loads(out.metrics.read_text())
+    test = metrics["test"]
+    click.echo(f"model bundle: {bundle}")
+    click.echo(
+        f"test (model tuned on the training part): overall accuracy {test['overall_accuracy']:.3f}, "
+        f"macro-F1 {test['macro_f1']:.3f}, kappa {test['kappa']:.3f}"
+    )
+    click.echo(f"report: {out.root / 'report.md'}")
+
+
+@cli.command()
+@click.option("--model", "model", required=True, help="Model bundle (model.joblib).")
+@click.option("--embedding", required=True, type=click.Path(dir_okay=False), help="Embedding raster.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output map (COG).")
+@click.option("--confidence", type=click.Path(dir_okay=False), default=None, help="Confidence raster (COG).")
+@click.option("--block-size", type=int, default=None, help="Block side in pixels (default: from memory).")
+@click.option("--n-jobs", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option("--memory-mb", type=int, default=1024, show_default=True, help="Memory per worker for blocks.")
+def predict(model: str, embedding: str, out: str, confidence: str | None, block_size: int | None, n_jobs: int,
+            memory_mb: int) -> None:
+    """Predict a whole embedding raster block by block into a Cloud-Optimized GeoTIFF."""
+    from lcmodel.model_io import load_bundle
+    from lcmodel.pipeline import summary_to_dict
+    from lcmodel.predict import predict_raster
+
+    bundle = load_bundle(model)
+    summary = predict_raster(bundle, embedding, out, confidence_path=confidence, block_size=block_size,
+                             n_jobs=n_jobs, memory_mb=memory_mb, progress=Progress("predicting blocks"))
+    _print_prediction(summary_to_dict(summary, bundle.class_table))
+
+
+def _print_prediction(data: dict[str, Any]) -> None:
+    click.echo(f"map: {data['map_path']}")
+    if data.get("confidence_path"):
+        click.echo(f"confidence: {data['confidence_path']}")
+    click.echo(
+        f"{data['n_valid']:,} pixels predicted, {data['n_nodata']:,} nodata, "
+        f"{data['pixels_per_s']:,.0f} px/s ({data['elapsed_s']:.1f} s)"
+    )
+    names = data.get("class_names", {})
+    areas = data.get("class_area_ha", {})
+    for value, count in sorted(data["class_counts"].items(), key=lambda kv: int(kv[0])):
+        area = f"  {areas[value]:,.1f} ha" if value in areas else ""
+        click.echo(f"  {value:>4} {names.get(value, value):<28} {count:>12,} px{area}")
+
+
+class _UserErrorFilter(logging.Filter):
+    """Drop the traceback from Prefect's log records of a user's mistake: the message line is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], LcmodelError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _run_flow(cfg: Any) -> dict[str, Any]:
+    from flows.landcover import landcover
+
+    quiet = _UserErrorFilter()
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(quiet)
+    return landcover(cfg)
+
+
+def _run(cfg: Any, plain: bool) -> None:
+    from lcmodel import pipeline
+
+    if plain:
+        data = pipeline.run(cfg, callback=_candidate_printer(), progress=Progress("tuning candidates"),
+                            predict_progress=Progress("predicting blocks"))
+        _print_training(cfg, pipeline.paths_for(cfg).bundle)
+        _print_prediction(data)
+        return
+    result = _run_flow(cfg)
+    _print_training(cfg, Path(result["bundle"]))
+    _print_prediction(json.loads(pipeline.paths_for(cfg).prediction.read_text()))
+    click.echo(f"MLflow run: {result['mlflow_run_id']}")
+    if result.get("version"):
+        click.echo(f"registered model: models:/{result['name']}/{result['version']} (alias 'candidate')")
+
+
+_PLAIN = click.option("--plain", is_flag=True,
+                      help="Run the stages directly, without Prefect orchestration or MLflow tracking.")
+
+
+@cli.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@_PLAIN
+def run(config: str, plain: bool) -> None:
+    """Train, then predict the config's embedding into OUTPUT/map.tif and OUTPUT/confidence.tif.
+
+    Runs the Prefect flow `landcover` with MLflow tracking (embedded defaults: a temporary local Prefect
+    server and ./mlflow.db), unless --plain.
+    """
+    _run(_load(config), plain)
+
+
+@cli.command()
+@click.option("--dir", "directory", default="demo", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the synthetic inputs and the run's outputs.")
+@click.option("--size", default=384, show_default=True, help="Embedding size in pixels.")
+@_PLAIN
+def demo(directory: str, size: int, plain: bool) -> None:
+    """Write a small synthetic case into DIR and run the whole flow on it."""
+    from lcmodel.config import load_config
+    from lcmodel.demo import make_demo_data
+
+    cfg_path = make_demo_data(directory, size=size)
+    click.echo(f"demo inputs and config: {cfg_path}")
+    cfg = load_config(cfg_path)
+    _run(cfg, plain)
+    out = Path(cfg.output.dir)
+    click.echo(f"map: {out / 'map.tif'} (quicklook: {out / 'map_quicklook.png'})")
+    click.echo(f"report: {out / 'report.md'}")
+    if not plain:
+        click.echo("MLflow UI: mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 "
+                   "(then open http://127.0.0.1:5000)")
+
+
+def main() -> None:
+    """Console entry point."""
+    cli(prog_name="lcmodel")
+
+
+if __name__ == "__main__":
+    main()
