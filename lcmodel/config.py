@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -53,7 +54,7 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
     base = (info.context or {}).get("base_dir")
     if not value.is_absolute() and base is not None:
         value = Path(base) / value
-    return value
+    return Path(os.path.normpath(value)) if value.is_absolute() else value
 
 
 ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]

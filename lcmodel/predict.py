@@ -387,6 +387,9 @@ def predict_raster(
                 _describe_confidence(dst_conf)
         factors = overview_factors(width, height)
         _build_overviews(map_tmp, factors, Resampling.mode)
+        # the colour table goes on after the overviews: GDAL warns (needlessly, for mode) when it
+        # builds overviews of a palette band, and the indices it picks are the same either way
+        _write_colour_table(map_tmp, bundle.class_table, classes, dtype, nodata)
         if conf_tmp is not None:
             _build_overviews(conf_tmp, factors, Resampling.average)
         with contextlib.ExitStack() as stack:  # both outputs appear together, only when complete
@@ -692,7 +695,7 @@ def _class_rgba(table: ClassTable, value: int) -> tuple[int, int, int, int]:
 def _describe_map(
     dst: DatasetWriter, table: ClassTable, classes: np.ndarray, dtype: str, nodata: int
 ) -> None:
-    """Band description, class-name tags (CLASS_<v> and JSON LCMODEL_CLASSES), colour table."""
+    """Band description and class-name tags (CLASS_<v> and JSON LCMODEL_CLASSES)."""
     dst.set_band_description(1, "land cover class")
     entries = []
     for v in (int(c) for c in classes):
@@ -702,12 +705,17 @@ def _describe_map(
     tags = {f"CLASS_{e['value']}": e["name"] for e in entries}
     tags["LCMODEL_CLASSES"] = json.dumps(entries, separators=(",", ":"))
     dst.update_tags(**tags)
+
+
+def _write_colour_table(path: Path, table: ClassTable, classes: np.ndarray, dtype: str, nodata: int) -> None:
+    """The class colour table (nodata transparent), for 8- and 16-bit maps."""
     if dtype not in ("uint8", "uint16"):
         logger.info("no colour table for a %s map (GeoTIFF colour tables are 8/16 bit)", dtype)
         return
     colors = {int(v): _class_rgba(table, int(v)) for v in classes}
     colors[nodata] = (0, 0, 0, 0)  # nodata is transparent
-    dst.write_colormap(1, colors)
+    with rasterio.open(path, "r+") as dst:
+        dst.write_colormap(1, colors)
 
 
 def _describe_confidence(dst: DatasetWriter) -> None:

@@ -27,7 +27,7 @@ def test_relative_paths_resolve_against_config_folder(tmp_path: Path) -> None:
     p.parent.mkdir()
     p.write_text("reference: {path: ../ref.tif}\nembedding: {path: emb.tif}\noutput: {dir: out}\n")
     cfg = load_config(p)
-    assert cfg.reference.path == tmp_path / "sub" / ".." / "ref.tif"
+    assert cfg.reference.path == tmp_path / "ref.tif"
     assert cfg.embedding.path == tmp_path / "sub" / "emb.tif"
     assert cfg.output.dir == tmp_path / "sub" / "out"
 

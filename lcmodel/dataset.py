@@ -1,0 +1,450 @@
+"""From extracted points to the modelling table: samples, subsampling, rare classes, train/test split.
+
+The notebook's section 3, with its defects fixed:
+
+- ONE valid mask selects features and labels together (the notebook dropped all-zero rows from the features
+  only, pairing every later label with the next point's vector);
+- points that fall in the same embedding pixel become one sample (WorldCover's grid is finer than the
+  embedding's, so the same vector would otherwise appear several times, on both sides of the split);
+- subsampling takes what exists when a class (or the whole table) is smaller than asked, instead of crashing;
+- rare classes are dropped with a warning that names them, never silently;
+- a class too small for a stratified split raises an error that names it and the fix, before scikit-learn
+  trips on it.
+
+The training table is a CSV: ``x, y, row, col, code, value, split`` then one float32 column per band.
+Band values are written with the shortest repr that identifies the float32, so they read back exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from lcmodel.errors import (
+    ConfigError,
+    DataWarning,
+    InputDataError,
+    InputFileError,
+    InsufficientDataError,
+    NoOverlapError,
+)
+from lcmodel.extract import Extraction
+from lcmodel.io import atomic_path
+
+__all__ = [
+    "META_COLUMNS",
+    "TRAINING_TABLE_NAME",
+    "build_samples",
+    "subsample",
+    "drop_rare_classes",
+    "split_train_test",
+    "write_training_table",
+    "read_training_table",
+    "feature_columns",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Columns of the training table that are not features, in order; the band columns follow.
+META_COLUMNS: tuple[str, ...] = ("x", "y", "row", "col", "code", "value", "split")
+TRAINING_TABLE_NAME = "training_table.csv"
+_SAMPLE_COLUMNS = META_COLUMNS[:6]
+
+
+def feature_columns(df: pd.DataFrame) -> list[str]:
+    """The band (feature) columns of a samples or training table, in table order.
+
+    Parameters
+    ----------
+    df : DataFrame
+        A table with the columns of :data:`META_COLUMNS` (``split`` optional) followed by band columns.
+
+    Returns
+    -------
+    list of str
+        Every column that is not in :data:`META_COLUMNS`.
+    """
+    return [str(c) for c in df.columns if c not in META_COLUMNS]
+
+
+def _require_columns(df: pd.DataFrame, columns: tuple[str, ...] | list[str], what: str, fix: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise InputDataError(f"{what} lacks column(s) {missing} (has {list(df.columns)[:10]}); {fix}")
+
+
+def build_samples(
+    points_table: pd.DataFrame, extraction: Extraction, *, dedupe: bool = True
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Pair each valid point's label with its own embedding vector; optionally one sample per pixel.
+
+    Parameters
+    ----------
+    points_table : DataFrame
+        Reclassified reference points in the raster's CRS: ``x``, ``y``, ``code``, ``value`` (int >= 1),
+        one row per point, in the order given to :func:`lcmodel.extract.extract_values`.
+    extraction : Extraction
+        The values extracted at those points.
+    dedupe : bool, default True
+        Merge points that fall in the same embedding pixel (row, col) into one sample: its ``value`` is the
+        majority value (ties: the smallest), its ``code`` the most frequent code among the points with that
+        value (ties: the smallest), its x/y the pixel centre (from ``extraction.transform``; the first point's
+        x/y when the transform is unknown). Every row is then one pixel, and rows are sorted by (row, col).
+        Without ``dedupe`` rows keep the input order and the points' own x/y.
+
+    Returns
+    -------
+    samples : DataFrame
+        ``x, y, row, col, code, value`` then one float32 column per band (``extraction.band_names``).
+    stats : dict
+        ``n_points, n_outside, n_nodata, n_merged_duplicates, n_samples``.
+
+    Raises
+    ------
+    InputDataError
+        Columns missing, lengths differ, or ``value`` is not an integer label for every point.
+    NoOverlapError
+        No point falls on a valid pixel.
+
+    Warns
+    -----
+    DataWarning
+        When points are dropped, with the count outside the raster and the count on nodata pixels.
+    """
+    _require_columns(
+        points_table, ["x", "y", "code", "value"], "reference points", "reclassify the points before extraction"
+    )
+    n = len(points_table)
+    if extraction.n_points != n:
+        raise InputDataError(
+            f"extraction has {extraction.n_points} rows but the points table has {n}; extract at exactly "
+            "these points, in the same order"
+        )
+    overlap = set(extraction.band_names) & set(META_COLUMNS)
+    if overlap:
+        raise InputDataError(
+            f"band name(s) {sorted(overlap)} clash with the training table's columns; rename the raster's band "
+            "descriptions"
+        )
+    value = points_table["value"]
+    if value.isna().any() or not pd.api.types.is_numeric_dtype(value):
+        raise InputDataError(
+            f"column 'value' has {int(value.isna().sum())} missing or non-numeric labels (dtype {value.dtype}); "
+            "every code needs a value in the class table"
+        )
+
+    valid = np.asarray(extraction.valid, dtype=bool)
+    inside = np.asarray(extraction.inside, dtype=bool)
+    n_outside = int((~inside).sum())
+    n_nodata = int((inside & ~valid).sum())
+    n_valid = int(valid.sum())
+    if n_valid == 0:
+        raise NoOverlapError(
+            f"none of the {n} reference points falls on a valid embedding pixel ({n_outside} outside the raster, "
+            f"{n_nodata} on nodata: {extraction.rule.describe()}); check that the reference data and "
+            "embedding.path cover the same area"
+        )
+    if n_outside or n_nodata:
+        warnings.warn(
+            f"dropped {n - n_valid} of {n} reference points: {n_outside} outside the embedding raster, "
+            f"{n_nodata} on nodata pixels ({extraction.rule.describe()})",
+            DataWarning,
+            stacklevel=2,
+        )
+
+    # ONE mask for labels and features: every sample keeps its own label and vector.
+    labels = points_table.loc[valid, ["x", "y", "code", "value"]].reset_index(drop=True)
+    samples = pd.DataFrame(
+        {
+            "x": labels["x"].to_numpy(dtype=np.float64),
+            "y": labels["y"].to_numpy(dtype=np.float64),
+            "row": np.asarray(extraction.row)[valid].astype(np.int64),
+            "col": np.asarray(extraction.col)[valid].astype(np.int64),
+            "code": labels["code"],
+            "value": labels["value"].to_numpy().astype(np.int64),
+        }
+    )
+    features = pd.DataFrame(
+        np.ascontiguousarray(extraction.values[valid], dtype=np.float32), columns=list(extraction.band_names)
+    )
+    samples = pd.concat([samples, features], axis=1)
+
+    n_merged = 0
+    if dedupe:
+        samples = _merge_pixels(samples, extraction)
+        n_merged = n_valid - len(samples)
+        if n_merged:
+            logger.info("merged %d reference points that share an embedding pixel with another", n_merged)
+    stats = {
+        "n_points": n,
+        "n_outside": n_outside,
+        "n_nodata": n_nodata,
+        "n_merged_duplicates": n_merged,
+        "n_samples": len(samples),
+    }
+    return samples, stats
+
+
+def _merge_pixels(samples: pd.DataFrame, extraction: Extraction) -> pd.DataFrame:
+    """One row per (row, col): majority value (ties: smallest), then most frequent code (ties: smallest)."""
+    keys = ["row", "col"]
+    votes = samples.groupby([*keys, "value"], sort=False).size().rename("n").reset_index()
+    winners = (
+        votes.sort_values([*keys, "n", "value"], ascending=[True, True, False, True], kind="mergesort")
+        .drop_duplicates(keys, keep="first")[[*keys, "value"]]
+    )
+    agree = samples[[*keys, "value", "code"]].merge(winners, on=[*keys, "value"], how="inner")
+    code_votes = agree.groupby([*keys, "code"], sort=False).size().rename("n").reset_index()
+    codes = (
+        code_votes.sort_values([*keys, "n", "code"], ascending=[True, True, False, True], kind="mergesort")
+        .drop_duplicates(keys, keep="first")[[*keys, "code"]]
+    )
+    # Every point of a pixel has the same vector; keep the first one's x/y and features.
+    first = samples.drop_duplicates(keys, keep="first").drop(columns=["code", "value"])
+    merged = first.merge(winners, on=keys, how="inner").merge(codes, on=keys, how="inner")
+    merged = merged.sort_values(keys, kind="mergesort").reset_index(drop=True)
+    if extraction.transform is not None:
+        t = extraction.transform
+        cc = merged["col"].to_numpy(dtype=np.float64) + 0.5
+        rr = merged["row"].to_numpy(dtype=np.float64) + 0.5
+        merged["x"] = t.a * cc + t.b * rr + t.c
+        merged["y"] = t.d * cc + t.e * rr + t.f
+    merged["value"] = merged["value"].astype(np.int64)
+    return merged[[*_SAMPLE_COLUMNS, *feature_columns(samples)]]
+
+
+def subsample(
+    df: pd.DataFrame, n_sample: int, *, random_state: int = 42, class_column: str = "code"
+) -> pd.DataFrame:
+    """At most ``n_sample`` rows, each original class in proportion (at least one row each).
+
+    The notebook's stratified draw: for each class of proportion p, ``n_cls = max(1, round(p * n_sample))``
+    rows drawn with ``random_state``, then the union shuffled and cut to ``n_sample``. Unlike the notebook,
+    a class with fewer than ``n_cls`` rows gives all of them, and a table of at most ``n_sample`` rows is
+    returned whole (shuffled with ``random_state``), instead of crashing.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Samples, one row each.
+    n_sample : int
+        Rows wanted (``sampling.n_sample``).
+    random_state : int, default 42
+        Seed of every draw.
+    class_column : str, default "code"
+        Column of the original reference class.
+
+    Returns
+    -------
+    DataFrame
+        The drawn rows, with a fresh RangeIndex.
+    """
+    if int(n_sample) < 1:
+        raise ConfigError(f"sampling.n_sample is {n_sample}; it must be at least 1")
+    _require_columns(df, [class_column], "samples table", "give the table's class column as class_column")
+    n_sample = int(n_sample)
+    if len(df) <= n_sample:
+        return df.sample(frac=1.0, random_state=random_state).reset_index(drop=True)
+    proportions = df[class_column].value_counts(normalize=True)
+    parts = []
+    for cls, prop in proportions.items():
+        rows = df[df[class_column] == cls]
+        n_cls = min(len(rows), max(1, int(round(float(prop) * n_sample))))
+        parts.append(rows.sample(n=n_cls, random_state=random_state))
+    drawn = pd.concat(parts)
+    return drawn.sample(n=min(n_sample, len(drawn)), random_state=random_state).reset_index(drop=True)
+
+
+def drop_rare_classes(
+    df: pd.DataFrame, min_fraction: float, *, class_column: str = "value"
+) -> tuple[pd.DataFrame, list[Any]]:
+    """Remove classes under ``min_fraction`` of the rows, with a warning that names them.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Samples.
+    min_fraction : float
+        ``sampling.min_class_fraction`` (0 keeps every class).
+    class_column : str, default "value"
+        Column of the modelled class.
+
+    Returns
+    -------
+    df : DataFrame
+        The rows of the kept classes, with a fresh RangeIndex.
+    dropped : list
+        The removed classes, sorted.
+
+    Raises
+    ------
+    InsufficientDataError
+        The table is empty, or every class is under ``min_fraction``.
+
+    Warns
+    -----
+    DataWarning
+        Naming each dropped class with its row count and share: they can never be predicted.
+    """
+    _require_columns(df, [class_column], "samples table", "give the table's class column as class_column")
+    n = len(df)
+    if n == 0:
+        raise InsufficientDataError("the samples table is empty; check the reference points and the embedding")
+    counts = df[class_column].value_counts()
+    fractions = counts / n
+    rare = sorted(fractions[fractions < min_fraction].index.tolist())
+    if not rare:
+        return df.reset_index(drop=True), []
+    if len(rare) == len(counts):
+        top = counts.index[0]
+        raise InsufficientDataError(
+            f"every class is under sampling.min_class_fraction={min_fraction:g} (the largest, {class_column} "
+            f"{top}, has {fractions[top]:.2%} of {n} rows); lower sampling.min_class_fraction"
+        )
+    detail = ", ".join(f"{class_column} {c} ({int(counts[c])} rows, {fractions[c]:.2%})" for c in rare)
+    warnings.warn(
+        f"dropped {len(rare)} rare class(es) under sampling.min_class_fraction={min_fraction:g} of {n} rows, "
+        f"so they cannot be predicted: {detail}; lower sampling.min_class_fraction to keep them",
+        DataWarning,
+        stacklevel=2,
+    )
+    kept = df[~df[class_column].isin(rare)].reset_index(drop=True)
+    return kept, [c.item() if isinstance(c, np.generic) else c for c in rare]
+
+
+def split_train_test(
+    df: pd.DataFrame, test_size: float, *, random_state: int = 42, class_column: str = "value"
+) -> pd.DataFrame:
+    """Stratified train/test split; adds a ``split`` column (``train`` / ``test``) after ``value``.
+
+    The same draw as the notebook's ``train_test_split(X, y, test_size, random_state, stratify=y)``; rows
+    keep their order. Before calling scikit-learn every class is checked to get at least one row in each
+    part: with ``n_test = ceil(test_size * n)``, a class of c rows needs ``c * n_test >= n`` and
+    ``c * (n - n_test) >= n`` (and c >= 2).
+
+    Parameters
+    ----------
+    df : DataFrame
+        Samples.
+    test_size : float
+        Fraction in the test part (``sampling.test_size``), strictly between 0 and 1.
+    random_state : int, default 42
+        Seed of the split.
+    class_column : str, default "value"
+        Column to stratify on.
+
+    Returns
+    -------
+    DataFrame
+        A copy of ``df`` (fresh RangeIndex) with the ``split`` column.
+
+    Raises
+    ------
+    InsufficientDataError
+        Fewer than 2 classes, or a class too small to have a row in both parts; the message names the class,
+        its count and the fix.
+    """
+    if not 0.0 < float(test_size) < 1.0:
+        raise ConfigError(f"sampling.test_size is {test_size}; it must be between 0 and 1 (e.g. 0.2)")
+    _require_columns(df, [class_column], "samples table", "give the table's class column as class_column")
+    n = len(df)
+    counts = df[class_column].value_counts()
+    if len(counts) < 2:
+        raise InsufficientDataError(
+            f"a train/test split needs at least 2 classes, got {len(counts)} ({list(counts.index)} in {n} rows); "
+            "use reference data with more classes or lower sampling.min_class_fraction"
+        )
+    n_test = math.ceil(float(test_size) * n)
+    n_train = n - n_test
+    need = max(2, math.ceil(n / n_test), math.ceil(n / n_train) if n_train > 0 else n + 1)
+    small = counts[counts < need]
+    if len(small):
+        cls = small.index[-1]  # the smallest class
+        others = f" (and {len(small) - 1} more)" if len(small) > 1 else ""
+        raise InsufficientDataError(
+            f"class {class_column}={cls} has {int(small[cls])} sample(s){others}; a stratified split with "
+            f"sampling.test_size={test_size:g} of {n} rows needs at least {need} per class; raise "
+            "sampling.n_sample / reference.n_points to get more, or raise sampling.min_class_fraction to drop it"
+        )
+    y = df[class_column].to_numpy()
+    _, test_idx = train_test_split(
+        np.arange(n), test_size=test_size, random_state=random_state, stratify=y
+    )
+    split = np.full(n, "train", dtype=object)
+    split[test_idx] = "test"
+    out = df.drop(columns=["split"], errors="ignore").reset_index(drop=True)
+    position = list(out.columns).index("value") + 1 if "value" in out.columns else len(out.columns)
+    out.insert(position, "split", pd.Series(split, dtype="str"))
+    return out
+
+
+def write_training_table(df: pd.DataFrame, out_dir: Path | str) -> Path:
+    """Write ``training_table.csv`` into ``out_dir`` atomically; band values read back bit-exact.
+
+    Parameters
+    ----------
+    df : DataFrame
+        Columns ``x, y, row, col, code, value, split`` and the band columns.
+    out_dir : path-like
+        Output folder (created if needed).
+
+    Returns
+    -------
+    Path
+        The written file.
+    """
+    _require_columns(df, list(META_COLUMNS), "training table", "build it with split_train_test")
+    bands = feature_columns(df)
+    if not bands:
+        raise InputDataError("training table has no band columns; build it from build_samples output")
+    table = df[[*META_COLUMNS, *bands]].astype({b: np.float32 for b in bands})
+    path = Path(out_dir) / TRAINING_TABLE_NAME
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+    logger.info("wrote %s (%d rows, %d bands)", path, len(table), len(bands))
+    return path
+
+
+def read_training_table(path: Path | str) -> pd.DataFrame:
+    """Read a training table (or a samples table, without ``split``); band columns come back float32.
+
+    Parameters
+    ----------
+    path : path-like
+        A CSV written by :func:`write_training_table` (or ``DataFrame.to_csv`` of :func:`build_samples`).
+
+    Returns
+    -------
+    DataFrame
+        ``x, y`` float64, ``row, col, value`` int64, ``code`` as read (int or str), ``split`` str when present,
+        band columns float32.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"training table {str(path)!r} does not exist; run the extraction stage first")
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise InputFileError(
+            f"training table {str(path)!r} is not a readable CSV ({str(exc).splitlines()[0]}); "
+            "rebuild it with the pipeline"
+        ) from None
+    _require_columns(df, list(_SAMPLE_COLUMNS), f"training table {str(path)!r}", "rebuild it with the pipeline")
+    bands = feature_columns(df)
+    try:
+        df = df.astype(
+            {"x": np.float64, "y": np.float64, "row": np.int64, "col": np.int64, "value": np.int64}
+            | {b: np.float32 for b in bands}
+        )
+    except (TypeError, ValueError) as exc:
+        raise InputDataError(
+            f"training table {str(path)!r} has non-numeric or missing values ({exc}); rebuild it with the pipeline"
+        ) from None
+    return df
