@@ -270,11 +270,8 @@ def tune(
     else:
         result = tune_grid(X, y, stages, **common)
     write_tuning_outputs(result, paths_for(cfg).root)
-    _write_json(paths_for(cfg).root / "tuning_result.json", {
-        "method": result.method, "best_params": result.best_params, "best_score": result.best_score,
-        "best_std": result.best_std, "scoring": result.scoring, "cv": result.cv,
-        "n_candidates": result.n_candidates, "elapsed_s": result.elapsed_s, "candidates": candidates,
-    })
+    # the strict-JSON summary (per-stage bests and scores) plus every candidate's CV scores
+    _write_json(paths_for(cfg).root / "tuning_result.json", {**result.summary(), "candidates": candidates})
     return paths_for(cfg).tuning
 
 
