@@ -10,6 +10,7 @@ Run it with ``lcmodel run CONFIG`` or ``python -m flows.landcover CONFIG``.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -34,6 +35,24 @@ from lcmodel.config import RunConfig, load_config  # noqa: E402
 from lcmodel.errors import LcmodelError  # noqa: E402
 
 __all__ = ["landcover", "retry_on_io_error"]
+
+
+
+def _route_library_logs() -> None:
+    """Send the library's log lines (logger "lcmodel") to Prefect's handlers: console and flow-run logs.
+
+    The same as PREFECT_LOGGING_EXTRA_LOGGERS=lcmodel, but independent of import order, with a level (Prefect
+    leaves extra loggers at the root's WARNING) and without propagation (no line printed twice).
+    """
+    lib = logging.getLogger("lcmodel")
+    handlers = logging.getLogger("prefect.extra").handlers
+    for handler in handlers:
+        if handler not in lib.handlers:
+            lib.addHandler(handler)
+    if handlers:
+        lib.propagate = False
+    if lib.level == logging.NOTSET or lib.level > logging.INFO:
+        lib.setLevel(logging.INFO)
 
 
 def retry_on_io_error(_task: Any, _task_run: Any, state: Any) -> bool:
@@ -110,6 +129,7 @@ def landcover(config: RunConfig | str) -> dict[str, Any]:
     from flows.tracking import Tracker
 
     cfg = load_config(config) if isinstance(config, str | Path) else config
+    _route_library_logs()
     logger = get_run_logger()
     root = Path(cfg.output.dir)
     root.mkdir(parents=True, exist_ok=True)

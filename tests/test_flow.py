@@ -164,3 +164,25 @@ def test_retry_condition_never_retries_our_errors():
     assert retry_on_io_error(None, None, Failed(data=OSError("disk hiccup"))) is True
     assert retry_on_io_error(None, None, Failed(data=InputDataError("bad column"))) is False
     assert retry_on_io_error(None, None, Failed(data=ValueError("bug"))) is False
+
+
+def test_flow_run_logs_name_the_mlflow_run(first_run):
+    import time
+
+    from mlflow import MlflowClient
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    cfg, result = first_run
+    run = MlflowClient(tracking_uri=cfg.tracking.uri).get_run(result["mlflow_run_id"])
+    flow_run_id = run.data.tags["prefect.flow_run_id"]
+    messages: list[str] = []
+    for _ in range(20):  # logs reach the API in batches
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+        messages = [log.message for log in logs]
+        if any("reports written" in m for m in messages):
+            break
+        time.sleep(0.5)
+    assert any(result["mlflow_run_id"] in m for m in messages), messages
+    assert any("reports written" in m for m in messages)  # a library (lcmodel.evaluate) line
