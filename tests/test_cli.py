@@ -145,3 +145,35 @@ def test_zion_end_to_end(shared_data: Path, tmp_path: Path) -> None:
     with rasterio.open(tmp_path / "out" / "map.tif") as src:
         assert src.crs.to_epsg() == 32612
         assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+
+
+def test_progress_plain_lines_when_not_a_terminal() -> None:
+    import io
+
+    from lcmodel.cli import Progress
+
+    stream = io.StringIO()  # not a tty
+    progress = Progress("predicting blocks", stream=stream)
+    for done in range(1, 21):
+        progress(done, 20)
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("predicting blocks: 1/20 (5%")
+    assert lines[-1].startswith("predicting blocks: 20/20 (100%")
+    assert len(lines) == 11  # one line per tenth, plus the first
+
+
+def test_progress_bar_in_a_terminal() -> None:
+    import io
+
+    from lcmodel.cli import Progress
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    stream = Tty()
+    progress = Progress("tuning candidates", stream=stream)
+    progress(1, 4)
+    progress(4, 4)
+    out = stream.getvalue()
+    assert "\r" in out and "[#######" in out and out.endswith("\n")
