@@ -367,7 +367,7 @@ def _write_gpkg(table: pd.DataFrame, crs: Any, path: Path) -> None:
         for r in table.itertuples(index=False):
             geom = header + struct.pack("<BIdd", 1, 1, float(r.x), float(r.y))  # WKB point, little-endian
             rows.append((geom, int(r.id), float(r.x), float(r.y), int(r.row), int(r.col), int(r.map_class),
-                         str(r.map_name), None))
+                         str(r.map_name), _label_or_none(r.reference)))
         con.executemany(
             "INSERT INTO validation_points (geom, id, x, y, row, col, map_class, map_name, reference) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -386,6 +386,13 @@ def _write_gpkg(table: pd.DataFrame, crs: Any, path: Path) -> None:
         con.commit()
     finally:
         con.close()
+
+
+def _label_or_none(value: Any) -> str | None:
+    """A reference label as text, or None (SQL NULL) when empty."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
+        return None
+    return str(value)
 
 
 def read_labelled(path: Path | str, *, reference_column: str = "reference") -> pd.DataFrame:
