@@ -45,7 +45,9 @@ Z_95 = 1.96
 
 
 def confusion_counts(
-    map_labels: Sequence[Any] | np.ndarray, reference_labels: Sequence[Any] | np.ndarray, classes: Sequence[Any]
+    map_labels: Sequence[Any] | np.ndarray,
+    reference_labels: Sequence[Any] | np.ndarray,
+    classes: Sequence[Any],
 ) -> np.ndarray:
     """Sample error matrix: rows = map class, columns = reference class, in the order of ``classes``.
 
@@ -113,15 +115,23 @@ def stratified_estimates(
     n = np.asarray(counts, dtype=np.float64)
     N = np.asarray(map_pixels, dtype=np.float64)
     if n.ndim != 2 or n.shape[0] != n.shape[1]:
-        raise InputDataError(f"counts has shape {n.shape}; give a square (k, k) matrix, rows = map classes")
+        raise InputDataError(
+            f"counts has shape {n.shape}; give a square (k, k) matrix, rows = map classes"
+        )
     k = n.shape[0]
     if N.shape != (k,):
-        raise InputDataError(f"map_pixels has shape {N.shape}; give one pixel count per class ({k})")
+        raise InputDataError(
+            f"map_pixels has shape {N.shape}; give one pixel count per class ({k})"
+        )
     if (n < 0).any() or (N < 0).any() or not np.isfinite(N).all():
-        raise InputDataError("counts and map_pixels must be finite and non-negative; check the inputs")
+        raise InputDataError(
+            "counts and map_pixels must be finite and non-negative; check the inputs"
+        )
     labels = list(range(k)) if classes is None else list(classes)
     if len(labels) != k:
-        raise InputDataError(f"{len(labels)} class names for a {k} x {k} matrix; give one name per row")
+        raise InputDataError(
+            f"{len(labels)} class names for a {k} x {k} matrix; give one name per row"
+        )
     total = float(N.sum())
     if total <= 0:
         raise InputDataError("map_pixels sums to 0; give the map's pixel count of each class")
@@ -148,7 +158,9 @@ def stratified_estimates(
 
         u0 = np.nan_to_num(users)
         var_oa = float(np.sum(W**2 * u0 * (1 - u0) / dof))
-        var_users = np.where(ni > 0, users * (1 - users) / np.where(ni > 1, ni - 1.0, np.nan), np.nan)
+        var_users = np.where(
+            ni > 0, users * (1 - users) / np.where(ni > 1, ni - 1.0, np.nan), np.nan
+        )
 
         # producer's variance; N_.j estimated reference pixels of class j
         N_ref = (N[:, None] * q).sum(axis=0)
@@ -196,7 +208,9 @@ def stratified_estimates(
             )
         per_class[str(name)] = row
     if np.isnan(se_oa) or np.isnan(se_area).any():
-        logger.warning("a map class has a single sample: its variance is undefined (standard errors are NaN)")
+        logger.warning(
+            "a map class has a single sample: its variance is undefined (standard errors are NaN)"
+        )
     return {
         "estimator": "stratified (Olofsson et al. 2014, section 4); strata = map classes",
         "overall_accuracy": oa,

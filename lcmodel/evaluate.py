@@ -289,7 +289,7 @@ def cv_comparison_markdown(comparison: Mapping[str, Any] | None) -> list[str]:
         "alike, so random CV is optimistic; the gap is that optimism (Ploton et al. 2020).",
         "",
     ]
-    rows = []
+    rows: list[list[Any]] = []
     for name, label in (("random", "Random CV (stratified k-fold)"), ("spatial", "Spatial CV (blocks)")):
         r = comparison.get(name) or {}
         if "error" in r:

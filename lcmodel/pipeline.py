@@ -292,7 +292,7 @@ def tune(
 
     blocks = read_spatial_blocks(cfg)
     folds = _folds(cfg, table, blocks["cv_strategy"], blocks["block_size"])
-    common = dict(cv=t.cv, scoring=t.scoring, random_state=cfg.sampling.random_state, n_jobs=cfg.n_jobs,
+    common: dict[str, Any] = dict(cv=t.cv, scoring=t.scoring, random_state=cfg.sampling.random_state, n_jobs=cfg.n_jobs,
                   callback=collect, progress=progress, cv_splits=folds)
     stages = [dict(s) for s in t.stages]
     if t.method == "optuna":
@@ -604,7 +604,7 @@ def _design_text(cfg: RunConfig, blocks: dict[str, Any]) -> list[str]:
             "random sample of its valid pixels, de-duplicated per embedding pixel), post-stratified by map class."
         )
         lines.append(
-            "They estimate agreement with that reference, not with ground truth (ESA WorldCover itself is about "
+            "They estimate agreement with that reference, not with ground truth (e.g. ESA WorldCover itself is about "
             "75 % accurate); for accuracy against the ground, label a sample from `lcmodel validation-sample` "
             "and run `lcmodel assess`."
         )

@@ -89,7 +89,9 @@ def grid_blocks(x: np.ndarray, y: np.ndarray, block_size: float) -> np.ndarray:
     if xa.shape != ya.shape or xa.ndim != 1:
         raise InputDataError(f"x {xa.shape} and y {ya.shape} must be 1-D arrays of the same length")
     if not (block_size > 0 and math.isfinite(block_size)):
-        raise ConfigError(f"block size {block_size!r} is not a positive number; set sampling.block_size or null")
+        raise ConfigError(
+            f"block size {block_size!r} is not a positive number; set sampling.block_size or null"
+        )
     if not (np.isfinite(xa).all() and np.isfinite(ya).all()):
         raise InputDataError("x/y hold NaN or infinite coordinates; drop those points first")
     cx = np.floor(xa / block_size).astype(np.int64)
@@ -126,7 +128,9 @@ def assign_groups(
     g = np.asarray(groups)
     lab = np.asarray(labels)
     if g.shape != lab.shape or g.ndim != 1:
-        raise InputDataError(f"groups {g.shape} and labels {lab.shape} must be 1-D arrays of the same length")
+        raise InputDataError(
+            f"groups {g.shape} and labels {lab.shape} must be 1-D arrays of the same length"
+        )
     w = np.asarray(shares, dtype=np.float64)
     if w.ndim != 1 or w.size < 2 or (w <= 0).any():
         raise ConfigError(f"shares {list(shares)} must be at least two positive numbers")
@@ -159,7 +163,9 @@ def assign_groups(
         if rank < n_parts:  # every part gets a group: the largest groups go to the largest parts
             best = int(by_share[rank])
         else:
-            before = ((part_counts - target) ** 2 * inv).sum(axis=1) + (part_sizes - target_size) ** 2 / n**2
+            before = ((part_counts - target) ** 2 * inv).sum(axis=1) + (
+                part_sizes - target_size
+            ) ** 2 / n**2
             after = ((part_counts + b - target) ** 2 * inv).sum(axis=1) + (
                 part_sizes + sizes[grp] - target_size
             ) ** 2 / n**2
@@ -188,7 +194,9 @@ def spatial_folds(
         Index arrays (int64, sorted); every sample is in exactly one test part.
     """
     if n_folds < 2:
-        raise ConfigError(f"cv={n_folds} folds; cross-validation needs at least 2 folds (tuning.cv)")
+        raise ConfigError(
+            f"cv={n_folds} folds; cross-validation needs at least 2 folds (tuning.cv)"
+        )
     blocks = grid_blocks(x, y, block_size)
     fold = assign_groups(blocks, labels, [1.0] * n_folds, random_state=random_state)
     idx = np.arange(len(fold), dtype=np.int64)
@@ -206,7 +214,9 @@ def spatial_test_mask(
 ) -> np.ndarray:
     """Boolean test mask of a block-wise train/test split (whole blocks, classes balanced as far as possible)."""
     if not 0.0 < float(test_size) < 1.0:
-        raise ConfigError(f"sampling.test_size is {test_size}; it must be between 0 and 1 (e.g. 0.2)")
+        raise ConfigError(
+            f"sampling.test_size is {test_size}; it must be between 0 and 1 (e.g. 0.2)"
+        )
     blocks = grid_blocks(x, y, block_size)
     part = assign_groups(blocks, labels, [1.0 - test_size, test_size], random_state=random_state)
     return np.asarray(part == 1)
@@ -334,9 +344,10 @@ def auto_block_size(
     frac = sum_f[used] / n_pairs[used]
     reached = np.flatnonzero(frac >= level * sill)
     note = ""
+    size: float
     if reached.size:
         rng_dist: float | None = float(mean_d[reached[0]])
-        size = rng_dist
+        size = float(mean_d[reached[0]])
     else:
         rng_dist = None
         size = float(mean_d[-1]) if mean_d.size else hi
@@ -353,8 +364,12 @@ def auto_block_size(
             f"reduced to {size:.4g} so that the samples fall in at least {2 * n_folds} blocks"
         )
     if n_blocks < 2 * n_folds:
-        logger.warning("only %d spatial blocks for %d folds at block size %.4g", n_blocks, n_folds, size)
-    logger.info("auto block size %.4g (range %s, sill %.3f, %d blocks)", size, rng_dist, sill, n_blocks)
+        logger.warning(
+            "only %d spatial blocks for %d folds at block size %.4g", n_blocks, n_folds, size
+        )
+    logger.info(
+        "auto block size %.4g (range %s, sill %.3f, %d blocks)", size, rng_dist, sill, n_blocks
+    )
     return BlockSizeEstimate(
         block_size=float(size),
         range=rng_dist,
@@ -388,7 +403,9 @@ def cv_splits(
     if strategy == "random":
         return [
             (np.asarray(tr, dtype=np.int64), np.asarray(te, dtype=np.int64))
-            for tr, te in StratifiedKFold(n_splits=n_folds, shuffle=False).split(np.zeros(lab.size), lab)
+            for tr, te in StratifiedKFold(n_splits=n_folds, shuffle=False).split(
+                np.zeros(lab.size), lab
+            )
         ]
     if strategy == "spatial":
         if x is None or y is None or block_size is None:

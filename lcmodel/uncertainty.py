@@ -59,7 +59,9 @@ class Uncertainty:
 
     @property
     def active(self) -> bool:
-        return self.probabilities or self.margin or self.entropy or self.unclassified_below is not None
+        return (
+            self.probabilities or self.margin or self.entropy or self.unclassified_below is not None
+        )
 
     def compute(
         self, proba: np.ndarray | None, mask: np.ndarray, labels: np.ndarray, counts: np.ndarray
@@ -101,7 +103,11 @@ class Uncertainty:
                     e[mask] = 0
             out["entropy"] = e
         n_unc = 0
-        if self.unclassified_below is not None and self.unclassified_value is not None and proba is not None:
+        if (
+            self.unclassified_below is not None
+            and self.unclassified_value is not None
+            and proba is not None
+        ):
             top = proba.max(axis=1)
             low = top * 100.0 < self.unclassified_below
             if low.any():
@@ -148,13 +154,19 @@ def uncertainty_spec(
     """
     paths = {
         name: Path(p)
-        for name, p in (("probabilities", probabilities_path), ("margin", margin_path), ("entropy", entropy_path))
+        for name, p in (
+            ("probabilities", probabilities_path),
+            ("margin", margin_path),
+            ("entropy", entropy_path),
+        )
         if p is not None
     }
     taken = {out_path.resolve(), *([conf_out.resolve()] if conf_out is not None else [])}
     for name, path in paths.items():
         if path.resolve() in taken:
-            raise ConfigError(f"{name} path {str(path)!r} equals another output; give each output its own file")
+            raise ConfigError(
+                f"{name} path {str(path)!r} equals another output; give each output its own file"
+            )
         taken.add(path.resolve())
     value: int | None = None
     if unclassified_below is not None:
@@ -162,7 +174,11 @@ def uncertainty_spec(
             raise ConfigError(
                 f"unclassified_below={unclassified_below!r} is not a percentage; use a value in 0..100 (e.g. 40)"
             )
-        value = default_unclassified_value(dtype, nodata) if unclassified_value is None else int(unclassified_value)
+        value = (
+            default_unclassified_value(dtype, nodata)
+            if unclassified_value is None
+            else int(unclassified_value)
+        )
         info = np.iinfo(dtype)
         if value == nodata or value in set(classes.tolist()) or not info.min <= value <= info.max:
             raise ConfigError(
@@ -187,7 +203,11 @@ class ExtraOutputs:
     """
 
     def __init__(
-        self, paths: dict[str, Path], work_dir: Path, profile: dict[str, Any], classes: np.ndarray,
+        self,
+        paths: dict[str, Path],
+        work_dir: Path,
+        profile: dict[str, Any],
+        classes: np.ndarray,
         table: ClassTable,
     ) -> None:
         self.paths = paths
@@ -202,25 +222,38 @@ class ExtraOutputs:
         for name in self.paths:
             count = len(self.classes) if name == "probabilities" else 1
             dst = rasterio.open(
-                self.work_dir / f"{name}.tif", "w", **self.profile, count=count, dtype="uint8",
+                self.work_dir / f"{name}.tif",
+                "w",
+                **self.profile,
+                count=count,
+                dtype="uint8",
                 nodata=UNCERTAINTY_NODATA,
             )
             self._dst[name] = dst
             if name == "probabilities":
                 for i, v in enumerate(self.classes, start=1):
-                    dst.set_band_description(i, self.table.name(v) if v in self.table.values else str(v))
-                dst.update_tags(LCMODEL_PROBABILITIES="round(100 * class probability); 255 = nodata",
-                                LCMODEL_CLASS_VALUES=",".join(str(v) for v in self.classes))
+                    dst.set_band_description(
+                        i, self.table.name(v) if v in self.table.values else str(v)
+                    )
+                dst.update_tags(
+                    LCMODEL_PROBABILITIES="round(100 * class probability); 255 = nodata",
+                    LCMODEL_CLASS_VALUES=",".join(str(v) for v in self.classes),
+                )
             elif name == "margin":
                 dst.set_band_description(1, "margin (%)")
-                dst.update_tags(LCMODEL_MARGIN="round(100 * (top-1 - top-2 probability)); 255 = nodata")
+                dst.update_tags(
+                    LCMODEL_MARGIN="round(100 * (top-1 - top-2 probability)); 255 = nodata"
+                )
             else:
                 dst.set_band_description(1, "normalised entropy (%)")
                 dst.update_tags(LCMODEL_ENTROPY="round(100 * H / ln(n_classes)); 255 = nodata")
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         for dst in self._dst.values():
             dst.close()

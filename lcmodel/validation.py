@@ -75,11 +75,15 @@ def sample_size(
     """
     W = np.asarray(map_proportions, dtype=np.float64)
     if W.ndim != 1 or W.size == 0 or (W < 0).any() or W.sum() <= 0:
-        raise ConfigError(f"map proportions {W.tolist()[:6]} must be non-negative with a positive sum")
+        raise ConfigError(
+            f"map proportions {W.tolist()[:6]} must be non-negative with a positive sum"
+        )
     W = W / W.sum()
     U = np.broadcast_to(np.asarray(expected_users, dtype=np.float64), W.shape)
     if ((U <= 0) | (U >= 1)).any():
-        raise ConfigError(f"expected user's accuracies {U.tolist()[:6]} must be in (0, 1), e.g. 0.8")
+        raise ConfigError(
+            f"expected user's accuracies {U.tolist()[:6]} must be in (0, 1), e.g. 0.8"
+        )
     if not 0 < target_se < 1:
         raise ConfigError(f"target standard error {target_se!r} must be in (0, 1), e.g. 0.01")
     return int(math.ceil(round((np.sum(W * np.sqrt(U * (1 - U))) / target_se) ** 2, 9)))
@@ -109,7 +113,9 @@ def allocate(
     if N.ndim != 1 or (N < 0).any():
         raise ConfigError(f"map pixel counts {N.tolist()[:6]} must be non-negative")
     if n < 1 or min_per_class < 0:
-        raise ConfigError(f"n={n} and min_per_class={min_per_class} must be positive; give e.g. --n 600")
+        raise ConfigError(
+            f"n={n} and min_per_class={min_per_class} must be positive; give e.g. --n 600"
+        )
     floor = np.minimum(N, min_per_class)
     total = int(min(max(n, int(floor.sum())), int(N.sum())))
     fixed = np.zeros(N.size, dtype=bool)
@@ -131,7 +137,9 @@ def allocate(
             continue
         base = np.floor(ideal).astype(np.int64)
         left = rest - int(base.sum())
-        order = np.argsort(-(ideal - base), kind="stable")[:left]  # largest remainders get the odd units
+        order = np.argsort(-(ideal - base), kind="stable")[
+            :left
+        ]  # largest remainders get the odd units
         base[order] += 1
         alloc[free] = np.minimum(base, N[free])
         break
@@ -205,7 +213,9 @@ def design_sample(
     keep = ~np.isin(classes, np.asarray(list(exclude), dtype=np.int64))
     classes, counts = classes[keep], counts[keep]
     if classes.size == 0:
-        raise InsufficientDataError(f"class map {str(map_path)!r} has no classified pixel; check the map")
+        raise InsufficientDataError(
+            f"class map {str(map_path)!r} has no classified pixel; check the map"
+        )
     if isinstance(expected_users, Mapping):
         users = [float(expected_users.get(int(c), 0.8)) for c in classes]
     else:
@@ -260,7 +270,9 @@ def draw_validation_sample(
     readers = _ThreadReaders(path)
     try:
         with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_MB):
-            classes, block_ids, class_ids, block_counts = _count_classes(readers, windows, rule, n_threads, None)
+            classes, block_ids, class_ids, block_counts = _count_classes(
+                readers, windows, rule, n_threads, None
+            )
             want = dict(zip(design.classes, design.allocation, strict=True))
             taken = np.array([int(want.get(int(c), 0)) for c in classes], dtype=np.int64)
             totals = np.zeros(classes.size, dtype=np.int64)
@@ -272,7 +284,9 @@ def draw_validation_sample(
                 )
             rng = np.random.default_rng(random_state)
             draws = _draw_ranks(rng, taken, block_ids, class_ids, block_counts)
-            rows, cols, codes = _locate_pixels(readers, windows, rule, classes, draws, n_threads, None, 0)
+            rows, cols, codes = _locate_pixels(
+                readers, windows, rule, classes, draws, n_threads, None, 0
+            )
     finally:
         readers.close()
     xs = transform.c + (cols + 0.5) * transform.a + (rows + 0.5) * transform.b
@@ -290,7 +304,12 @@ def draw_validation_sample(
             "reference": pd.Series([""] * rows.size, dtype=object),
         }
     )
-    logger.info("drew %d validation points in %d classes from %s", len(table), len(design.classes), path.name)
+    logger.info(
+        "drew %d validation points in %d classes from %s",
+        len(table),
+        len(design.classes),
+        path.name,
+    )
     return table, crs
 
 
@@ -348,9 +367,15 @@ def _write_gpkg(table: pd.DataFrame, crs: Any, path: Path) -> None:
             [
                 ("Undefined cartesian SRS", -1, "NONE", -1, "undefined", None),
                 ("Undefined geographic SRS", 0, "NONE", 0, "undefined", None),
-                ("WGS 84 geodetic", 4326, "EPSG", 4326,
-                 'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],'
-                 'PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]]', None),
+                (
+                    "WGS 84 geodetic",
+                    4326,
+                    "EPSG",
+                    4326,
+                    'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],'
+                    'PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]]',
+                    None,
+                ),
             ],
         )
         if srs_id != 4326:
@@ -362,26 +387,45 @@ def _write_gpkg(table: pd.DataFrame, crs: Any, path: Path) -> None:
             "CREATE TABLE validation_points (fid INTEGER PRIMARY KEY AUTOINCREMENT, geom POINT, id INTEGER, "
             "x DOUBLE, y DOUBLE, row INTEGER, col INTEGER, map_class INTEGER, map_name TEXT, reference TEXT)"
         )
-        header = b"GP" + bytes([0, 0b00000001]) + struct.pack("<i", srs_id)  # v0, little-endian, no envelope
+        header = (
+            b"GP" + bytes([0, 0b00000001]) + struct.pack("<i", srs_id)
+        )  # v0, little-endian, no envelope
         rows = []
         for r in table.itertuples(index=False):
-            geom = header + struct.pack("<BIdd", 1, 1, float(r.x), float(r.y))  # WKB point, little-endian
-            rows.append((geom, int(r.id), float(r.x), float(r.y), int(r.row), int(r.col), int(r.map_class),
-                         str(r.map_name), _label_or_none(r.reference)))
+            geom = header + struct.pack(
+                "<BIdd", 1, 1, float(r.x), float(r.y)
+            )  # WKB point, little-endian
+            rows.append(
+                (
+                    geom,
+                    int(r.id),
+                    float(r.x),
+                    float(r.y),
+                    int(r.row),
+                    int(r.col),
+                    int(r.map_class),
+                    str(r.map_name),
+                    _label_or_none(r.reference),
+                )
+            )
         con.executemany(
             "INSERT INTO validation_points (geom, id, x, y, row, col, map_class, map_name, reference) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
-        bounds = (table["x"].min(), table["y"].min(), table["x"].max(), table["y"].max()) if len(table) else (
-            None, None, None, None)
+        bounds = (
+            (table["x"].min(), table["y"].min(), table["x"].max(), table["y"].max())
+            if len(table)
+            else (None, None, None, None)
+        )
         con.execute(
             "INSERT INTO gpkg_contents (table_name, data_type, identifier, min_x, min_y, max_x, max_y, srs_id) "
             "VALUES ('validation_points', 'features', 'validation_points', ?, ?, ?, ?, ?)",
             (*[None if v is None else float(v) for v in bounds], srs_id),
         )
         con.execute(
-            "INSERT INTO gpkg_geometry_columns VALUES ('validation_points', 'geom', 'POINT', ?, 0, 0)", (srs_id,)
+            "INSERT INTO gpkg_geometry_columns VALUES ('validation_points', 'geom', 'POINT', ?, 0, 0)",
+            (srs_id,),
         )
         con.commit()
     finally:
@@ -390,7 +434,11 @@ def _write_gpkg(table: pd.DataFrame, crs: Any, path: Path) -> None:
 
 def _label_or_none(value: Any) -> str | None:
     """A reference label as text, or None (SQL NULL) when empty."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
+    if (
+        value is None
+        or (isinstance(value, float) and math.isnan(value))
+        or str(value).strip() == ""
+    ):
         return None
     return str(value)
 
@@ -411,14 +459,18 @@ def read_labelled(path: Path | str, *, reference_column: str = "reference") -> p
         try:
             df = pd.read_sql_query("SELECT * FROM validation_points", con)
         except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:
-            raise InputFileError(f"{str(p)!r} has no validation_points table ({exc}); give the file we wrote") from None
+            raise InputFileError(
+                f"{str(p)!r} has no validation_points table ({exc}); give the file we wrote"
+            ) from None
         finally:
             con.close()
     else:
         try:
             df = pd.read_csv(p)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-            raise InputFileError(f"labelled points {str(p)!r} are not a readable CSV ({exc})") from None
+            raise InputFileError(
+                f"labelled points {str(p)!r} are not a readable CSV ({exc})"
+            ) from None
     missing = [c for c in ("x", "y", reference_column) if c not in df.columns]
     if missing:
         raise InputDataError(
@@ -429,7 +481,9 @@ def read_labelled(path: Path | str, *, reference_column: str = "reference") -> p
     ref = df["reference"]
     labelled = ref.notna() & (ref.astype(str).str.strip() != "")
     if not labelled.any():
-        raise InsufficientDataError(f"no point of {str(p)!r} has a reference label; label the points first")
+        raise InsufficientDataError(
+            f"no point of {str(p)!r} has a reference label; label the points first"
+        )
     df = df[labelled].reset_index(drop=True)
     try:
         df["reference"] = pd.to_numeric(df["reference"]).astype(np.int64)
@@ -457,7 +511,9 @@ def assess_labelled(
     df = read_labelled(labelled_path, reference_column=reference_column)
     classes, counts, area = map_class_counts(map_path)
     with open_raster(map_path, "class map") as src:
-        rows, cols = rasterio.transform.rowcol(src.transform, df["x"].to_numpy(), df["y"].to_numpy())
+        rows, cols = rasterio.transform.rowcol(
+            src.transform, df["x"].to_numpy(), df["y"].to_numpy()
+        )
         rows, cols = np.asarray(rows), np.asarray(cols)
         outside = (rows < 0) | (cols < 0) | (rows >= src.height) | (cols >= src.width)
         if outside.any():
@@ -467,18 +523,27 @@ def assess_labelled(
                 "give x/y in the map's CRS"
             )
         mapped = np.array(
-            [int(v[0]) for v in src.sample(zip(df["x"].to_numpy(), df["y"].to_numpy(), strict=True), indexes=1)]
+            [
+                int(v[0])
+                for v in src.sample(
+                    zip(df["x"].to_numpy(), df["y"].to_numpy(), strict=True), indexes=1
+                )
+            ]
         )
         nodata = src.nodata
     if nodata is not None and (mapped == nodata).any():
-        raise InputDataError(f"{int((mapped == nodata).sum())} labelled point(s) fall on map nodata; drop them")
+        raise InputDataError(
+            f"{int((mapped == nodata).sum())} labelled point(s) fall on map nodata; drop them"
+        )
     if "map_class" in df and (df["map_class"].to_numpy() != mapped).any():
         raise InputDataError(
             f"{int((df['map_class'].to_numpy() != mapped).sum())} point(s) have a map_class that differs from the "
             "map at their location; assess against the map the sample was drawn from"
         )
     all_classes = sorted(set(classes.tolist()) | set(df["reference"].tolist()))
-    full_counts = np.array([counts[classes.tolist().index(c)] if c in classes else 0 for c in all_classes])
+    full_counts = np.array(
+        [counts[classes.tolist().index(c)] if c in classes else 0 for c in all_classes]
+    )
     matrix = confusion_counts(mapped, df["reference"].to_numpy(), all_classes)
     result = stratified_estimates(matrix, full_counts, classes=all_classes, pixel_area_m2=area)
     result.update(map=str(map_path), labelled_points=str(labelled_path), n_labelled=len(df))

@@ -29,16 +29,24 @@ def test_overall_accuracy_matches_the_paper(table8: dict) -> None:
 
 def test_error_matrix_in_area_proportions_matches_table9(table8: dict) -> None:
     p = np.round(np.array(table8["error_matrix_proportions"]), 4)
-    expected = [[0.0176, 0.0, 0.0013, 0.0011], [0.0, 0.0110, 0.0016, 0.0024],
-                [0.0019, 0.0, 0.2967, 0.0213], [0.0040, 0.0020, 0.0179, 0.6212]]
+    expected = [
+        [0.0176, 0.0, 0.0013, 0.0011],
+        [0.0, 0.0110, 0.0016, 0.0024],
+        [0.0019, 0.0, 0.2967, 0.0213],
+        [0.0040, 0.0020, 0.0179, 0.6212],
+    ]
     np.testing.assert_array_equal(p, expected)
 
 
 def test_areas_match_the_paper(table8: dict) -> None:
     pc = table8["per_class"]
     # hectares (estimate, 95 % half-width) as printed
-    printed = {"deforestation": (21_158, 6_158), "forest gain": (11_686, 3_756),
-               "stable forest": (285_770, 15_510), "stable non-forest": (581_386, 16_282)}
+    printed = {
+        "deforestation": (21_158, 6_158),
+        "forest gain": (11_686, 3_756),
+        "stable forest": (285_770, 15_510),
+        "stable non-forest": (581_386, 16_282),
+    }
     for name, (area, ci) in printed.items():
         assert round(pc[name]["area_ha"]) == area
         assert round(pc[name]["area_ha_ci95"]) == ci
@@ -47,10 +55,18 @@ def test_areas_match_the_paper(table8: dict) -> None:
 
 def test_users_and_producers_accuracy_match_the_paper(table8: dict) -> None:
     pc = table8["per_class"]
-    users = {"deforestation": (0.88, 0.07), "forest gain": (0.73, 0.10), "stable forest": (0.93, 0.04),
-             "stable non-forest": (0.96, 0.02)}
-    producers = {"deforestation": (0.75, 0.21), "forest gain": (0.85, None), "stable forest": (0.93, 0.03),
-                 "stable non-forest": (0.96, None)}
+    users = {
+        "deforestation": (0.88, 0.07),
+        "forest gain": (0.73, 0.10),
+        "stable forest": (0.93, 0.04),
+        "stable non-forest": (0.96, 0.02),
+    }
+    producers = {
+        "deforestation": (0.75, 0.21),
+        "forest gain": (0.85, None),
+        "stable forest": (0.93, 0.03),
+        "stable non-forest": (0.96, None),
+    }
     for name, (ua, ci) in users.items():
         assert round(pc[name]["users_accuracy"], 2) == ua
         assert round(pc[name]["users_ci95"], 2) == ci

@@ -20,7 +20,7 @@ from lcmodel.spatial import (
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
     n=st.integers(20, 300),
     n_folds=st.integers(2, 6),
@@ -28,7 +28,9 @@ from lcmodel.spatial import (
     block=st.floats(5.0, 200.0),
     seed=st.integers(0, 10_000),
 )
-def test_spatial_folds_never_split_a_block(n: int, n_folds: int, n_classes: int, block: float, seed: int) -> None:
+def test_spatial_folds_never_split_a_block(
+    n: int, n_folds: int, n_classes: int, block: float, seed: int
+) -> None:
     rng = np.random.default_rng(seed)
     x = rng.uniform(-500, 500, n)
     y = rng.uniform(1e6, 1e6 + 1000, n)

@@ -22,15 +22,31 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("unc")
     emb = write_raster(root / "emb.tif", _embedding_data(), blocksize=16)
     est = _fit([1, 2, 3, 4, 5])
-    table = ClassTable({v: v for v in [1, 2, 3, 4, 5]}, names={v: f"class {v}" for v in [1, 2, 3, 4, 5]})
+    table = ClassTable(
+        {v: v for v in [1, 2, 3, 4, 5]}, names={v: f"class {v}" for v in [1, 2, 3, 4, 5]}
+    )
     bundle = _bundle(emb, est, table)
     paths = {k: root / f"{k}.tif" for k in ("map", "probabilities", "margin", "entropy")}
-    summary = predict_raster(bundle, emb, paths["map"], probabilities_path=paths["probabilities"],
-                             margin_path=paths["margin"], entropy_path=paths["entropy"], block_size=16, n_jobs=2,
-                             unclassified_below=60)
+    summary = predict_raster(
+        bundle,
+        emb,
+        paths["map"],
+        probabilities_path=paths["probabilities"],
+        margin_path=paths["margin"],
+        entropy_path=paths["entropy"],
+        block_size=16,
+        n_jobs=2,
+        unclassified_below=60,
+    )
     with rasterio.open(emb) as src:
         mask, feats = NodataRule.detect(src).block_features(src.read())
-    return {"paths": paths, "summary": summary, "mask": mask, "proba": est.predict_proba(feats), "est": est}
+    return {
+        "paths": paths,
+        "summary": summary,
+        "mask": mask,
+        "proba": est.predict_proba(feats),
+        "est": est,
+    }
 
 
 def test_probabilities_sum_to_100_within_rounding(case: dict) -> None:
@@ -71,7 +87,9 @@ def test_unclassified_value_below_threshold(case: dict) -> None:
     low = proba.max(axis=1) * 100 < 60
     assert low.any() and (~low).any()
     assert np.all(labels[mask][low] == value)
-    np.testing.assert_array_equal(labels[mask][~low], case["est"].classes_[np.argmax(proba[~low], axis=1)])
+    np.testing.assert_array_equal(
+        labels[mask][~low], case["est"].classes_[np.argmax(proba[~low], axis=1)]
+    )
     assert summary.n_unclassified == int(low.sum())
     assert sum(summary.class_counts.values()) + summary.n_unclassified == summary.n_valid
 
@@ -80,6 +98,8 @@ def test_unclassified_value_must_be_free(tmp_path: Path) -> None:
     emb = write_raster(tmp_path / "emb.tif", _embedding_data(), blocksize=16)
     est = _fit([1, 2, 3])
     with pytest.raises(ConfigError, match="unclassified_value=2 is a class value"):
-        predict_raster(_bundle(emb, est), emb, tmp_path / "m.tif", unclassified_below=50, unclassified_value=2)
+        predict_raster(
+            _bundle(emb, est), emb, tmp_path / "m.tif", unclassified_below=50, unclassified_value=2
+        )
     with pytest.raises(ConfigError, match="not a percentage"):
         predict_raster(_bundle(emb, est), emb, tmp_path / "m.tif", unclassified_below=150)

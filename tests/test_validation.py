@@ -43,7 +43,9 @@ def test_allocation_minimum_then_proportional() -> None:
 @pytest.fixture()
 def class_map(tmp_path: Path) -> Path:
     rng = np.random.default_rng(7)
-    data = rng.choice(np.array([1, 2, 3, 5], dtype=np.uint8), size=(70, 90), p=[0.6, 0.25, 0.1, 0.05])
+    data = rng.choice(
+        np.array([1, 2, 3, 5], dtype=np.uint8), size=(70, 90), p=[0.6, 0.25, 0.1, 0.05]
+    )
     data[:, :9] = 0  # nodata strip
     data[30:40, 30:60] = 0
     data[0, 50] = 4  # a class with a single pixel
@@ -92,7 +94,9 @@ def test_assess_round_trip_csv_and_gpkg(class_map: Path, tmp_path: Path) -> None
     m = confusion_counts(table["map_class"], table["reference"], classes)
     expected = stratified_estimates(m, design.map_pixels, classes=classes, pixel_area_m2=100.0)
     assert result["overall_accuracy"] == pytest.approx(expected["overall_accuracy"])
-    assert result["per_class"]["2"]["area_ha"] == pytest.approx(expected["per_class"]["2"]["area_ha"])
+    assert result["per_class"]["2"]["area_ha"] == pytest.approx(
+        expected["per_class"]["2"]["area_ha"]
+    )
 
     gpkg = write_sample(table, crs, tmp_path / "points.gpkg")
     with sqlite3.connect(gpkg) as con:
@@ -100,7 +104,9 @@ def test_assess_round_trip_csv_and_gpkg(class_map: Path, tmp_path: Path) -> None
         n = con.execute("SELECT count(*) FROM validation_points").fetchone()[0]
         geom = con.execute("SELECT geom FROM validation_points LIMIT 1").fetchone()[0]
     assert n == len(table) and geom[:2] == b"GP"
-    assert assess_labelled(class_map, gpkg)["overall_accuracy"] == pytest.approx(result["overall_accuracy"])
+    assert assess_labelled(class_map, gpkg)["overall_accuracy"] == pytest.approx(
+        result["overall_accuracy"]
+    )
 
 
 def test_unlabelled_file_is_an_error(class_map: Path, tmp_path: Path) -> None:
@@ -115,13 +121,28 @@ def test_unlabelled_file_is_an_error(class_map: Path, tmp_path: Path) -> None:
 
 def test_cli_validation_sample_and_assess(class_map: Path, tmp_path: Path) -> None:
     out = tmp_path / "pts.csv"
-    r = CliRunner().invoke(cli, ["validation-sample", str(class_map), "--n", "60", "--min-per-class", "8",
-                                 "--out", str(out)], catch_exceptions=False)
+    r = CliRunner().invoke(
+        cli,
+        [
+            "validation-sample",
+            str(class_map),
+            "--n",
+            "60",
+            "--min-per-class",
+            "8",
+            "--out",
+            str(out),
+        ],
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0, r.output
     df = pd.read_csv(out)
     df["reference"] = df["map_class"]
     df.to_csv(out, index=False)
-    r = CliRunner().invoke(cli, ["assess", str(class_map), str(out), "--out", str(tmp_path / "a.json")],
-                           catch_exceptions=False)
+    r = CliRunner().invoke(
+        cli,
+        ["assess", str(class_map), str(out), "--out", str(tmp_path / "a.json")],
+        catch_exceptions=False,
+    )
     assert r.exit_code == 0, r.output
     assert "overall accuracy 1.0000" in r.output
