@@ -94,6 +94,7 @@ tune = _stage_task("tune", pipeline.tune)
 evaluate = _stage_task("evaluate", pipeline.evaluate)
 fit_final = _stage_task("fit_final", pipeline.fit_final)
 predict_map = _stage_task("predict_map", pipeline.predict_map)
+assess_map = _stage_task("assess_map", pipeline.assess_map)
 
 
 def _in_folder(t: Any, root: Path) -> Any:
@@ -142,7 +143,7 @@ def landcover(config: RunConfig | str) -> dict[str, Any]:
         t = {name: _in_folder(obj, root) for name, obj in {
             "sample_reference": sample_reference, "prepare_points": prepare_points,
             "extract_samples": extract_samples, "make_training_table": make_training_table, "tune": tune,
-            "evaluate": evaluate, "fit_final": fit_final, "predict_map": predict_map}.items()}
+            "evaluate": evaluate, "fit_final": fit_final, "predict_map": predict_map, "assess_map": assess_map}.items()}
         points = t["sample_reference"](cfg)
         labelled = t["prepare_points"](cfg, points_path=points)
         samples = t["extract_samples"](cfg, labelled_path=labelled)
@@ -157,11 +158,14 @@ def landcover(config: RunConfig | str) -> dict[str, Any]:
                     summary["best_params"])
         metrics = t["evaluate"](cfg, table_path=table, tuning_path=tuning)
         data = tracker.log_metrics(metrics)
+        tracker.log_cv_comparison(metrics)
         bundle = t["fit_final"](cfg, table_path=table, tuning_path=tuning, metrics_path=metrics)
         model = tracker.log_model(bundle, cfg.tracking.register_as)
         prediction = t["predict_map"](cfg, bundle_path=bundle, _extra={"progress": _PredictProgress()})
         tracker.log_prediction(prediction)
         quicklook = pipeline.write_quicklook(cfg)
+        assessment = t["assess_map"](cfg, metrics_path=metrics, prediction_path=pipeline.paths_for(cfg).prediction)
+        tracker.log_assessment(assessment)
         paths = pipeline.paths_for(cfg)
         tracker.log_artifacts([paths.metrics, root / "report.md", root / "confusion_matrix.png",
                                root / "classification_report.txt", root / "feature_importances.csv",

@@ -186,6 +186,27 @@ class Tracker:
         self.client.log_batch(self.run_id, metrics=metrics)
         self.client.log_dict(self.run_id, dict(summary), "prediction/prediction.json")
 
+    def log_assessment(self, path: Path) -> None:
+        """Area-adjusted accuracy (accuracy_assessment.json): overall accuracy and class areas with 95 % CIs."""
+        data = json.loads(Path(path).read_text())
+        if data.get("computed"):
+            metrics = [Metric("area_adjusted_overall_accuracy", float(data["overall_accuracy"]), 0, 0),
+                       Metric("area_adjusted_overall_accuracy_ci95", float(data["overall_accuracy_ci95"]), 0, 0)]
+            for value, c in data["per_class"].items():
+                for key in ("area_ha", "area_ha_ci95", "users_accuracy", "producers_accuracy"):
+                    if c.get(key) is not None and c[key] == c[key]:  # not NaN
+                        metrics.append(Metric(f"{key}_class_{value}", float(c[key]), 0, 0))
+            self.client.log_batch(self.run_id, metrics=metrics)
+        self.client.log_artifact(self.run_id, str(path), "accuracy")
+
+    def log_cv_comparison(self, metrics_path: Path) -> None:
+        """Random and spatial CV scores of the selected parameters (metrics.json ``cv_comparison``)."""
+        comparison = json.loads(Path(metrics_path).read_text()).get("cv_comparison") or {}
+        metrics = [Metric(f"cv_{name}_mean", float(comparison[name]["mean"]), 0, 0)
+                   for name in ("random", "spatial") if "mean" in (comparison.get(name) or {})]
+        if metrics:
+            self.client.log_batch(self.run_id, metrics=metrics)
+
     def log_artifacts(self, paths: Iterable[Path], folder: str | None = None) -> None:
         for p in paths:
             if p is not None and Path(p).is_file():

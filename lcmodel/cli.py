@@ -245,6 +245,57 @@ def demo(directory: str, size: int, plain: bool) -> None:
                    "(then open http://127.0.0.1:5000)")
 
 
+# --- accuracy: validation sample design and assessment (lcmodel.validation) -----------------------------
+@cli.command("validation-sample")
+@click.argument("map_path", metavar="MAP", type=click.Path(dir_okay=False))
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="points.csv or points.gpkg")
+@click.option("--n", "n", type=int, default=None, help="Total points (default: from --target-se).")
+@click.option("--target-se", type=float, default=0.01, show_default=True,
+              help="Target standard error of overall accuracy (used without --n).")
+@click.option("--expected-ua", type=float, default=0.8, show_default=True,
+              help="Expected user's accuracy of every class (used without --n).")
+@click.option("--min-per-class", type=int, default=50, show_default=True, help="Smallest sample of a class.")
+@click.option("--seed", type=int, default=42, show_default=True, help="Random seed of the draw.")
+@click.option("--exclude", type=int, multiple=True, help="Map value not to sample (repeatable).")
+def validation_sample(map_path: str, out: str, n: int | None, target_se: float, expected_ua: float,
+                      min_per_class: int, seed: int, exclude: tuple[int, ...]) -> None:
+    """Draw a stratified random sample of MAP's pixels for people to label (Olofsson et al. 2014)."""
+    from lcmodel.validation import design_sample, draw_validation_sample, write_sample
+
+    design = design_sample(map_path, n=n, target_se=target_se, expected_users=expected_ua,
+                           min_per_class=min_per_class, exclude=exclude)
+    table, crs = draw_validation_sample(map_path, design, random_state=seed)
+    path = write_sample(table, crs, out)
+    if design.n_from_target is not None:
+        click.echo(f"sample size {design.n_from_target} for a standard error of {target_se:g} of overall accuracy")
+    click.echo(f"{len(table)} points written to {path} (fill the 'reference' column, then `lcmodel assess`)")
+    for value, pixels, count in zip(design.classes, design.map_pixels, design.allocation, strict=True):
+        click.echo(f"  {value:>6} {pixels:>14,} px {count:>6} points")
+
+
+@cli.command()
+@click.argument("map_path", metavar="MAP", type=click.Path(dir_okay=False))
+@click.argument("labelled", metavar="LABELLED_POINTS", type=click.Path(dir_okay=False))
+@click.option("--out", "out", type=click.Path(dir_okay=False), default=None, help="Write the result as JSON.")
+@click.option("--reference-column", default="reference", show_default=True, help="Column of the labels.")
+def assess(map_path: str, labelled: str, out: str | None, reference_column: str) -> None:
+    """Area-adjusted accuracy and class areas of MAP from LABELLED_POINTS (Olofsson et al. 2014)."""
+    from lcmodel.io import write_json
+    from lcmodel.validation import assess_labelled
+
+    result = assess_labelled(map_path, labelled, reference_column=reference_column)
+    if out:
+        write_json(result, Path(out))
+    click.echo(f"overall accuracy {result['overall_accuracy']:.4f} +/- {result['overall_accuracy_ci95']:.4f} "
+               f"(95 % CI, {result['n_samples']} points)")
+    unit = "ha" if result.get("pixel_area_m2") else "px"
+    for key, c in result["per_class"].items():
+        area = c["area_ha"] if unit == "ha" else c["area_pixels"]
+        ci = c["area_ha_ci95"] if unit == "ha" else c["area_pixels_ci95"]
+        click.echo(f"  {key:>6} user's {c['users_accuracy']:.3f} +/- {c['users_ci95']:.3f}  producer's "
+                   f"{c['producers_accuracy']:.3f} +/- {c['producers_ci95']:.3f}  area {area:,.1f} +/- {ci:,.1f} {unit}")
+
+
 def main() -> None:
     """Console entry point."""
     cli(prog_name="lcmodel")

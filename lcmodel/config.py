@@ -116,6 +116,12 @@ class SamplingConfig(_Section):
     test_size: float = Field(0.2, gt=0, lt=1)
     dedupe_pixels: bool = True
     random_state: int = 42
+    split: Literal["auto", "random", "spatial"] = Field(
+        "auto", description="auto: spatial for a raster reference or >= 500 points, else random"
+    )
+    block_size: float | None = Field(
+        None, gt=0, description="spatial block side in embedding CRS units; null = from the label variogram"
+    )
 
 
 GridValue = str | int | float | bool | None
@@ -207,6 +213,9 @@ class TuningConfig(_Section):
     )
     n_trials: int = Field(50, ge=1)
     timeout_s: float | None = Field(None, gt=0)
+    cv_strategy: Literal["auto", "random", "spatial"] = Field(
+        "auto", description="auto: spatial for a raster reference or >= 500 points, else random"
+    )
 
     @field_validator("stages")
     @classmethod
@@ -252,6 +261,15 @@ class PredictionConfig(_Section):
     confidence: bool = True
     n_jobs: int | None = Field(None, ge=1, description="worker processes; null = top-level n_jobs")
     memory_mb: int = Field(1024, ge=64, description="memory budget per worker for the automatic block size")
+    probabilities: bool = Field(False, description="also write probabilities.tif (one band per class, 0..100)")
+    margin: bool = Field(False, description="also write margin.tif (top-1 minus top-2 probability, 0..100)")
+    entropy: bool = Field(False, description="also write entropy.tif (normalised entropy, 0..100)")
+    unclassified_below: float | None = Field(
+        None, ge=0, le=100, description="top probability (%) under which a pixel is 'unclassified'"
+    )
+    unclassified_value: int | None = Field(
+        None, ge=0, description="reserved map value of 'unclassified'; null = the map dtype's maximum"
+    )
 
 
 class TrackingConfig(_Section):

@@ -320,7 +320,13 @@ def drop_rare_classes(
 
 
 def split_train_test(
-    df: pd.DataFrame, test_size: float, *, random_state: int = 42, class_column: str = "value"
+    df: pd.DataFrame,
+    test_size: float,
+    *,
+    random_state: int = 42,
+    class_column: str = "value",
+    strategy: str = "random",
+    block_size: float | None = None,
 ) -> pd.DataFrame:
     """Stratified train/test split; adds a ``split`` column (``train`` / ``test``) after ``value``.
 
@@ -339,6 +345,11 @@ def split_train_test(
         Seed of the split.
     class_column : str, default "value"
         Column to stratify on.
+    strategy : {"random", "spatial"}, default "random"
+        ``spatial``: whole blocks of side ``block_size`` (grid in the x/y CRS) go to the test part, chosen by
+        :func:`lcmodel.spatial.spatial_test_mask` to keep each class near ``test_size`` as far as blocks allow.
+    block_size : float, optional
+        Block side for ``spatial`` (e.g. from :func:`lcmodel.spatial.auto_block_size`).
 
     Returns
     -------
@@ -361,6 +372,10 @@ def split_train_test(
             f"a train/test split needs at least 2 classes, got {len(counts)} ({list(counts.index)} in {n} rows); "
             "use reference data with more classes or lower sampling.min_class_fraction"
         )
+    if strategy == "spatial":
+        return _split_spatial(df, test_size, random_state, class_column, block_size)
+    if strategy != "random":
+        raise ConfigError(f"sampling.split {strategy!r} is not known; use 'random' or 'spatial'")
     n_test = math.ceil(float(test_size) * n)
     n_train = n - n_test
     need = max(2, math.ceil(n / n_test), math.ceil(n / n_train) if n_train > 0 else n + 1)
@@ -379,6 +394,37 @@ def split_train_test(
     )
     split = np.full(n, "train", dtype=object)
     split[test_idx] = "test"
+    out = df.drop(columns=["split"], errors="ignore").reset_index(drop=True)
+    position = list(out.columns).index("value") + 1 if "value" in out.columns else len(out.columns)
+    out.insert(position, "split", pd.Series(split, dtype="str"))
+    return out
+
+
+def _split_spatial(
+    df: pd.DataFrame, test_size: float, random_state: int, class_column: str, block_size: float | None
+) -> pd.DataFrame:
+    """The spatial branch of :func:`split_train_test`: whole blocks in the test part."""
+    from lcmodel.spatial import spatial_test_mask
+
+    if block_size is None:
+        raise ConfigError("a spatial split needs a block size; set sampling.block_size or let the pipeline choose")
+    _require_columns(df, ["x", "y"], "samples table", "spatial splits need the x/y columns")
+    labels = df[class_column].to_numpy()
+    test = spatial_test_mask(
+        df["x"].to_numpy(), df["y"].to_numpy(), labels, test_size, block_size=block_size, random_state=random_state
+    )
+    one_sided = sorted(
+        {c.item() if isinstance(c, np.generic) else c for c in np.unique(labels)}
+        - ({*np.unique(labels[test]).tolist()} & {*np.unique(labels[~test]).tolist()})
+    )
+    if one_sided:
+        warnings.warn(
+            f"spatial split (blocks of {block_size:g}): {class_column} {one_sided} fall only in the train or only "
+            "in the test part; lower sampling.block_size or use sampling.split: random",
+            DataWarning,
+            stacklevel=3,
+        )
+    split = np.where(test, "test", "train").astype(object)
     out = df.drop(columns=["split"], errors="ignore").reset_index(drop=True)
     position = list(out.columns).index("value") + 1 if "value" in out.columns else len(out.columns)
     out.insert(position, "split", pd.Series(split, dtype="str"))

@@ -39,6 +39,8 @@ __all__ = [
     "feature_importances",
     "write_feature_importances",
     "PRE_REFIT_SENTENCE",
+    "cv_comparison_markdown",
+    "assessment_markdown",
 ]
 
 logger = logging.getLogger(__name__)
@@ -269,8 +271,64 @@ def _report_markdown(metrics: Mapping[str, Any], notes: Sequence[str]) -> str:
             params = ", ".join(f"{k}={v!r}" for k, v in metrics["best_params"].items())
             lines += [f"Selected parameters: {params}.", ""]
 
+    lines += cv_comparison_markdown(metrics.get("cv_comparison"))
     if test.get("classification_report"):
         lines += ["## Classification report", "", "```", test["classification_report"].rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def cv_comparison_markdown(comparison: Mapping[str, Any] | None) -> list[str]:
+    """Report lines: random-CV and spatial-CV scores of the selected parameters, side by side."""
+    if not comparison:
+        return []
+    lines = [
+        "## Random vs spatial cross-validation",
+        "",
+        f"The selected parameters scored ({comparison.get('scoring')}, {comparison.get('folds')} folds of the "
+        "training part) with random stratified folds and with spatial-block folds. Neighbouring pixels are "
+        "alike, so random CV is optimistic; the gap is that optimism (Ploton et al. 2020).",
+        "",
+    ]
+    rows: list[list[Any]] = []
+    for name, label in (("random", "Random CV (stratified k-fold)"), ("spatial", "Spatial CV (blocks)")):
+        r = comparison.get(name) or {}
+        if "error" in r:
+            rows.append([label, "n/a", "n/a", f"not computed: {r['error']}"])
+        else:
+            detail = f"block size {r['block_size']:.4g}" if r.get("block_size") else ""
+            rows.append([label, r.get("mean"), r.get("std"), detail])
+    lines += _md_table(["Strategy", "Mean score", "Std", "Notes"], rows)
+    if comparison.get("optimism") is not None:
+        lines += ["", f"Optimism of random CV: {_fmt(comparison['optimism'], 4)} (random minus spatial)."]
+    return lines + [""]
+
+
+def assessment_markdown(result: Mapping[str, Any], heading: str) -> str:
+    """Report section of an area-adjusted assessment (:func:`lcmodel.accuracy.stratified_estimates` + design)."""
+    lines = [heading, ""]
+    lines += [f"> {line}" for line in result.get("design", [])] + [""]
+    if not result.get("computed", True):
+        lines += [f"Not computed: {result.get('reason')}", ""]
+        return "\n".join(lines)
+    z = result.get("z", 1.96)
+    lines += [
+        f"Overall accuracy {_fmt(result['overall_accuracy'], 4)} +/- {_fmt(result['overall_accuracy_ci95'], 4)} "
+        f"(95 % CI, z = {z}), from {result['n_samples']} test points; the error matrix is in area proportions.",
+        "",
+    ]
+    names = result.get("class_names", {})
+    ha = result.get("pixel_area_m2") is not None
+    header = ["Class", "Map share", "n", "User's", "+/- 95 %", "Producer's", "+/- 95 %",
+              "Area (ha)" if ha else "Area (px)", "+/- 95 %", "Map area (ha)" if ha else "Map area (px)"]
+    rows = []
+    for key, c in result["per_class"].items():
+        rows.append([
+            names.get(key, key), c["map_proportion"], c["n_samples"], c["users_accuracy"], c["users_ci95"],
+            c["producers_accuracy"], c["producers_ci95"],
+            _fmt(c["area_ha"] if ha else c["area_pixels"], 1), _fmt(c["area_ha_ci95"] if ha else c["area_pixels_ci95"], 1),
+            _fmt(c["map_area_ha"] if ha else c["map_pixels"], 1),
+        ])
+    lines += _md_table(header, rows) + [""]
     return "\n".join(lines)
 
 

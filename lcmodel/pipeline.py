@@ -5,9 +5,9 @@ returns the paths (or a small dict): stages pass references, never big arrays, s
 retry them one by one. Order:
 
     sample_reference -> prepare_points -> extract_samples -> make_training_table
-    -> tune -> evaluate -> fit_final -> predict_map
+    -> tune -> evaluate -> fit_final -> predict_map -> assess_map
 
-``train(cfg)`` runs the first seven, ``run(cfg)`` all eight.
+``train(cfg)`` runs the first seven, ``run(cfg)`` all nine.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ __all__ = [
     "evaluate",
     "fit_final",
     "predict_map",
+    "assess_map",
     "train",
     "run",
 ]
@@ -102,6 +103,31 @@ class RunPaths:
     @property
     def prediction(self) -> Path:
         return self.root / "prediction.json"
+
+    # --- accuracy: spatial blocks, test predictions, area-adjusted assessment, uncertainty rasters
+    @property
+    def spatial_blocks(self) -> Path:
+        return self.root / "spatial_blocks.json"
+
+    @property
+    def test_predictions(self) -> Path:
+        return self.root / "test_predictions.csv"
+
+    @property
+    def accuracy_assessment(self) -> Path:
+        return self.root / "accuracy_assessment.json"
+
+    @property
+    def probabilities(self) -> Path:
+        return self.root / "probabilities.tif"
+
+    @property
+    def margin(self) -> Path:
+        return self.root / "margin.tif"
+
+    @property
+    def entropy(self) -> Path:
+        return self.root / "entropy.tif"
 
 
 def paths_for(cfg: RunConfig) -> RunPaths:
@@ -225,7 +251,10 @@ def make_training_table(cfg: RunConfig, samples_path: Path) -> Path:
     samples = read_training_table(samples_path)
     df = subsample(samples, cfg.n_sample_effective, random_state=s.random_state)
     df, dropped = drop_rare_classes(df, s.min_class_fraction)
-    df = split_train_test(df, s.test_size, random_state=s.random_state)
+    blocks = _spatial_blocks(cfg, df)
+    df = split_train_test(df, s.test_size, random_state=s.random_state, strategy=blocks["split"],
+                          block_size=blocks["block_size"])
+    _write_json(paths_for(cfg).spatial_blocks, {**blocks, "dropped_classes": dropped})
     path = write_training_table(df, paths_for(cfg).root)
     log.info("training table: %d rows (%d test); rare classes dropped: %s", len(df), (df["split"] == "test").sum(), dropped)
     return path
@@ -252,7 +281,8 @@ def tune(
     from lcmodel.tuning import tune_grid, write_tuning_outputs
 
     t = cfg.tuning
-    X, y = _xy(read_training_table(table_path), "train")
+    table = read_training_table(table_path)
+    X, y = _xy(table, "train")
     candidates: list[dict[str, Any]] = []
 
     def collect(info: dict[str, Any]) -> None:
@@ -260,8 +290,10 @@ def tune(
         if callback is not None:
             callback(info)
 
-    common = dict(cv=t.cv, scoring=t.scoring, random_state=cfg.sampling.random_state, n_jobs=cfg.n_jobs,
-                  callback=collect, progress=progress)
+    blocks = read_spatial_blocks(cfg)
+    folds = _folds(cfg, table, blocks["cv_strategy"], blocks["block_size"])
+    common: dict[str, Any] = dict(cv=t.cv, scoring=t.scoring, random_state=cfg.sampling.random_state, n_jobs=cfg.n_jobs,
+                  callback=collect, progress=progress, cv_splits=folds)
     stages = [dict(s) for s in t.stages]
     if t.method == "optuna":
         from lcmodel.tuning_optuna import tune_optuna
@@ -271,7 +303,10 @@ def tune(
         result = tune_grid(X, y, stages, **common)
     write_tuning_outputs(result, paths_for(cfg).root)
     # the strict-JSON summary (per-stage bests and scores) plus every candidate's CV scores
-    _write_json(paths_for(cfg).root / "tuning_result.json", {**result.summary(), "candidates": candidates})
+    _write_json(paths_for(cfg).root / "tuning_result.json", {
+        **result.summary(), "candidates": candidates,
+        "cv_strategy": blocks["cv_strategy"], "block_size": blocks["block_size"],
+    })
     return paths_for(cfg).tuning
 
 
@@ -321,6 +356,10 @@ def evaluate(cfg: RunConfig, table_path: Path, tuning_path: Path) -> Path:
     test = evaluate_model(model, X_test, y_test, classes)
     summary = json.loads((paths_for(cfg).root / "tuning_result.json").read_text())
     metrics = assemble_metrics(test, summary)
+    # random vs spatial CV of the selected parameters, side by side; test predictions for assess_map
+    metrics["cv_comparison"] = cv_comparison(cfg, table, params)
+    metrics["split"] = {k: v for k, v in read_spatial_blocks(cfg).items() if k != "estimate"}
+    _write_test_predictions(cfg, table[table["split"] == "test"], model.predict(X_test))
     out = paths_for(cfg).root
     write_reports(metrics, out, class_table=classes, notes=_report_notes(cfg))
     write_feature_importances(feature_importances(model, feature_columns(table)), out)
@@ -334,10 +373,19 @@ def _report_notes(cfg: RunConfig) -> list[str]:
             f"Reference points were sampled from the class raster {cfg.reference.path.name}: the figures measure "
             "agreement with that map, not ground truth (ESA WorldCover itself is about 75 % accurate)."
         )
-    notes.append(
-        "The test part is a random stratified split of the sampled points; neighbouring embedding pixels are "
-        "strongly alike, so random splits are optimistic (Ploton et al. 2020)."
-    )
+    blocks = read_spatial_blocks(cfg)
+    if blocks["split"] == "spatial":
+        notes.append(
+            f"The test part is a spatial split: whole blocks of {blocks['block_size']:.4g} CRS units "
+            f"({blocks['source']}) are held out, so test points are not next to training points "
+            "(neighbouring embedding pixels are strongly alike; Ploton et al. 2020)."
+        )
+    else:
+        notes.append(
+            "The test part is a random stratified split of the sampled points; neighbouring embedding pixels are "
+            "strongly alike, so random splits are optimistic (Ploton et al. 2020): compare the random and "
+            "spatial CV scores below."
+        )
     return notes
 
 
@@ -400,10 +448,183 @@ def predict_map(
         n_jobs=p.n_jobs or cfg.n_jobs,
         memory_mb=p.memory_mb,
         progress=progress,
+        probabilities_path=out.probabilities if p.probabilities and out_path is None else None,
+        margin_path=out.margin if p.margin and out_path is None else None,
+        entropy_path=out.entropy if p.entropy and out_path is None else None,
+        unclassified_below=p.unclassified_below,
+        unclassified_value=p.unclassified_value,
     )
     data = summary_to_dict(summary, bundle.class_table)
     _write_json(out.prediction, data)
     return data
+
+
+# ------------------------------------------------------------------------- accuracy: spatial CV, assessment
+def _spatial_blocks(cfg: RunConfig, df: pd.DataFrame) -> dict[str, Any]:
+    """Resolved split and CV strategies and the block size (configured, or from the label variogram)."""
+    from lcmodel.errors import InsufficientDataError
+    from lcmodel.spatial import auto_block_size, resolve_strategy
+
+    split = resolve_strategy(cfg.sampling.split, cfg.reference_kind, len(df))
+    cv_strategy = resolve_strategy(cfg.tuning.cv_strategy, cfg.reference_kind, len(df))
+    info: dict[str, Any] = {"split": split, "cv_strategy": cv_strategy, "block_size": cfg.sampling.block_size,
+                            "source": "sampling.block_size", "estimate": None}
+    if cfg.sampling.block_size is None:
+        info["source"] = "automatic: range of the label variogram"
+        try:
+            est = auto_block_size(df["x"].to_numpy(), df["y"].to_numpy(), df["value"].to_numpy(),
+                                  n_folds=cfg.tuning.cv, random_state=cfg.sampling.random_state)
+        except InsufficientDataError as exc:
+            if "spatial" in (split, cv_strategy):
+                raise
+            info["source"] = f"none ({exc})"
+        else:
+            info["block_size"], info["estimate"] = est.block_size, est.to_dict()
+    log.info("split %s, CV %s, block size %s (%s)", split, cv_strategy, info["block_size"], info["source"])
+    return info
+
+
+def read_spatial_blocks(cfg: RunConfig) -> dict[str, Any]:
+    """What :func:`make_training_table` decided: ``split``, ``cv_strategy``, ``block_size``, ``source``."""
+    path = paths_for(cfg).spatial_blocks
+    if not path.is_file():  # a table made by an older version: random, as it was
+        return {"split": "random", "cv_strategy": "random", "block_size": cfg.sampling.block_size,
+                "source": "sampling.block_size", "estimate": None}
+    return dict(json.loads(path.read_text()))
+
+
+def _folds(cfg: RunConfig, table: pd.DataFrame, strategy: str, block_size: float | None
+           ) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Spatial CV folds of the training part (None for random: the tuners' own StratifiedKFold)."""
+    from lcmodel.spatial import cv_splits
+
+    if strategy != "spatial":
+        return None
+    train = table[table["split"] == "train"]
+    return cv_splits("spatial", train["value"].to_numpy(), cfg.tuning.cv, x=train["x"].to_numpy(),
+                     y=train["y"].to_numpy(), block_size=block_size, random_state=cfg.sampling.random_state)
+
+
+def cv_comparison(cfg: RunConfig, table: pd.DataFrame, params: dict[str, Any]) -> dict[str, Any]:
+    """CV scores of the selected parameters under random AND spatial folds of the training part.
+
+    Returns ``{random: {...}, spatial: {...}, scoring, folds}``; each strategy has ``mean, std, fold_scores``
+    (and ``block_size`` for spatial), or ``error`` when its folds cannot be made.
+    """
+    from lcmodel.errors import LcmodelError
+    from lcmodel.spatial import cv_splits
+    from lcmodel.tuning import _mean_std, fit_and_score
+
+    t = cfg.tuning
+    train = table[table["split"] == "train"].reset_index(drop=True)
+    X, y = _xy(train)
+    blocks = read_spatial_blocks(cfg)
+    out: dict[str, Any] = {"scoring": t.scoring, "folds": t.cv}
+    for strategy in ("random", "spatial"):
+        try:
+            if strategy == "spatial" and blocks["block_size"] is None:
+                raise LcmodelError(f"no block size ({blocks['source']})")
+            folds = cv_splits(strategy, y, t.cv, x=train["x"].to_numpy(), y=train["y"].to_numpy(),
+                              block_size=blocks["block_size"], random_state=cfg.sampling.random_state)
+            scores = [fit_and_score(X, y, tr, te, params, t.scoring, cfg.sampling.random_state, cfg.n_jobs)[0]
+                      for tr, te in folds]
+        except (LcmodelError, ValueError) as exc:
+            out[strategy] = {"error": str(exc).splitlines()[0]}
+            continue
+        mean, std = _mean_std(scores)
+        out[strategy] = {"mean": mean, "std": std, "fold_scores": scores}
+        if strategy == "spatial":
+            out[strategy]["block_size"] = blocks["block_size"]
+    if "mean" in out["random"] and "mean" in out["spatial"]:
+        out["optimism"] = out["random"]["mean"] - out["spatial"]["mean"]
+    log.info("CV %s: random %s, spatial %s", t.scoring, out["random"].get("mean"), out["spatial"].get("mean"))
+    return out
+
+
+def _write_test_predictions(cfg: RunConfig, test: pd.DataFrame, predicted: np.ndarray) -> Path:
+    frame = pd.DataFrame({"x": test["x"].to_numpy(), "y": test["y"].to_numpy(),
+                          "reference": test["value"].to_numpy(), "predicted": np.asarray(predicted)})
+    path = paths_for(cfg).test_predictions
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
+    return path
+
+
+def assess_map(cfg: RunConfig, metrics_path: Path | None = None, prediction_path: Path | None = None) -> Path:
+    """Area-adjusted accuracy and class areas (Olofsson et al. 2014) from the test part and the map's counts.
+
+    Map labels at the test points are the predictions of the model scored in :func:`evaluate` (before the final
+    refit, which has seen the test points); the strata sizes are the delivered map's class pixel counts. Writes
+    ``accuracy_assessment.json`` and appends a section to ``report.md``.
+    """
+    from lcmodel.accuracy import confusion_counts, stratified_estimates
+    from lcmodel.evaluate import assessment_markdown
+
+    out = paths_for(cfg)
+    pred = json.loads(Path(prediction_path or out.prediction).read_text())
+    test = pd.read_csv(out.test_predictions)
+    blocks = read_spatial_blocks(cfg)
+    counts = {int(k): int(v) for k, v in pred["class_counts"].items()}
+    classes = sorted(set(counts) | set(test["reference"].astype(int)) | set(test["predicted"].astype(int)))
+    names = load_class_table(cfg)
+    result: dict[str, Any] = {"design": _design_text(cfg, blocks), "split": blocks["split"],
+                              "class_names": {str(c): names.name(c) if c in names.values else str(c) for c in classes}}
+    unsampled = [c for c in classes if counts.get(c, 0) > 0 and not (test["predicted"] == c).any()]
+    if unsampled:
+        result["computed"] = False
+        result["reason"] = (f"map classes {unsampled} have pixels but no test point is predicted as them; the "
+                            "stratified estimator needs every map class sampled (use `lcmodel validation-sample`)")
+    else:
+        matrix = confusion_counts(test["predicted"].to_numpy(), test["reference"].to_numpy(), classes)
+        result.update(stratified_estimates(matrix, [counts.get(c, 0) for c in classes], classes=classes,
+                                           pixel_area_m2=pred.get("pixel_area_m2")))
+        result["computed"] = True
+        if pred.get("n_unclassified"):
+            result["n_unclassified_pixels"] = pred["n_unclassified"]
+    _write_json(out.accuracy_assessment, result)
+    report = out.root / "report.md"
+    if report.is_file():
+        text = report.read_text(encoding="utf-8")
+        text = text.split(ASSESSMENT_HEADING)[0].rstrip("\n") + "\n\n"
+        with atomic_path(report) as tmp:
+            tmp.write_text(text + assessment_markdown(result, ASSESSMENT_HEADING), encoding="utf-8")
+    return out.accuracy_assessment
+
+
+ASSESSMENT_HEADING = "## Area-adjusted accuracy and class areas (Olofsson et al. 2014)"
+
+
+def _design_text(cfg: RunConfig, blocks: dict[str, Any]) -> list[str]:
+    lines = []
+    if cfg.reference_kind == "raster":
+        lines.append(
+            f"Sampling design: the test points are drawn from the reference raster {cfg.reference.path.name} by "
+            "stratified random sampling with proportional allocation (equal inclusion probabilities: a simple "
+            "random sample of its valid pixels, de-duplicated per embedding pixel), post-stratified by map class."
+        )
+        lines.append(
+            "They estimate agreement with that reference, not with ground truth (e.g. ESA WorldCover itself is about "
+            "75 % accurate); for accuracy against the ground, label a sample from `lcmodel validation-sample` "
+            "and run `lcmodel assess`."
+        )
+    else:
+        lines.append(
+            "Sampling design: the labelled points come from a file whose design lcmodel does not know; the "
+            "estimator treats them as a simple random sample of the map, post-stratified by map class. If they "
+            "were not drawn at random, these are not unbiased estimates."
+        )
+    if blocks.get("split") == "spatial":
+        lines.append(
+            "The test part is made of whole spatial blocks (a cluster sample): the standard errors treat points "
+            "as independent, so they are too small."
+        )
+    if blocks.get("dropped_classes"):
+        lines.append(f"Classes {blocks['dropped_classes']} were dropped as rare: their pixels are not in the sample.")
+    lines.append(
+        "Map labels at the test points come from the model scored on the test part (before the final refit); "
+        "the strata sizes are the delivered map's class pixel counts."
+    )
+    return lines
 
 
 def summary_to_dict(summary: Any, classes: ClassTable) -> dict[str, Any]:
@@ -435,5 +656,6 @@ def run(cfg: RunConfig, callback: Callback | None = None, progress: Progress | N
     bundle = train(cfg, callback=callback, progress=progress)
     data = predict_map(cfg, bundle, progress=predict_progress)
     write_quicklook(cfg)
+    assess_map(cfg)
     return data
 

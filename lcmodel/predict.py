@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,8 @@ from lcmodel.embedding import NodataRule
 from lcmodel.errors import ClassTableError, ConfigError, PredictionError
 from lcmodel.io import atomic_path, ensure_output_dir, open_raster
 from lcmodel.model_io import ModelBundle, check_compatible
+from lcmodel.uncertainty import ExtraOutputs, Uncertainty, mark_unclassified as _mark_unclassified
+from lcmodel.uncertainty import uncertainty_spec as _uncertainty_spec
 
 __all__ = [
     "PredictionSummary",
@@ -96,6 +98,8 @@ class PredictionSummary:
     block_size : window side in pixels (tiled rasters) or window height in rows (striped rasters).
     n_jobs : worker processes used (1 = in-process).
     output_dtype, output_nodata : data type and nodata value of the class map.
+    n_unclassified, unclassified_value : pixels below ``unclassified_below`` and their map value.
+    extra_paths : uncertainty COGs written (``probabilities``, ``margin``, ``entropy`` -> path).
     """
 
     map_path: Path
@@ -114,6 +118,9 @@ class PredictionSummary:
     n_jobs: int
     output_dtype: str
     output_nodata: int
+    n_unclassified: int = 0
+    unclassified_value: int | None = None
+    extra_paths: dict[str, str] = field(default_factory=dict)
 
     def class_areas_ha(self) -> dict[int, float] | None:
         """Predicted area per class value in hectares, or None when the pixel area is unknown."""
@@ -281,6 +288,11 @@ def predict_raster(
     n_jobs: int = 1,
     memory_mb: int = 1024,
     progress: Callable[[int, int], None] | None = None,
+    probabilities_path: Path | str | None = None,
+    margin_path: Path | str | None = None,
+    entropy_path: Path | str | None = None,
+    unclassified_below: float | None = None,
+    unclassified_value: int | None = None,
 ) -> PredictionSummary:
     """Predict a land-cover map (and optionally a confidence map) for a whole embedding raster.
 
@@ -297,6 +309,17 @@ def predict_raster(
     n_jobs : worker processes; 1 predicts in this process. The output does not depend on it.
     memory_mb : memory budget per window (per worker) in MiB, used when ``block_size`` is None.
     progress : called as ``progress(done, total)`` after each written window.
+    probabilities_path : optional COG with one uint8 band per class (model class order), band
+        description = class name: ``round(100 * probability)``, nodata 255. Per pixel the bands sum to
+        100 up to rounding (at most ``ceil(n_classes / 2)`` away).
+    margin_path : optional uint8 COG: ``round(100 * (top-1 minus top-2 probability))``, nodata 255.
+    entropy_path : optional uint8 COG: ``round(100 * H / ln(n_classes))`` with ``H = -sum p ln p``
+        (0 = certain, 100 = all classes equally likely), nodata 255.
+    unclassified_below : when set (0..100), pixels whose highest class probability x 100 is below it get
+        the reserved ``unclassified_value`` in the map (they are counted in ``n_unclassified``, not in
+        ``class_counts``).
+    unclassified_value : the reserved map value; None = the map dtype's maximum (its maximum minus 1
+        when that is the nodata value). Must not be a class value or the nodata value.
 
     Returns
     -------
@@ -330,6 +353,11 @@ def predict_raster(
     _check_arguments(embedding_path, out_path, conf_out, block_size, n_jobs, memory_mb)
     classes = np.asarray(bundle.class_values, dtype=np.int64)
     dtype, nodata = output_dtype(classes)
+    # --- uncertainty products (lcmodel.uncertainty): spec checked before any work
+    uncertainty, extra_paths = _uncertainty_spec(
+        classes, dtype, nodata, out_path, conf_out,
+        probabilities_path, margin_path, entropy_path, unclassified_below, unclassified_value,
+    )
     unknown = sorted(set(classes.tolist()) - set(bundle.class_table.values))
     if unknown:
         logger.warning("model classes %s are not in the class table; they get no name", unknown)
@@ -371,14 +399,19 @@ def predict_raster(
                     )
                 )
             class_out = classes.astype(dtype)
+            extras = stack.enter_context(
+                ExtraOutputs(extra_paths, work_dir, profile, classes, bundle.class_table)
+            )
             results = _iter_results(
-                bundle, embedding_path, windows, rule, class_out, nodata, n_workers, work_dir
+                bundle, embedding_path, windows, rule, class_out, nodata, n_workers, work_dir,
+                uncertainty,
             )
             stack.enter_context(contextlib.closing(results))
-            for done, (window, labels, conf, block_counts) in enumerate(results, start=1):
+            for done, (window, labels, conf, block_counts, extra) in enumerate(results, start=1):
                 dst_map.write(labels, 1, window=window)
                 if dst_conf is not None:
                     dst_conf.write(conf, 1, window=window)
+                extras.write(window, extra)
                 counts += block_counts
                 if progress is not None:
                     progress(done, len(windows))
@@ -392,15 +425,20 @@ def predict_raster(
         _write_colour_table(map_tmp, bundle.class_table, classes, dtype, nodata)
         if conf_tmp is not None:
             _build_overviews(conf_tmp, factors, Resampling.average)
-        with contextlib.ExitStack() as stack:  # both outputs appear together, only when complete
+        if uncertainty.unclassified_value is not None:
+            _mark_unclassified(map_tmp, uncertainty.unclassified_value)
+        extras.build_overviews(factors)
+        with contextlib.ExitStack() as stack:  # all outputs appear together, only when complete
             _copy_cog(map_tmp, stack.enter_context(atomic_path(out_path)))
             if conf_out is not None and conf_tmp is not None:
                 _copy_cog(conf_tmp, stack.enter_context(atomic_path(conf_out)))
+            for tmp, final in extras.files():
+                _copy_cog(tmp, stack.enter_context(atomic_path(final)))
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
 
     elapsed = time.perf_counter() - started
-    n_valid = int(counts.sum())
+    n_valid = int(counts.sum()) + extras.n_unclassified
     summary = PredictionSummary(
         map_path=out_path,
         confidence_path=conf_out,
@@ -418,6 +456,9 @@ def predict_raster(
         n_jobs=n_workers,
         output_dtype=dtype,
         output_nodata=nodata,
+        n_unclassified=extras.n_unclassified,
+        unclassified_value=uncertainty.unclassified_value,
+        extra_paths={k: str(v) for k, v in extra_paths.items()},
     )
     logger.info(
         "predicted %d valid of %d pixels in %.1f s (%.0f px/s) -> %s",
@@ -481,7 +522,7 @@ def _window_plan(
 
 # --- one window --------------------------------------------------------------------------------
 
-_BlockResult = tuple[np.ndarray, np.ndarray, np.ndarray]
+_BlockResult = tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]
 
 
 def _predict_block(
@@ -491,11 +532,12 @@ def _predict_block(
     class_out: np.ndarray,
     nodata: int,
     feature_names: list[str] | None,
+    uncertainty: Uncertainty | None = None,
 ) -> _BlockResult:
     """Classify the valid pixels of a raw (bands, rows, cols) block.
 
-    Returns labels (rows, cols) in the map dtype, confidence (rows, cols) uint8, and the number of
-    pixels predicted per class.
+    Returns labels (rows, cols) in the map dtype, confidence (rows, cols) uint8, the number of
+    pixels predicted per class, and the uncertainty products asked for (see :class:`Uncertainty`).
     """
     mask, features = rule.block_features(block)
     labels = np.full(mask.shape, nodata, dtype=class_out.dtype)
@@ -516,7 +558,10 @@ def _predict_block(
         top = proba[np.arange(n), index]
         conf[mask] = np.clip(np.floor(top * 100.0 + 0.5), 0, 100).astype(np.uint8)
         counts = np.bincount(index, minlength=len(class_out)).astype(np.int64)
-    return labels, conf, counts
+    extra: dict[str, np.ndarray] = {}
+    if uncertainty is not None and uncertainty.active:
+        extra = uncertainty.compute(proba if n else None, mask, labels, counts)
+    return labels, conf, counts, extra
 
 
 def _feature_names(estimator: Any) -> list[str] | None:
@@ -571,15 +616,16 @@ def _iter_results(
     nodata: int,
     n_workers: int,
     work_dir: Path,
-) -> Iterator[tuple[Window, np.ndarray, np.ndarray, np.ndarray]]:
-    """Yield (window, labels, confidence, counts) in window order, in-process or from workers."""
+    uncertainty: Uncertainty | None = None,
+) -> Iterator[tuple[Window, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
+    """Yield (window, labels, confidence, counts, extras) in window order, in-process or from workers."""
     names = _feature_names(bundle.estimator)
     if n_workers == 1:
         with _single_threaded(bundle.estimator) as est, rasterio.open(embedding_path) as src:
             for i, window in enumerate(windows):
                 try:
                     block = src.read(window=window)
-                    result = _predict_block(est, block, rule, class_out, nodata, names)
+                    result = _predict_block(est, block, rule, class_out, nodata, names, uncertainty)
                 except Exception as exc:  # re-raised: any failure stops the run, naming the block
                     raise _block_error(window, i, exc) from exc
                 yield (window, *result)
@@ -591,7 +637,7 @@ def _iter_results(
         max_workers=n_workers,
         mp_context=get_context("spawn"),  # no fork of a process holding GDAL caches and handles
         initializer=_worker_init,
-        initargs=(str(model_file), str(embedding_path), rule.to_dict(), class_out, nodata, names),
+        initargs=(str(model_file), str(embedding_path), rule.to_dict(), class_out, nodata, names, uncertainty),
     )
     pending: deque[tuple[int, Future[_BlockResult]]] = deque()
     submitted = 0
@@ -631,6 +677,7 @@ def _worker_init(
     class_out: np.ndarray,
     nodata: int,
     names: list[str] | None,
+    uncertainty: Uncertainty | None = None,
 ) -> None:
     """Load the model once per worker (single-threaded) and open the embedding once."""
     estimator = joblib.load(model_file, mmap_mode="r")
@@ -644,6 +691,7 @@ def _worker_init(
         class_out=class_out,
         nodata=nodata,
         names=names,
+        uncertainty=uncertainty,
     )
 
 
@@ -651,7 +699,9 @@ def _worker_predict(spec: tuple[int, int, int, int]) -> _BlockResult:
     """Read and classify one window in a worker process."""
     w = _WORKER
     block = w["src"].read(window=Window(*spec))
-    return _predict_block(w["estimator"], block, w["rule"], w["class_out"], w["nodata"], w["names"])
+    return _predict_block(
+        w["estimator"], block, w["rule"], w["class_out"], w["nodata"], w["names"], w["uncertainty"]
+    )
 
 
 # --- output files ------------------------------------------------------------------------------

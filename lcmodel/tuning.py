@@ -310,6 +310,34 @@ def prepare_xy(X: Any, y: Any, cv: int) -> tuple[np.ndarray, np.ndarray]:
     return Xa, ya
 
 
+def check_cv_splits(
+    cv_splits: Sequence[tuple[Any, Any]] | None, n_samples: int, cv: int
+) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Validate precomputed folds (None passes through): ``cv`` pairs of disjoint, in-range index arrays.
+
+    Raises
+    ------
+    ConfigError
+        Wrong number of folds, an empty part, indices out of range, or a sample in two test parts.
+    """
+    if cv_splits is None:
+        return None
+    folds = [(np.asarray(tr, dtype=np.int64), np.asarray(te, dtype=np.int64)) for tr, te in cv_splits]
+    if len(folds) != cv:
+        raise ConfigError(f"{len(folds)} precomputed folds but cv={cv}; give cv equal to the number of folds")
+    seen = np.zeros(n_samples, dtype=np.int64)
+    for i, (tr, te) in enumerate(folds):
+        if tr.size == 0 or te.size == 0:
+            raise ConfigError(f"fold {i} has an empty train or test part; use larger folds (fewer, or smaller blocks)")
+        both = np.concatenate([tr, te])
+        if both.min() < 0 or both.max() >= n_samples:
+            raise ConfigError(f"fold {i} holds indices outside 0..{n_samples - 1}; build folds on these samples")
+        seen[te] += 1
+    if (seen > 1).any():
+        raise ConfigError("a sample is in the test part of two folds; give disjoint test parts")
+    return folds
+
+
 def check_scoring_name(scoring: str) -> None:
     """Raise :class:`ConfigError` when ``scoring`` is not a scikit-learn scorer name."""
     if scoring not in get_scorer_names():
@@ -515,6 +543,7 @@ def tune_grid(
     n_jobs: int = 2,
     callback: Callback | None = None,
     progress: Progress | None = None,
+    cv_splits: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> TuningResult:
     """Staged grid search of a random forest, as the notebook does it (and as fast as it exactly can).
 
@@ -534,6 +563,8 @@ def tune_grid(
     callback : called once per candidate, in grid order, with ``dict(stage, candidate, params, mean_score,
         std_score, fold_scores, fit_time, duplicate_of)``; ``params`` include earlier stages' bests.
     progress : called with ``(candidates done, candidates in all stages)``.
+    cv_splits : precomputed folds ``[(train_idx, test_idx), ...]`` (e.g. spatial blocks from
+        :func:`lcmodel.spatial.cv_splits`) used instead of ``StratifiedKFold``; ``cv`` must equal their number.
 
     Returns
     -------
@@ -555,7 +586,9 @@ def tune_grid(
     check_scoring_name(scoring)
     Xa, ya = prepare_xy(X, y, cv)
     grids = [resolve_stage(stage, Xa.shape[1]) for stage in stages]
-    folds = list(StratifiedKFold(n_splits=cv, shuffle=False).split(Xa, ya))
+    folds = check_cv_splits(cv_splits, len(ya), cv) or list(
+        StratifiedKFold(n_splits=cv, shuffle=False).split(Xa, ya)
+    )
     total = sum(len(ParameterGrid(g)) for g in grids)
     done = 0
 

@@ -34,6 +34,7 @@ from lcmodel.tuning import (
     Progress,
     StageResult,
     TuningResult,
+    check_cv_splits,
     check_scoring_name,
     effective_key,
     fit_and_score,
@@ -82,6 +83,7 @@ def tune_optuna(
     n_jobs: int = 2,
     callback: Callback | None = None,
     progress: Progress | None = None,
+    cv_splits: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> TuningResult:
     """Tune a random forest with Optuna (seeded TPE + median pruning across folds).
 
@@ -100,6 +102,7 @@ def tune_optuna(
         std_score, fold_scores, fit_time, duplicate_of)``; ``state`` is "COMPLETE" or "PRUNED" (a pruned
         trial's scores cover the folds it reached).
     progress : called with ``(trials done, n_trials)``.
+    cv_splits : precomputed folds used instead of ``StratifiedKFold`` (see :func:`lcmodel.tuning.tune_grid`).
 
     Returns
     -------
@@ -132,7 +135,9 @@ def tune_optuna(
     Xa, ya = prepare_xy(X, y, cv)
     n_features = Xa.shape[1]
     space = search_space(stages, n_features)
-    folds = list(StratifiedKFold(n_splits=cv, shuffle=False).split(Xa, ya))
+    folds = check_cv_splits(cv_splits, len(ya), cv) or list(
+        StratifiedKFold(n_splits=cv, shuffle=False).split(Xa, ya)
+    )
 
     records: list[dict[str, Any]] = []
     complete_by_key: dict[tuple[tuple[str, str], ...], int] = {}
