@@ -10,10 +10,11 @@ Run it with ``lcmodel run CONFIG`` or ``python -m flows.landcover CONFIG``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,21 +39,30 @@ __all__ = ["landcover", "retry_on_io_error"]
 
 
 
-def _route_library_logs() -> None:
-    """Send the library's log lines (logger "lcmodel") to Prefect's handlers: console and flow-run logs.
+@contextlib.contextmanager
+def _library_logs_to_prefect() -> Iterator[None]:
+    """While the flow runs, send the library's log lines (logger "lcmodel") to Prefect's handlers.
 
     The same as PREFECT_LOGGING_EXTRA_LOGGERS=lcmodel, but independent of import order, with a level (Prefect
-    leaves extra loggers at the root's WARNING) and without propagation (no line printed twice).
+    leaves extra loggers at the root's WARNING), without propagation (no line printed twice), and undone when
+    the flow ends (outside a flow run, Prefect's API handler would warn on every library line).
     """
     lib = logging.getLogger("lcmodel")
-    handlers = logging.getLogger("prefect.extra").handlers
-    for handler in handlers:
-        if handler not in lib.handlers:
-            lib.addHandler(handler)
-    if handlers:
+    saved = (lib.level, lib.propagate)
+    added = [h for h in logging.getLogger("prefect.extra").handlers if h not in lib.handlers]
+    for handler in added:
+        lib.addHandler(handler)
+    if added:
         lib.propagate = False
     if lib.level == logging.NOTSET or lib.level > logging.INFO:
         lib.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for handler in added:
+            lib.removeHandler(handler)
+        lib.setLevel(saved[0])
+        lib.propagate = saved[1]
 
 
 def retry_on_io_error(_task: Any, _task_run: Any, state: Any) -> bool:
@@ -127,10 +137,14 @@ def landcover(config: RunConfig | str) -> dict[str, Any]:
 
     ``config`` is a validated RunConfig, or the path of a YAML/TOML config file (for deployments).
     """
+    cfg = load_config(config) if isinstance(config, str | Path) else config
+    with _library_logs_to_prefect():
+        return _landcover(cfg)
+
+
+def _landcover(cfg: RunConfig) -> dict[str, Any]:
     from flows.tracking import Tracker
 
-    cfg = load_config(config) if isinstance(config, str | Path) else config
-    _route_library_logs()
     logger = get_run_logger()
     root = Path(cfg.output.dir)
     root.mkdir(parents=True, exist_ok=True)
