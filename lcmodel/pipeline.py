@@ -27,7 +27,7 @@ from rasterio.crs import CRS
 from lcmodel.classes import ClassTable, read_class_table
 from lcmodel.config import RunConfig
 from lcmodel.errors import InputFileError
-from lcmodel.io import atomic_path, ensure_output_dir, open_raster, sha256_file
+from lcmodel.io import atomic_path, ensure_output_dir, open_raster, output_lock, sha256_file
 
 __all__ = [
     "RunPaths",
@@ -386,14 +386,19 @@ def predict_map(
     out_path: Path | None = None,
     confidence_path: Path | None = None,
     progress: Progress | None = None,
+    trust: bool = False,
 ) -> dict[str, Any]:
-    """Predict the whole embedding raster block by block into a COG (and a confidence COG)."""
+    """Predict the whole embedding raster block by block into a COG (and a confidence COG).
+
+    Resumable: a call after a crash or a kill (a retried flow task, a rerun) predicts only the blocks
+    the interrupted call had not finished (see :class:`lcmodel.predict.BlockStore`).
+    """
     from lcmodel.model_io import load_bundle
     from lcmodel.predict import predict_raster
 
     out = paths_for(cfg)
     p = cfg.prediction
-    bundle = load_bundle(bundle_path)
+    bundle = load_bundle(bundle_path, trust=trust)
     summary = predict_raster(
         bundle,
         embedding_path or cfg.embedding.path,
@@ -422,21 +427,26 @@ def summary_to_dict(summary: Any, classes: ClassTable) -> dict[str, Any]:
 
 
 def train(cfg: RunConfig, callback: Callback | None = None, progress: Progress | None = None) -> Path:
-    """Stages 1-7: reference -> ... -> the model bundle. Returns the bundle path."""
-    points = sample_reference(cfg)
-    labelled = prepare_points(cfg, points)
-    samples = extract_samples(cfg, labelled)
-    table = make_training_table(cfg, samples)
-    tuning = tune(cfg, table, callback=callback, progress=progress)
-    metrics = evaluate(cfg, table, tuning)
-    return fit_final(cfg, table, tuning, metrics)
+    """Stages 1-7: reference -> ... -> the model bundle. Returns the bundle path.
+
+    Holds the output folder's lock (:func:`lcmodel.io.output_lock`) for the whole run.
+    """
+    with output_lock(paths_for(cfg).root):
+        points = sample_reference(cfg)
+        labelled = prepare_points(cfg, points)
+        samples = extract_samples(cfg, labelled)
+        table = make_training_table(cfg, samples)
+        tuning = tune(cfg, table, callback=callback, progress=progress)
+        metrics = evaluate(cfg, table, tuning)
+        return fit_final(cfg, table, tuning, metrics)
 
 
 def run(cfg: RunConfig, callback: Callback | None = None, progress: Progress | None = None,
         predict_progress: Progress | None = None) -> dict[str, Any]:
     """All stages: train, then predict the config's embedding into OUTPUT/map.tif and confidence.tif."""
-    bundle = train(cfg, callback=callback, progress=progress)
-    data = predict_map(cfg, bundle, progress=predict_progress)
-    write_quicklook(cfg)
-    return data
+    with output_lock(paths_for(cfg).root):
+        bundle = train(cfg, callback=callback, progress=progress)
+        data = predict_map(cfg, bundle, progress=predict_progress)
+        write_quicklook(cfg)
+        return data
 
