@@ -552,6 +552,8 @@ def _block_error(
 ) -> LcmodelError:
     cause = str(exc).splitlines()[0] if str(exc) else ""
     if isinstance(exc, RasterioIOError) and embedding_path is not None:
+        if exc.__cause__ is not None and str(exc.__cause__):  # GDAL's own reason, when chained
+            cause = str(exc.__cause__).splitlines()[0]
         return InputFileError(
             f"embedding raster {str(embedding_path)!r} could not be read in block {index + 1} at window "
             f"{_window_text(window)} ({cause}); the file may be truncated or corrupt: check it with "
