@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,17 +174,25 @@ def sample_reference(cfg: RunConfig, progress: Progress | None = None) -> Path:
 
 def prepare_points(cfg: RunConfig, points_path: Path) -> Path:
     """Reproject the points into the embedding's CRS and reclassify codes into class values."""
-    from lcmodel.reference import ReferencePoints, reclassify, reproject_points
+    from lcmodel.reference import ReferencePoints, check_overlap, reclassify, reproject_points, warn_crs_units
 
     out = paths_for(cfg)
     table, crs = _read_points(Path(points_path))
     with open_raster(cfg.embedding.path, "embedding raster") as src:
         dst_crs = src.crs
+        bounds = tuple(src.bounds)
     if dst_crs is None:
         raise InputFileError(
             f"embedding raster {str(cfg.embedding.path)!r} has no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:32720)"
         )
-    points = reproject_points(ReferencePoints(table=table, crs=crs), dst_crs)
+    warn_crs_units(bounds, dst_crs, f"embedding raster {cfg.embedding.path.name!r}")
+    source = ReferencePoints(table=table, crs=crs)
+    with warnings.catch_warnings(record=True) as caught:  # shown only when the points do overlap
+        warnings.simplefilter("always")
+        points = reproject_points(source, dst_crs)
+    check_overlap(source, points, bounds, str(cfg.embedding.path))
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     points, classes = reclassify(points, _class_table(cfg))
     _write_json(out.class_table, classes.to_dict())
     return _write_points(points.table, points.crs, out.labelled)
