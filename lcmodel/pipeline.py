@@ -235,9 +235,31 @@ def make_training_table(cfg: RunConfig, samples_path: Path) -> Path:
     df = subsample(samples, cfg.n_sample_effective, random_state=s.random_state)
     df, dropped = drop_rare_classes(df, s.min_class_fraction)
     df = split_train_test(df, s.test_size, random_state=s.random_state)
+    _warn_small_classes(df, cfg)
     path = write_training_table(df, paths_for(cfg).root)
     log.info("training table: %d rows (%d test); rare classes dropped: %s", len(df), (df["split"] == "test").sum(), dropped)
     return path
+
+
+#: A class with fewer training rows than this (or than 2 x tuning.cv) gets a warning: its figures are noise.
+FEW_SAMPLES = 10
+
+
+def _warn_small_classes(df: pd.DataFrame, cfg: RunConfig) -> None:
+    """Warn (DataWarning) about kept classes with very few training rows."""
+    from lcmodel.errors import DataWarning
+
+    floor = max(FEW_SAMPLES, 2 * cfg.tuning.cv)
+    counts = df.loc[df["split"] == "train", "value"].value_counts().sort_index()
+    small = counts[counts < floor]
+    if len(small):
+        detail = ", ".join(f"value {int(v)} ({int(n)} rows)" for v, n in small.items())
+        warnings.warn(
+            f"{len(small)} class(es) have fewer than {floor} training rows: {detail}; their accuracy figures are "
+            "unreliable: sample more points (reference.n_points, sampling.n_sample)",
+            DataWarning,
+            stacklevel=2,
+        )
 
 
 def _xy(table: pd.DataFrame, part: str | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -374,10 +374,14 @@ def predict_raster(
             locks.enter_context(output_lock(folder))
         work_dir = partial_dir(out_path)
         store = BlockStore.open(work_dir, fingerprint)
-        counts, n_resumed = _predict_missing_blocks(
-            store, bundle, embedding_path, windows, rule, class_out, nodata, n_workers,
-            conf_out is not None, progress,
-        )
+        try:
+            counts, n_resumed = _predict_missing_blocks(
+                store, bundle, embedding_path, windows, rule, class_out, nodata, n_workers,
+                conf_out is not None, progress,
+            )
+        except InputFileError:
+            store.remove()  # an unreadable embedding must change, which invalidates the blocks anyway
+            raise
         try:
             _assemble_outputs(
                 store, windows, profile, bundle, classes, class_out, dtype, nodata, width, height,

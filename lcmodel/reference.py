@@ -825,6 +825,11 @@ def _crs_label(crs: CRS) -> str:
     return f"EPSG:{epsg}" if epsg else (crs.to_string()[:60] or "an unnamed CRS")
 
 
+def _num(v: float) -> str:
+    """A coordinate for a message: whole metres for large values, else up to 6 significant digits."""
+    return f"{v:.0f}" if abs(v) >= 1e5 else f"{v:.6g}"
+
+
 def _in_bounds(x: np.ndarray, y: np.ndarray, bounds: Sequence[float]) -> np.ndarray:
     left, bottom, right, top = bounds
     with np.errstate(invalid="ignore"):
@@ -853,7 +858,7 @@ def _crs_hint(source: ReferencePoints, dst_crs: CRS, bounds: Sequence[float]) ->
     declared = source.crs
     name = _crs_label(declared)
     lonlat_like = bool((np.abs(x) <= 180).all() and (np.abs(y) <= 90).all())
-    example = f"x={x[0]:g}, y={y[0]:g}"
+    example = f"x={_num(x[0])}, y={_num(y[0])}"
     if declared.is_geographic and not lonlat_like:
         where = ""
         if _lands_in(x, y, dst_crs, dst_crs, bounds):
@@ -899,7 +904,7 @@ def check_overlap(
     dst = projected.crs
     hint = _crs_hint(source, dst, bounds)
     fix = hint or "check that the reference data and embedding.path cover the same area (and reference.crs)"
-    box = ", ".join(f"{b:.6g}" for b in bounds)
+    box = ", ".join(_num(b) for b in bounds)
     raise NoOverlapError(
         f"none of the {len(source)} reference points falls within the embedding raster {raster!r} "
         f"(bounds {box} in {_crs_label(dst)}): {fix}"
