@@ -7,7 +7,7 @@ in-process and compares the outputs byte for byte with an uninterrupted run.
 
 from __future__ import annotations
 
-import json
+import errno
 import os
 import signal
 import subprocess
@@ -158,6 +158,52 @@ def test_truncated_embedding_names_the_file_and_block(tmp_path: Path, case: dict
                        r"at window \(col_off=\d+.*the file may be truncated or corrupt"):
         predict_raster(load_bundle(case["model"]), emb, tmp_path / "out" / "map.tif", block_size=BLOCK)
     assert not (tmp_path / "out" / "map.tif").exists()
+
+
+def test_disk_full_while_saving_a_block_names_the_path_and_keeps_the_previous_map(
+    case: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = case["root"] / "full1"
+    out.mkdir()
+    (out / "map.tif").write_bytes(b"previous map")
+    real = np.savez_compressed
+    calls = {"n": 0}
+
+    def full(*args: object, **kwargs: object) -> None:
+        calls["n"] += 1
+        if calls["n"] > 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(*args, **kwargs)
+
+    monkeypatch.setattr(np, "savez_compressed", full)
+    with pytest.raises(OutputError, match=r"could not write block 4 to '.*full1/\.map\.tif\.partial/blocks/"
+                       r"0000003\.npz' \(No space left on device\); check free space"):
+        predict_raster(load_bundle(case["model"]), case["emb"], out / "map.tif", block_size=BLOCK)
+    assert (out / "map.tif").read_bytes() == b"previous map"
+    monkeypatch.setattr(np, "savez_compressed", real)  # space freed: the rerun resumes after block 3
+    summary = predict_raster(load_bundle(case["model"]), case["emb"], out / "map.tif", block_size=BLOCK)
+    assert summary.n_resumed == 3
+
+
+def test_write_error_in_the_final_copy_names_the_path_and_keeps_the_previous_map(
+    case: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lcmodel.predict as predict_module
+
+    out = case["root"] / "full2"
+    out.mkdir()
+    (out / "map.tif").write_bytes(b"previous map")
+
+    def full(src: Path, dst: Path) -> None:
+        dst.write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(predict_module, "_copy_cog", full)
+    with pytest.raises(OutputError, match=r"could not write '.*full2/map.tif': No space left on device; check "
+                       r"free space"):
+        predict_raster(load_bundle(case["model"]), case["emb"], out / "map.tif", block_size=BLOCK)
+    assert (out / "map.tif").read_bytes() == b"previous map"
+    assert sorted(p.name for p in out.iterdir()) == [".map.tif.partial", "map.tif"]  # no temp file
 
 
 # --- fuzz: our error or success, never another exception ------------------------------------------
