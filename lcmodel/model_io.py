@@ -9,8 +9,9 @@ bands it was not trained on.
 On disk the bundle is a plain dict (``{"lcmodel_bundle": format_version, "estimator": ...,
 "metadata": {...}}``) written with joblib, so that a later change of the :class:`ModelBundle` class
 never makes an old file unreadable: the format version is checked before anything is rebuilt. A side
-file ``<path>.json`` carries the same metadata in readable form plus the bundle file's SHA-256 (the
-basis for a later trust check: loading a pickle runs code, so only load bundles you made or trust).
+file ``<path>.json`` carries the same metadata in readable form plus the bundle file's SHA-256;
+:func:`load_bundle` checks the file against it before unpickling anything (loading a pickle runs code)
+and refuses a mismatch or a missing side file unless ``trust=True``.
 
 Feature names: the estimator may be fitted on a bare array (no ``feature_names_in_``) or on a
 DataFrame whose columns are exactly ``band_names``; both are accepted. Prediction passes named

@@ -17,6 +17,12 @@ GDAL's COG driver cannot write window by window: blocks go to a tiled DEFLATE Ge
 folder next to the output, overviews are built (mode for classes, average for confidence), the file
 is copied with the COG driver and renamed into place only when complete. A failing block stops the
 run with a :class:`~lcmodel.errors.PredictionError` naming its window and leaves no output behind.
+
+Resumable: finished blocks are kept in ``<folder>/.<name>.partial/`` (:class:`BlockStore`) until the
+outputs are in place, so a call killed at any point and made again with the same inputs and options
+predicts only the missing blocks, and writes a map byte-identical to an uninterrupted run. The flow's
+``predict_map`` task calls the same function, so a retried or re-run task resumes too. The output
+folder is locked (:func:`lcmodel.io.output_lock`) while the call runs.
 """
 
 from __future__ import annotations
