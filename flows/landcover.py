@@ -34,6 +34,7 @@ from flows.caching import cache_key_fn, write_manifest  # noqa: E402
 from lcmodel import pipeline  # noqa: E402
 from lcmodel.config import RunConfig, load_config  # noqa: E402
 from lcmodel.errors import LcmodelError  # noqa: E402
+from lcmodel.io import output_lock  # noqa: E402
 
 __all__ = ["landcover", "retry_on_io_error"]
 
@@ -138,16 +139,17 @@ def landcover(config: RunConfig | str) -> dict[str, Any]:
     ``config`` is a validated RunConfig, or the path of a YAML/TOML config file (for deployments).
     """
     cfg = load_config(config) if isinstance(config, str | Path) else config
-    with _library_logs_to_prefect():
-        return _landcover(cfg)
-
-
-def _landcover(cfg: RunConfig) -> dict[str, Any]:
-    from flows.tracking import Tracker
-
     logger = get_run_logger()
     root = Path(cfg.output.dir)
     root.mkdir(parents=True, exist_ok=True)
+    # one run per output folder; predict_map resumes after a crash or retry
+    with output_lock(root), _library_logs_to_prefect():
+        return _landcover(cfg, root, logger)
+
+
+def _landcover(cfg: RunConfig, root: Path, logger: Any) -> dict[str, Any]:
+    from flows.tracking import Tracker
+
     tracker = Tracker(cfg, flow_run_id=str(flow_run.id) if flow_run.id else None)
     logger.info("MLflow run %s in experiment %r (%s)", tracker.run_id, cfg.tracking.experiment, tracker.ui_hint)
     try:

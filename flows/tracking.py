@@ -99,9 +99,8 @@ class Tracker:
     # ------------------------------------------------------------------------------------------ params
     def log_config(self) -> None:
         flat = flatten_config(self.cfg)
-        if "tracking.uri" in flat:
-            flat["tracking.uri"] = scrub_uri(flat["tracking.uri"])
-        params = [Param(k, v[:_MAX_PARAM]) for k, v in flat.items()]
+        # no credential-bearing URI in any param (tracking.uri, but also e.g. an s3://key:secret@ path)
+        params = [Param(k, scrub_uri(v)[:_MAX_PARAM]) for k, v in flat.items()]
         params += [Param(f"version.{k}", v) for k, v in _versions().items()]
         for i in range(0, len(params), 100):
             self.client.log_batch(self.run_id, params=params[i : i + 100])
@@ -222,7 +221,9 @@ class Tracker:
 
         from lcmodel.model_io import load_bundle
 
-        bundle = load_bundle(bundle_path)
+        bundle = load_bundle(bundle_path)  # verified against the SHA-256 recorded at training
+        if bundle.source_sha256:
+            self.client.log_param(self.run_id, "bundle.sha256", bundle.source_sha256)
         names = list(bundle.band_names)
         rng = np.random.default_rng(0)
         example = pd.DataFrame(rng.uniform(-0.2, 0.2, size=(3, len(names))).astype(np.float32), columns=names)
@@ -251,7 +252,7 @@ class Tracker:
 
     def finish(self, error: BaseException | None = None) -> None:
         if error is not None:
-            self.client.set_tag(self.run_id, "error", str(error)[:5000])
+            self.client.set_tag(self.run_id, "error", scrub_uri(str(error))[:5000])
             self.client.set_terminated(self.run_id, status="FAILED")
         else:
             self.client.set_terminated(self.run_id, status="FINISHED")

@@ -98,12 +98,14 @@ def _load(config: str) -> Any:
 def sample(config: str) -> None:
     """Write the training table (reference points -> embedding values -> split)."""
     from lcmodel import pipeline
+    from lcmodel.io import output_lock
 
     cfg = _load(config)
-    points = pipeline.sample_reference(cfg, progress=Progress("sampling reference"))
-    labelled = pipeline.prepare_points(cfg, points)
-    samples = pipeline.extract_samples(cfg, labelled)
-    table = pipeline.make_training_table(cfg, samples)
+    with output_lock(pipeline.paths_for(cfg).root):
+        points = pipeline.sample_reference(cfg, progress=Progress("sampling reference"))
+        labelled = pipeline.prepare_points(cfg, points)
+        samples = pipeline.extract_samples(cfg, labelled)
+        table = pipeline.make_training_table(cfg, samples)
     stats = json.loads(pipeline.paths_for(cfg).sample_stats.read_text())
     click.echo(f"training table: {table}")
     click.echo("  " + ", ".join(f"{k}={v}" for k, v in stats.items()))
@@ -142,14 +144,20 @@ def _print_training(cfg: Any, bundle: Path) -> None:
 @click.option("--block-size", type=int, default=None, help="Block side in pixels (default: from memory).")
 @click.option("--n-jobs", type=int, default=1, show_default=True, help="Worker processes.")
 @click.option("--memory-mb", type=int, default=1024, show_default=True, help="Memory per worker for blocks.")
+@click.option("--trust-model", is_flag=True,
+              help="Load the model even if its SHA-256 cannot be verified against its side file (it is a "
+                   "pickle: loading runs code).")
 def predict(model: str, embedding: str, out: str, confidence: str | None, block_size: int | None, n_jobs: int,
-            memory_mb: int) -> None:
-    """Predict a whole embedding raster block by block into a Cloud-Optimized GeoTIFF."""
+            memory_mb: int, trust_model: bool) -> None:
+    """Predict a whole embedding raster block by block into a Cloud-Optimized GeoTIFF.
+
+    Resumable: rerun the same command after a crash and only the unfinished blocks are predicted.
+    """
     from lcmodel.model_io import load_bundle
     from lcmodel.pipeline import summary_to_dict
     from lcmodel.predict import predict_raster
 
-    bundle = load_bundle(model)
+    bundle = load_bundle(model, trust=trust_model)
     summary = predict_raster(bundle, embedding, out, confidence_path=confidence, block_size=block_size,
                              n_jobs=n_jobs, memory_mb=memory_mb, progress=Progress("predicting blocks"))
     _print_prediction(summary_to_dict(summary, bundle.class_table))

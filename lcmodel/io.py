@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import math
 import os
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,16 @@ from rasterio.errors import RasterioIOError
 
 from lcmodel.errors import InputFileError, OutputError
 
-__all__ = ["atomic_path", "open_raster", "sha256_file", "ensure_output_dir", "json_ready", "write_json"]
+__all__ = [
+    "atomic_path",
+    "open_raster",
+    "sha256_file",
+    "ensure_output_dir",
+    "json_ready",
+    "write_json",
+    "output_lock",
+    "LOCK_NAME",
+]
 
 
 def ensure_output_dir(path: Path | str) -> Path:
@@ -118,3 +130,105 @@ def write_json(obj: Any, path: Path) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text + "\n", encoding="utf-8")
     return path
+
+
+# --- output lock (reliability) -------------------------------------------------------------------
+
+#: Name of the lock file an lcmodel run holds in its output folder while it writes there.
+LOCK_NAME = ".lcmodel.lock"
+_HELD: dict[Path, list[Any]] = {}  # folder -> [fd, depth]: re-entrant within one process
+_HELD_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def output_lock(folder: Path | str) -> Iterator[Path]:
+    """Hold an exclusive, non-blocking lock on an output folder for the duration of a run.
+
+    The lock is ``fcntl.flock`` on ``<folder>/.lcmodel.lock``, which records the holder's pid and start
+    time. It is re-entrant within one process (``pipeline.run`` locks the folder, then ``predict_raster``
+    locks it again), released by the kernel when the process dies (even on SIGKILL), and the lock file
+    is removed on release. A second process gets an :class:`OutputError` at once instead of waiting.
+
+    Parameters
+    ----------
+    folder : the output folder (created when missing).
+
+    Yields
+    ------
+    Path
+        The lock file.
+
+    Raises
+    ------
+    OutputError
+        Another run holds the folder, or the folder cannot be created.
+    """
+    folder = ensure_output_dir(folder).resolve()
+    lock_path = folder / LOCK_NAME
+    with _HELD_GUARD:
+        held = _HELD.get(folder)
+        if held is not None:
+            held[1] += 1
+    if held is not None:
+        try:
+            yield lock_path
+        finally:
+            with _HELD_GUARD:
+                held[1] -= 1
+        return
+    fd = _acquire(lock_path, folder)
+    with _HELD_GUARD:
+        _HELD[folder] = [fd, 1]
+    try:
+        yield lock_path
+    finally:
+        with _HELD_GUARD:
+            entry = _HELD[folder]
+            entry[1] -= 1
+            release = entry[1] == 0
+            if release:
+                del _HELD[folder]
+        if release:
+            with contextlib.suppress(OSError):
+                lock_path.unlink()  # while still locked: a waiter re-checks the inode (see _acquire)
+            os.close(fd)
+
+
+def _acquire(lock_path: Path, folder: Path) -> int:
+    """Open and flock the lock file; retry when it was unlinked between our open and our flock."""
+    while True:
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise OutputError(
+                f"output folder {str(folder)!r} cannot hold a lock file ({exc.strerror}); "
+                "choose a writable output.dir"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(fd)
+            os.close(fd)
+            raise OutputError(
+                f"output folder {str(folder)!r} is in use by another run ({holder}); "
+                "wait for it or choose another output.dir"
+            ) from None
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:  # the previous holder removed the file after we opened it: lock the new one
+            os.close(fd)
+            continue
+        started = datetime.now(UTC).replace(microsecond=0).isoformat()
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}, started {started}\n".encode())
+        return fd
+
+
+def _lock_holder(fd: int) -> str:
+    try:
+        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        text = ""
+    return text or "pid unknown"

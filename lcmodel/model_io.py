@@ -9,8 +9,9 @@ bands it was not trained on.
 On disk the bundle is a plain dict (``{"lcmodel_bundle": format_version, "estimator": ...,
 "metadata": {...}}``) written with joblib, so that a later change of the :class:`ModelBundle` class
 never makes an old file unreadable: the format version is checked before anything is rebuilt. A side
-file ``<path>.json`` carries the same metadata in readable form plus the bundle file's SHA-256 (the
-basis for a later trust check: loading a pickle runs code, so only load bundles you made or trust).
+file ``<path>.json`` carries the same metadata in readable form plus the bundle file's SHA-256;
+:func:`load_bundle` checks the file against it before unpickling anything (loading a pickle runs code)
+and refuses a mismatch or a missing side file unless ``trust=True``.
 
 Feature names: the estimator may be fitted on a bare array (no ``feature_names_in_``) or on a
 DataFrame whose columns are exactly ``band_names``; both are accepted. Prediction passes named
@@ -57,6 +58,7 @@ __all__ = [
     "load_bundle",
     "check_compatible",
     "side_file_path",
+    "verify_bundle_hash",
 ]
 
 logger = logging.getLogger(__name__)
@@ -65,6 +67,7 @@ logger = logging.getLogger(__name__)
 BUNDLE_FORMAT = 1
 _MAGIC = "lcmodel_bundle"
 _GENERIC_BAND = re.compile(r"^band_\d+$")
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]+://")
 _UNPICKLE_ERRORS = (
     pickle.UnpicklingError,
     EOFError,
@@ -111,6 +114,9 @@ class ModelBundle:
     created: str
     metrics: dict[str, Any] = field(default_factory=dict)
     format_version: int = BUNDLE_FORMAT
+    #: SHA-256 of the file the bundle was loaded from or saved to (None for a bundle made in memory);
+    #: not part of the metadata. Prediction uses it to recognise its own unfinished work (resume).
+    source_sha256: str | None = field(default=None, compare=False)
 
     @property
     def n_bands(self) -> int:
@@ -201,21 +207,27 @@ def save_bundle(bundle: ModelBundle, path: Path | str) -> Path:
     }
     with atomic_path(path) as tmp:
         joblib.dump(payload, tmp, compress=3)
-    side = dict(bundle.metadata(), file=path.name, sha256=sha256_file(path))
+    digest = sha256_file(path)
+    bundle.source_sha256 = digest
+    side = dict(bundle.metadata(), file=path.name, sha256=digest)
     with atomic_path(side_file_path(path)) as tmp:
         tmp.write_text(json.dumps(side, indent=2, default=str) + "\n", encoding="utf-8")
     logger.info("model bundle written to %s", path)
     return path
 
 
-def load_bundle(path: Path | str) -> ModelBundle:
-    """Read a bundle written by :func:`save_bundle`.
+def load_bundle(path: Path | str, *, trust: bool = False) -> ModelBundle:
+    """Read a bundle written by :func:`save_bundle`, after checking its SHA-256.
 
-    Loading a pickle runs code: only load bundles you made or trust.
+    Loading a pickle runs code, so nothing is unpickled before the file's SHA-256 matches the one
+    :func:`save_bundle` recorded in the side file ``<path>.json``. A bundle without a side file, or
+    whose hash differs, is refused unless ``trust=True`` (CLI ``--trust-model``): only trust files you
+    made or checked yourself. Only local files are read: a URL is refused, never downloaded.
 
     Parameters
     ----------
-    path : the ``model.joblib`` file.
+    path : the ``model.joblib`` file (a local path).
+    trust : load even when the hash cannot be verified (no side file, or a different hash).
 
     Returns
     -------
@@ -226,7 +238,8 @@ def load_bundle(path: Path | str) -> ModelBundle:
     InputFileError
         The file does not exist.
     ModelBundleError
-        The file is not a joblib/pickle file, holds something else than an lcmodel bundle (e.g. a
+        The path is a URL; the hash does not match the side file or there is no side file (and
+        ``trust`` is False); the file is not a joblib/pickle file, holds something else than an lcmodel bundle (e.g. a
         bare estimator pickle), was written by another bundle format version, or is inconsistent.
 
     Warns
@@ -234,11 +247,17 @@ def load_bundle(path: Path | str) -> ModelBundle:
     LcmodelWarning
         The bundle was trained with another scikit-learn version than the one installed.
     """
+    if _URL.match(str(path)):
+        raise ModelBundleError(
+            f"model bundle {str(path)!r} is a URL; lcmodel loads bundles only from local files: "
+            "download it yourself, check it, and give the local path"
+        )
     path = Path(path)
     if not path.is_file():
         raise InputFileError(
             f"model bundle {str(path)!r} does not exist; check the path or run `lcmodel train`"
         )
+    digest = verify_bundle_hash(path, trust=trust)
     try:
         with warnings.catch_warnings():
             # sklearn's InconsistentVersionWarning (one per pickled tree): one warning below
@@ -290,6 +309,7 @@ def load_bundle(path: Path | str) -> ModelBundle:
             "`lcmodel train`"
         ) from None
     _validate(bundle, str(path))
+    bundle.source_sha256 = digest
     trained = bundle.versions.get("sklearn")
     if trained and trained != sklearn.__version__:
         warnings.warn(
@@ -300,6 +320,50 @@ def load_bundle(path: Path | str) -> ModelBundle:
             stacklevel=2,
         )
     return bundle
+
+
+def verify_bundle_hash(path: Path | str, *, trust: bool = False) -> str:
+    """The SHA-256 of a bundle file, checked against its side file before anything is unpickled.
+
+    Parameters
+    ----------
+    path : the bundle file.
+    trust : return the hash even when it cannot be verified (logged as a warning).
+
+    Returns
+    -------
+    str
+        The file's SHA-256 (hex).
+
+    Raises
+    ------
+    ModelBundleError
+        No readable side file with a ``sha256``, or a different hash, and ``trust`` is False.
+    """
+    path = Path(path)
+    digest = sha256_file(path)
+    side = side_file_path(path)
+    fix = "retrain with `lcmodel train`, or pass --trust-model (trust=True) if you trust this file"
+    try:
+        expected = json.loads(side.read_text(encoding="utf-8")).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        expected = None
+    if expected is None:
+        problem = (
+            f"model bundle {str(path)!r} has no side file {side.name!r} recording its SHA-256, so it "
+            "cannot be verified before loading (loading a pickle runs code)"
+        )
+    elif expected != digest:
+        problem = (
+            f"model bundle {str(path)!r} has SHA-256 {digest}, but its side file {side.name!r} records "
+            f"{expected}: the file changed after training"
+        )
+    else:
+        return digest
+    if not trust:
+        raise ModelBundleError(f"{problem}; {fix}")
+    logger.warning("%s; loading it anyway because it is trusted explicitly", problem)
+    return digest
 
 
 def check_compatible(bundle: ModelBundle, src: DatasetReader) -> NodataRule:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from rasterio.crs import CRS
 from lcmodel.classes import ClassTable, read_class_table
 from lcmodel.config import RunConfig
 from lcmodel.errors import InputFileError
-from lcmodel.io import atomic_path, ensure_output_dir, open_raster, sha256_file
+from lcmodel.io import atomic_path, ensure_output_dir, open_raster, output_lock, sha256_file
 
 __all__ = [
     "RunPaths",
@@ -199,17 +200,25 @@ def sample_reference(cfg: RunConfig, progress: Progress | None = None) -> Path:
 
 def prepare_points(cfg: RunConfig, points_path: Path) -> Path:
     """Reproject the points into the embedding's CRS and reclassify codes into class values."""
-    from lcmodel.reference import ReferencePoints, reclassify, reproject_points
+    from lcmodel.reference import ReferencePoints, check_overlap, reclassify, reproject_points, warn_crs_units
 
     out = paths_for(cfg)
     table, crs = _read_points(Path(points_path))
     with open_raster(cfg.embedding.path, "embedding raster") as src:
         dst_crs = src.crs
+        bounds = tuple(src.bounds)
     if dst_crs is None:
         raise InputFileError(
             f"embedding raster {str(cfg.embedding.path)!r} has no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:32720)"
         )
-    points = reproject_points(ReferencePoints(table=table, crs=crs), dst_crs)
+    warn_crs_units(bounds, dst_crs, f"embedding raster {cfg.embedding.path.name!r}")
+    source = ReferencePoints(table=table, crs=crs)
+    with warnings.catch_warnings(record=True) as caught:  # shown only when the points do overlap
+        warnings.simplefilter("always")
+        points = reproject_points(source, dst_crs)
+    check_overlap(source, points, bounds, str(cfg.embedding.path))
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     points, classes = reclassify(points, _class_table(cfg))
     _write_json(out.class_table, classes.to_dict())
     return _write_points(points.table, points.crs, out.labelled)
@@ -255,9 +264,31 @@ def make_training_table(cfg: RunConfig, samples_path: Path) -> Path:
     df = split_train_test(df, s.test_size, random_state=s.random_state, strategy=blocks["split"],
                           block_size=blocks["block_size"])
     _write_json(paths_for(cfg).spatial_blocks, {**blocks, "dropped_classes": dropped})
+    _warn_small_classes(df, cfg)
     path = write_training_table(df, paths_for(cfg).root)
     log.info("training table: %d rows (%d test); rare classes dropped: %s", len(df), (df["split"] == "test").sum(), dropped)
     return path
+
+
+#: A class with fewer training rows than this (or than 2 x tuning.cv) gets a warning: its figures are noise.
+FEW_SAMPLES = 10
+
+
+def _warn_small_classes(df: pd.DataFrame, cfg: RunConfig) -> None:
+    """Warn (DataWarning) about kept classes with very few training rows."""
+    from lcmodel.errors import DataWarning
+
+    floor = max(FEW_SAMPLES, 2 * cfg.tuning.cv)
+    counts = df.loc[df["split"] == "train", "value"].value_counts().sort_index()
+    small = counts[counts < floor]
+    if len(small):
+        detail = ", ".join(f"value {int(v)} ({int(n)} rows)" for v, n in small.items())
+        warnings.warn(
+            f"{len(small)} class(es) have fewer than {floor} training rows: {detail}; their accuracy figures are "
+            "unreliable: sample more points (reference.n_points, sampling.n_sample)",
+            DataWarning,
+            stacklevel=2,
+        )
 
 
 def _xy(table: pd.DataFrame, part: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -431,14 +462,19 @@ def predict_map(
     out_path: Path | None = None,
     confidence_path: Path | None = None,
     progress: Progress | None = None,
+    trust: bool = False,
 ) -> dict[str, Any]:
-    """Predict the whole embedding raster block by block into a COG (and a confidence COG)."""
+    """Predict the whole embedding raster block by block into a COG (and a confidence COG).
+
+    Resumable: a call after a crash or a kill (a retried flow task, a rerun) predicts only the blocks
+    the interrupted call had not finished (see :class:`lcmodel.predict.BlockStore`).
+    """
     from lcmodel.model_io import load_bundle
     from lcmodel.predict import predict_raster
 
     out = paths_for(cfg)
     p = cfg.prediction
-    bundle = load_bundle(bundle_path)
+    bundle = load_bundle(bundle_path, trust=trust)
     summary = predict_raster(
         bundle,
         embedding_path or cfg.embedding.path,
@@ -640,22 +676,27 @@ def summary_to_dict(summary: Any, classes: ClassTable) -> dict[str, Any]:
 
 
 def train(cfg: RunConfig, callback: Callback | None = None, progress: Progress | None = None) -> Path:
-    """Stages 1-7: reference -> ... -> the model bundle. Returns the bundle path."""
-    points = sample_reference(cfg)
-    labelled = prepare_points(cfg, points)
-    samples = extract_samples(cfg, labelled)
-    table = make_training_table(cfg, samples)
-    tuning = tune(cfg, table, callback=callback, progress=progress)
-    metrics = evaluate(cfg, table, tuning)
-    return fit_final(cfg, table, tuning, metrics)
+    """Stages 1-7: reference -> ... -> the model bundle. Returns the bundle path.
+
+    Holds the output folder's lock (:func:`lcmodel.io.output_lock`) for the whole run.
+    """
+    with output_lock(paths_for(cfg).root):
+        points = sample_reference(cfg)
+        labelled = prepare_points(cfg, points)
+        samples = extract_samples(cfg, labelled)
+        table = make_training_table(cfg, samples)
+        tuning = tune(cfg, table, callback=callback, progress=progress)
+        metrics = evaluate(cfg, table, tuning)
+        return fit_final(cfg, table, tuning, metrics)
 
 
 def run(cfg: RunConfig, callback: Callback | None = None, progress: Progress | None = None,
         predict_progress: Progress | None = None) -> dict[str, Any]:
     """All stages: train, then predict the config's embedding into OUTPUT/map.tif and confidence.tif."""
-    bundle = train(cfg, callback=callback, progress=progress)
-    data = predict_map(cfg, bundle, progress=predict_progress)
-    write_quicklook(cfg)
-    assess_map(cfg)
-    return data
+    with output_lock(paths_for(cfg).root):
+        bundle = train(cfg, callback=callback, progress=progress)
+        data = predict_map(cfg, bundle, progress=predict_progress)
+        write_quicklook(cfg)
+        assess_map(cfg)
+        return data
 

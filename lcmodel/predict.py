@@ -17,22 +17,29 @@ GDAL's COG driver cannot write window by window: blocks go to a tiled DEFLATE Ge
 folder next to the output, overviews are built (mode for classes, average for confidence), the file
 is copied with the COG driver and renamed into place only when complete. A failing block stops the
 run with a :class:`~lcmodel.errors.PredictionError` naming its window and leaves no output behind.
+
+Resumable: finished blocks are kept in ``<folder>/.<name>.partial/`` (:class:`BlockStore`) until the
+outputs are in place, so a call killed at any point and made again with the same inputs and options
+predicts only the missing blocks, and writes a map byte-identical to an uninterrupted run. The flow's
+``predict_map`` task calls the same function, so a retried or re-run task resumes too. The output
+folder is locked (:func:`lcmodel.io.output_lock`) while the call runs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
+import os
 import shutil
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -43,14 +50,21 @@ import pandas as pd
 import rasterio
 import rasterio.shutil
 from rasterio.enums import Resampling
-from rasterio.errors import CRSError
+from rasterio.errors import CRSError, RasterioIOError
 from rasterio.io import DatasetReader, DatasetWriter
 from rasterio.windows import Window
 
 from lcmodel.classes import ClassTable
 from lcmodel.embedding import NodataRule
-from lcmodel.errors import ClassTableError, ConfigError, PredictionError
-from lcmodel.io import atomic_path, ensure_output_dir, open_raster
+from lcmodel.errors import (
+    ClassTableError,
+    ConfigError,
+    InputFileError,
+    LcmodelError,
+    OutputError,
+    PredictionError,
+)
+from lcmodel.io import atomic_path, open_raster, output_lock
 from lcmodel.model_io import ModelBundle, check_compatible
 from lcmodel.uncertainty import ExtraOutputs, Uncertainty, mark_unclassified as _mark_unclassified
 from lcmodel.uncertainty import uncertainty_spec as _uncertainty_spec
@@ -58,6 +72,8 @@ from lcmodel.uncertainty import uncertainty_spec as _uncertainty_spec
 __all__ = [
     "PredictionSummary",
     "predict_raster",
+    "BlockStore",
+    "partial_dir",
     "choose_block_size",
     "output_dtype",
     "plan_windows",
@@ -98,6 +114,7 @@ class PredictionSummary:
     block_size : window side in pixels (tiled rasters) or window height in rows (striped rasters).
     n_jobs : worker processes used (1 = in-process).
     output_dtype, output_nodata : data type and nodata value of the class map.
+    n_resumed : blocks taken from an interrupted earlier run (see :class:`BlockStore`), not recomputed.
     n_unclassified, unclassified_value : pixels below ``unclassified_below`` and their map value.
     extra_paths : uncertainty COGs written (``probabilities``, ``margin``, ``entropy`` -> path).
     """
@@ -118,6 +135,7 @@ class PredictionSummary:
     n_jobs: int
     output_dtype: str
     output_nodata: int
+    n_resumed: int = 0
     n_unclassified: int = 0
     unclassified_value: int | None = None
     extra_paths: dict[str, str] = field(default_factory=dict)
@@ -381,64 +399,39 @@ def predict_raster(
         n_workers,
     )
 
-    counts = np.zeros(len(classes), dtype=np.int64)
-    out_dir = ensure_output_dir(out_path.parent)
-    work_dir = Path(tempfile.mkdtemp(prefix=f".{out_path.name}.", dir=out_dir))
-    try:
-        map_tmp = work_dir / "map.tif"
-        conf_tmp = work_dir / "confidence.tif" if conf_out is not None else None
-        with contextlib.ExitStack() as stack:
-            dst_map = stack.enter_context(
-                rasterio.open(map_tmp, "w", **profile, count=1, dtype=dtype, nodata=nodata)
+    class_out = classes.astype(dtype)
+    fingerprint = _fingerprint(
+        bundle, embedding_path, windows, profile, class_out, nodata, rule, conf_out is not None, uncertainty
+    )
+    with contextlib.ExitStack() as locks:  # one run at a time per output folder (also for the flow)
+        for folder in sorted({out_path.parent.resolve(), *([conf_out.parent.resolve()] if conf_out else [])}):
+            locks.enter_context(output_lock(folder))
+        work_dir = partial_dir(out_path)
+        store = BlockStore.open(work_dir, fingerprint)
+        try:
+            counts, n_resumed = _predict_missing_blocks(
+                store, bundle, embedding_path, windows, rule, class_out, nodata, n_workers,
+                conf_out is not None, progress, uncertainty,
             )
-            dst_conf = None
-            if conf_tmp is not None:
-                dst_conf = stack.enter_context(
-                    rasterio.open(
-                        conf_tmp, "w", **profile, count=1, dtype="uint8", nodata=CONFIDENCE_NODATA
-                    )
-                )
-            class_out = classes.astype(dtype)
-            extras = stack.enter_context(
-                ExtraOutputs(extra_paths, work_dir, profile, classes, bundle.class_table)
+        except InputFileError:
+            store.remove()  # an unreadable embedding must change, which invalidates the blocks anyway
+            raise
+        try:
+            n_unclassified = _assemble_outputs(
+                store, windows, profile, bundle, classes, class_out, dtype, nodata, width, height,
+                out_path, conf_out, extra_paths, uncertainty,
             )
-            results = _iter_results(
-                bundle, embedding_path, windows, rule, class_out, nodata, n_workers, work_dir,
-                uncertainty,
-            )
-            stack.enter_context(contextlib.closing(results))
-            for done, (window, labels, conf, block_counts, extra) in enumerate(results, start=1):
-                dst_map.write(labels, 1, window=window)
-                if dst_conf is not None:
-                    dst_conf.write(conf, 1, window=window)
-                extras.write(window, extra)
-                counts += block_counts
-                if progress is not None:
-                    progress(done, len(windows))
-            _describe_map(dst_map, bundle.class_table, classes, dtype, nodata)
-            if dst_conf is not None:
-                _describe_confidence(dst_conf)
-        factors = overview_factors(width, height)
-        _build_overviews(map_tmp, factors, Resampling.mode)
-        # the colour table goes on after the overviews: GDAL warns (needlessly, for mode) when it
-        # builds overviews of a palette band, and the indices it picks are the same either way
-        _write_colour_table(map_tmp, bundle.class_table, classes, dtype, nodata)
-        if conf_tmp is not None:
-            _build_overviews(conf_tmp, factors, Resampling.average)
-        if uncertainty.unclassified_value is not None:
-            _mark_unclassified(map_tmp, uncertainty.unclassified_value)
-        extras.build_overviews(factors)
-        with contextlib.ExitStack() as stack:  # all outputs appear together, only when complete
-            _copy_cog(map_tmp, stack.enter_context(atomic_path(out_path)))
-            if conf_out is not None and conf_tmp is not None:
-                _copy_cog(conf_tmp, stack.enter_context(atomic_path(conf_out)))
-            for tmp, final in extras.files():
-                _copy_cog(tmp, stack.enter_context(atomic_path(final)))
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
+        except OSError as exc:
+            if isinstance(exc, OutputError):
+                raise
+            raise OutputError(
+                f"could not write {str(out_path)!r} ({exc.strerror or str(exc).splitlines()[0]}); "
+                f"check free space and permissions, then rerun: finished blocks are kept in {str(work_dir)!r}"
+            ) from None
+        store.remove()
 
     elapsed = time.perf_counter() - started
-    n_valid = int(counts.sum()) + extras.n_unclassified
+    n_valid = int(counts.sum()) + n_unclassified
     summary = PredictionSummary(
         map_path=out_path,
         confidence_path=conf_out,
@@ -456,7 +449,8 @@ def predict_raster(
         n_jobs=n_workers,
         output_dtype=dtype,
         output_nodata=nodata,
-        n_unclassified=extras.n_unclassified,
+        n_resumed=n_resumed,
+        n_unclassified=n_unclassified,
         unclassified_value=uncertainty.unclassified_value,
         extra_paths={k: str(v) for k, v in extra_paths.items()},
     )
@@ -544,6 +538,7 @@ def _predict_block(
     conf = np.full(mask.shape, CONFIDENCE_NODATA, dtype=np.uint8)
     counts = np.zeros(len(class_out), dtype=np.int64)
     n = features.shape[0]
+    proba = None
     if n:
         X: Any = features
         if feature_names is not None:  # fitted on a DataFrame: same names, no sklearn warning
@@ -560,7 +555,7 @@ def _predict_block(
         counts = np.bincount(index, minlength=len(class_out)).astype(np.int64)
     extra: dict[str, np.ndarray] = {}
     if uncertainty is not None and uncertainty.active:
-        extra = uncertainty.compute(proba if n else None, mask, labels, counts)
+        extra = uncertainty.compute(proba, mask, labels, counts)
     return labels, conf, counts, extra
 
 
@@ -598,8 +593,18 @@ def _window_text(window: Window) -> str:
     )
 
 
-def _block_error(window: Window, index: int, exc: BaseException) -> PredictionError:
+def _block_error(
+    window: Window, index: int, exc: BaseException, embedding_path: Path | str | None = None
+) -> LcmodelError:
     cause = str(exc).splitlines()[0] if str(exc) else ""
+    if isinstance(exc, RasterioIOError) and embedding_path is not None:
+        if exc.__cause__ is not None and str(exc.__cause__):  # GDAL's own reason, when chained
+            cause = str(exc.__cause__).splitlines()[0]
+        return InputFileError(
+            f"embedding raster {str(embedding_path)!r} could not be read in block {index + 1} at window "
+            f"{_window_text(window)} ({cause}); the file may be truncated or corrupt: check it with "
+            "gdalinfo -checksum and export it again"
+        )
     return PredictionError(
         f"prediction failed in block {index + 1} at window {_window_text(window)}: "
         f"{type(exc).__name__}: {cause}; check the embedding at that window and the model, "
@@ -611,24 +616,26 @@ def _iter_results(
     bundle: ModelBundle,
     embedding_path: Path | str,
     windows: list[Window],
+    todo: list[int],
     rule: NodataRule,
     class_out: np.ndarray,
     nodata: int,
     n_workers: int,
     work_dir: Path,
     uncertainty: Uncertainty | None = None,
-) -> Iterator[tuple[Window, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
-    """Yield (window, labels, confidence, counts, extras) in window order, in-process or from workers."""
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
+    """Yield (index, labels, confidence, counts, extras) for the windows ``todo``, in that order."""
     names = _feature_names(bundle.estimator)
-    if n_workers == 1:
+    if n_workers == 1 or len(todo) <= 1:
         with _single_threaded(bundle.estimator) as est, rasterio.open(embedding_path) as src:
-            for i, window in enumerate(windows):
+            for i in todo:
+                window = windows[i]
                 try:
                     block = src.read(window=window)
                     result = _predict_block(est, block, rule, class_out, nodata, names, uncertainty)
                 except Exception as exc:  # re-raised: any failure stops the run, naming the block
-                    raise _block_error(window, i, exc) from exc
-                yield (window, *result)
+                    raise _block_error(window, i, exc, embedding_path) from exc
+                yield (i, *result)
         return
 
     model_file = work_dir / "estimator.joblib"
@@ -640,14 +647,14 @@ def _iter_results(
         initargs=(str(model_file), str(embedding_path), rule.to_dict(), class_out, nodata, names, uncertainty),
     )
     pending: deque[tuple[int, Future[_BlockResult]]] = deque()
-    submitted = 0
+    queue = deque(todo)
     try:
-        while submitted < len(windows) or pending:
-            while submitted < len(windows) and len(pending) < 2 * n_workers:  # bounded memory
-                w = windows[submitted]
+        while queue or pending:
+            while queue and len(pending) < 2 * n_workers:  # bounded memory
+                k = queue.popleft()
+                w = windows[k]
                 spec = (int(w.col_off), int(w.row_off), int(w.width), int(w.height))
-                pending.append((submitted, executor.submit(_worker_predict, spec)))
-                submitted += 1
+                pending.append((k, executor.submit(_worker_predict, spec)))
             i, future = pending.popleft()
             try:
                 result = future.result()
@@ -659,8 +666,8 @@ def _iter_results(
                     "guard (needed for n_jobs > 1)"
                 ) from exc
             except Exception as exc:  # re-raised: any failure stops the run, naming the block
-                raise _block_error(windows[i], i, exc) from exc
-            yield (windows[i], *result)
+                raise _block_error(windows[i], i, exc, embedding_path) from exc
+            yield (i, *result)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
 
@@ -702,6 +709,307 @@ def _worker_predict(spec: tuple[int, int, int, int]) -> _BlockResult:
     return _predict_block(
         w["estimator"], block, w["rule"], w["class_out"], w["nodata"], w["names"], w["uncertainty"]
     )
+
+
+# --- resumable prediction (reliability) --------------------------------------------------------
+#
+# Every finished block is saved to its own small file in a work folder beside the output, then recorded
+# in a manifest; the class map is assembled from those files only at the end. Order of durability, per
+# block: (1) block file written to a temporary name, flushed and fsync'd; (2) renamed to its final name,
+# folder fsync'd; (3) one manifest line appended, flushed and fsync'd. A kill at any point therefore never
+# records a block that is not complete on disk: a block file without a manifest line is recomputed (and
+# overwritten, identically); a torn last manifest line is ignored. The uninterrupted and the resumed run
+# both assemble the map from the same block files in the same order, so their COGs are byte-identical.
+# GDAL's block cache is not involved until assembly, which is redone from scratch after any crash.
+
+#: Version of the work-folder layout; part of the fingerprint.
+_PARTIAL_FORMAT = 1
+_MANIFEST = "manifest.jsonl"
+_BLOCKS = "blocks"
+
+
+def partial_dir(out_path: Path | str) -> Path:
+    """The work folder of a prediction into ``out_path``: ``<folder>/.<name>.partial``.
+
+    It holds the finished blocks and their manifest while the prediction runs, and survives a crash so
+    that the next call with the same inputs resumes; it is removed when the outputs are complete.
+    """
+    out_path = Path(out_path)
+    return out_path.parent / f".{out_path.name}.partial"
+
+
+def _fingerprint(
+    bundle: ModelBundle,
+    embedding_path: Path | str,
+    windows: list[Window],
+    profile: dict[str, Any],
+    class_out: np.ndarray,
+    nodata: int,
+    rule: NodataRule,
+    confidence: bool,
+    uncertainty: Uncertainty | None = None,
+) -> str:
+    """SHA-256 of everything a finished block depends on: model, embedding file, block plan, options."""
+    from lcmodel import __version__
+
+    emb = Path(embedding_path).resolve()
+    st = emb.stat()
+    model = bundle.source_sha256 or joblib.hash(bundle.estimator, hash_name="sha1")
+    plan = [[int(w.col_off), int(w.row_off), int(w.width), int(w.height)] for w in windows]
+    facts = {
+        "format": _PARTIAL_FORMAT,
+        "lcmodel": __version__,
+        "model": model,
+        "embedding": [str(emb), st.st_size, st.st_mtime_ns],
+        "windows": plan,
+        "tile": [profile["blockxsize"], profile["blockysize"]],
+        "classes": class_out.tolist(),
+        "dtype": str(class_out.dtype),
+        "nodata": nodata,
+        "rule": rule.to_dict(),
+        "outputs": _block_array_names(confidence),
+        "uncertainty": asdict(uncertainty) if uncertainty is not None else None,
+    }
+    text = json.dumps(facts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _block_array_names(confidence: bool) -> list[str]:
+    """Names of the per-block arrays saved in a block file (a new output adds its name here)."""
+    return ["labels", "confidence"] if confidence else ["labels"]
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BlockStore:
+    """The finished blocks of one prediction: one ``.npz`` per block plus a fsync'd JSON-lines manifest.
+
+    The manifest's first line is ``{"fingerprint": ...}``; each further line ``{"block": i, "counts": [...]}``
+    records a block whose file is complete on disk. Any named arrays can be saved per block (``labels``,
+    ``confidence``, and whatever further outputs a caller adds).
+
+    Use :meth:`open`: it resumes a folder whose fingerprint matches, and starts afresh otherwise.
+    """
+
+    def __init__(self, folder: Path, fingerprint: str, done: dict[int, np.ndarray]) -> None:
+        self.folder = folder
+        self.fingerprint = fingerprint
+        self.done = done
+        self._manifest = open(folder / _MANIFEST, "a", encoding="utf-8")  # noqa: SIM115
+
+    @classmethod
+    def open(cls, folder: Path, fingerprint: str) -> BlockStore:
+        """Resume the work folder when its fingerprint matches, else empty it and start afresh.
+
+        Raises
+        ------
+        OutputError
+            The folder cannot be created or written.
+        """
+        try:
+            done = cls._read(folder, fingerprint)
+            if done is None:
+                if folder.exists():
+                    logger.info("discarding %s: it belongs to other inputs or options", folder)
+                    shutil.rmtree(folder)
+                folder.mkdir(parents=True)
+                (folder / _BLOCKS).mkdir()
+                done = {}
+            lines = [json.dumps({"fingerprint": fingerprint})]
+            lines += [json.dumps({"block": i, "counts": c.tolist()}) for i, c in sorted(done.items())]
+            tmp = folder / (_MANIFEST + ".tmp")  # rewritten clean: a torn last line is dropped
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write("\n".join(lines) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, folder / _MANIFEST)
+            _fsync_dir(folder)
+        except OSError as exc:
+            raise OutputError(
+                f"could not write the prediction work folder {str(folder)!r} ({exc.strerror or exc}); "
+                "check free space and permissions"
+            ) from None
+        if done:
+            logger.info("resuming prediction: %d finished block(s) in %s", len(done), folder)
+        return cls(folder, fingerprint, done)
+
+    @staticmethod
+    def _read(folder: Path, fingerprint: str) -> dict[int, np.ndarray] | None:
+        """Finished blocks of a matching work folder, or None when there is none to resume."""
+        try:
+            text = (folder / _MANIFEST).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        done: dict[int, np.ndarray] = {}
+        for n, line in enumerate(text.splitlines()):
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line torn by a crash: that block is recomputed
+            if n == 0:
+                if not isinstance(entry, dict) or entry.get("fingerprint") != fingerprint:
+                    return None
+                continue
+            if isinstance(entry, dict) and "block" in entry and "counts" in entry:
+                i = int(entry["block"])
+                if BlockStore._block_file(folder, i).is_file():
+                    done[i] = np.asarray(entry["counts"], dtype=np.int64)
+        return done if text.strip() else None
+
+    @staticmethod
+    def _block_file(folder: Path, index: int) -> Path:
+        return folder / _BLOCKS / f"{index:07d}.npz"
+
+    def add(self, index: int, arrays: dict[str, np.ndarray], counts: np.ndarray) -> None:
+        """Save one finished block durably, then record it in the manifest (in that order)."""
+        final = self._block_file(self.folder, index)
+        tmp = final.with_name(final.name + ".tmp")
+        try:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+            _fsync_dir(final.parent)
+            self._manifest.write(json.dumps({"block": index, "counts": counts.tolist()}) + "\n")
+            self._manifest.flush()
+            os.fsync(self._manifest.fileno())
+        except OSError as exc:
+            raise OutputError(
+                f"could not write block {index + 1} to {str(final)!r} ({exc.strerror or exc}); check free "
+                "space and permissions, then rerun: finished blocks are kept and resumed"
+            ) from None
+        self.done[index] = counts
+
+    def load(self, index: int) -> dict[str, np.ndarray]:
+        """The named arrays of a finished block."""
+        path = self._block_file(self.folder, index)
+        try:
+            with np.load(path) as data:
+                return {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError) as exc:
+            raise OutputError(
+                f"finished block file {str(path)!r} is unreadable ({exc}); delete {str(self.folder)!r} "
+                "and rerun"
+            ) from None
+
+    def close(self) -> None:
+        self._manifest.close()
+
+    def remove(self) -> None:
+        """Delete the work folder (after the outputs are in place)."""
+        self.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _predict_missing_blocks(
+    store: BlockStore,
+    bundle: ModelBundle,
+    embedding_path: Path | str,
+    windows: list[Window],
+    rule: NodataRule,
+    class_out: np.ndarray,
+    nodata: int,
+    n_workers: int,
+    confidence: bool,
+    progress: Callable[[int, int], None] | None,
+    uncertainty: Uncertainty | None = None,
+) -> tuple[np.ndarray, int]:
+    """Predict the blocks the store lacks; return per-class counts over all blocks and the resumed count."""
+    todo = [i for i in range(len(windows)) if i not in store.done]
+    n_resumed = len(windows) - len(todo)
+    if progress is not None and n_resumed:
+        progress(n_resumed, len(windows))
+    try:
+        results = _iter_results(
+            bundle, embedding_path, windows, todo, rule, class_out, nodata, n_workers, store.folder,
+            uncertainty,
+        )
+        with contextlib.closing(results):
+            for done, (i, labels, conf, block_counts, extra) in enumerate(results, start=n_resumed + 1):
+                arrays = {"labels": labels, "confidence": conf} if confidence else {"labels": labels}
+                arrays.update(extra)  # uncertainty products, saved with the block so a resume keeps them
+                store.add(i, arrays, block_counts)
+                if progress is not None:
+                    progress(done, len(windows))
+    finally:
+        store.close()
+        (store.folder / "estimator.joblib").unlink(missing_ok=True)
+    counts = np.zeros(len(class_out), dtype=np.int64)
+    for i in range(len(windows)):
+        counts += store.done[i]
+    return counts, n_resumed
+
+
+def _assemble_outputs(
+    store: BlockStore,
+    windows: list[Window],
+    profile: dict[str, Any],
+    bundle: ModelBundle,
+    classes: np.ndarray,
+    class_out: np.ndarray,
+    dtype: str,
+    nodata: int,
+    width: int,
+    height: int,
+    out_path: Path,
+    conf_out: Path | None,
+    extra_paths: dict[str, Path] | None = None,
+    uncertainty: Uncertainty | None = None,
+) -> int:
+    """Write the finished blocks into tiled GeoTIFFs, add overviews, copy to COGs, rename into place.
+
+    Returns the number of pixels marked "unclassified".
+    """
+    map_tmp = store.folder / "map.tif"
+    conf_tmp = store.folder / "confidence.tif" if conf_out is not None else None
+    for p in (map_tmp, conf_tmp):
+        if p is not None:
+            p.unlink(missing_ok=True)  # a half-assembled file from a crash: assembly starts over
+    with contextlib.ExitStack() as stack:
+        dst_map = stack.enter_context(
+            rasterio.open(map_tmp, "w", **profile, count=1, dtype=dtype, nodata=nodata)
+        )
+        extras = stack.enter_context(
+            ExtraOutputs(extra_paths or {}, store.folder, profile, classes, bundle.class_table)
+        )
+        dst_conf = None
+        if conf_tmp is not None:
+            dst_conf = stack.enter_context(
+                rasterio.open(conf_tmp, "w", **profile, count=1, dtype="uint8", nodata=CONFIDENCE_NODATA)
+            )
+        for i, window in enumerate(windows):
+            arrays = store.load(i)
+            dst_map.write(arrays["labels"], 1, window=window)
+            if dst_conf is not None:
+                dst_conf.write(arrays["confidence"], 1, window=window)
+            extras.write(window, arrays)
+        _describe_map(dst_map, bundle.class_table, classes, dtype, nodata)
+        if dst_conf is not None:
+            _describe_confidence(dst_conf)
+    factors = overview_factors(width, height)
+    _build_overviews(map_tmp, factors, Resampling.mode)
+    # the colour table goes on after the overviews: GDAL warns (needlessly, for mode) when it
+    # builds overviews of a palette band, and the indices it picks are the same either way
+    _write_colour_table(map_tmp, bundle.class_table, classes, dtype, nodata)
+    if uncertainty is not None and uncertainty.unclassified_value is not None:
+        _mark_unclassified(map_tmp, uncertainty.unclassified_value)
+    if conf_tmp is not None:
+        _build_overviews(conf_tmp, factors, Resampling.average)
+    extras.build_overviews(factors)
+    with contextlib.ExitStack() as stack:  # all outputs appear together, only when complete
+        _copy_cog(map_tmp, stack.enter_context(atomic_path(out_path)))
+        if conf_out is not None and conf_tmp is not None:
+            _copy_cog(conf_tmp, stack.enter_context(atomic_path(conf_out)))
+        for tmp, final in extras.files():
+            _copy_cog(tmp, stack.enter_context(atomic_path(final)))
+    return extras.n_unclassified
 
 
 # --- output files ------------------------------------------------------------------------------

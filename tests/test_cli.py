@@ -76,6 +76,10 @@ def test_bare_estimator_pickle_is_refused(tmp_path: Path) -> None:
     path.write_bytes(pickle.dumps(model))
     emb = tmp_path / "e.tif"
     result = _invoke("predict", "--model", str(path), "--embedding", str(emb), "--out", str(tmp_path / "m.tif"))
+    _assert_one_line_error(result, r"has no side file 'best_model.pkl.json' recording its SHA-256")
+    assert not (tmp_path / "m.tif").exists()
+    result = _invoke("predict", "--model", str(path), "--embedding", str(emb), "--out", str(tmp_path / "m.tif"),
+                     "--trust-model")
     _assert_one_line_error(result, r"not an lcmodel model bundle")
     assert not (tmp_path / "m.tif").exists()
 

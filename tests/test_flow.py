@@ -94,6 +94,10 @@ def test_flow_tracks_everything(first_run):
     X = table[feature_columns(table)].astype(np.float32)
     np.testing.assert_array_equal(model.predict(X), bundle.estimator.predict(X))
     assert version.run_id == run.info.run_id
+    # the bundle's hash, recorded at training, is a param of the run
+    from lcmodel.io import sha256_file
+
+    assert run.data.params["bundle.sha256"] == sha256_file(result["bundle"])
 
 
 def test_flow_outputs_map(first_run):
@@ -186,3 +190,31 @@ def test_flow_run_logs_name_the_mlflow_run(first_run):
         time.sleep(0.5)
     assert any(result["mlflow_run_id"] in m for m in messages), messages
     assert any("reports written" in m for m in messages)  # a library (lcmodel.evaluate) line
+
+
+def test_credentials_are_never_logged(demo_config, tmp_path, monkeypatch, caplog):
+    """A credential-bearing tracking URI (config or environment) appears in no param, tag or log line."""
+    import logging
+
+    from mlflow import MlflowClient
+
+    from flows.tracking import Tracker
+
+    secret_uri = "https://user:secret@mlflow.example.org"
+    store = f"sqlite:///{tmp_path / 'creds.sqlite'}"
+    cfg = demo_config
+    real = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"uri": store})})
+    caplog.set_level(logging.DEBUG)
+    tracker = Tracker(real, workdir=tmp_path)  # really logs to the local store...
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", secret_uri)
+    tracker.cfg = cfg.model_copy(  # ...while the config names a credential-bearing server
+        update={"tracking": cfg.tracking.model_copy(update={"uri": secret_uri}),
+                "reference": cfg.reference.model_copy(update={"path": Path("/data/ref.tif")})})
+    tracker.log_config()
+    tracker.finish(error=RuntimeError(f"could not reach {secret_uri}/api"))
+    run = MlflowClient(tracking_uri=store).get_run(tracker.run_id)
+    logged = [*run.data.params.items(), *run.data.tags.items()]
+    assert run.data.params["tracking.uri"] == "https://***@mlflow.example.org"
+    assert not [kv for kv in logged if "secret" in kv[0] or "secret" in kv[1]]
+    assert "secret" not in caplog.text
+    assert "secret" not in tracker.ui_hint

@@ -411,7 +411,8 @@ def test_error_in_one_block_names_the_window_and_leaves_no_output(
             block_size=32,
             n_jobs=n_jobs,
         )
-    assert sorted(p.name for p in out_dir.iterdir()) == ["m.tif"]
+    # no output; only the hidden resume state (block 1 finished) beside the earlier map
+    assert sorted(p.name for p in out_dir.iterdir()) == [".m.tif.partial", "m.tif"]
     assert (out_dir / "m.tif").read_bytes() == b"previous map"
 
 

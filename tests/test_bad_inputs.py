@@ -1,0 +1,435 @@
+"""The bad-input catalogue (docs/errors.md): one test per row, through the CLI.
+
+Every row asserts exit code 2, exactly one ``error: ...`` line matching the message, no traceback, and that
+the failing stage left no output behind (no new file besides earlier stages' legitimate outputs, no
+temporary file). Warnings rows assert a ``warning:`` line and success.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+import rasterio
+import yaml
+from click.testing import CliRunner
+from pyproj import Transformer
+from sklearn.ensemble import RandomForestClassifier
+
+from lcmodel.classes import ClassTable
+from lcmodel.cli import cli
+from lcmodel.embedding import NodataRule, band_names
+from lcmodel.io import sha256_file
+from lcmodel.model_io import ModelBundle, current_versions, save_bundle, side_file_path, utc_now
+from tests.rasters import UTM20S, origin_transform, write_raster
+
+ROOT = Path(__file__).resolve().parents[1]
+H = W = 64
+WEST, NORTH, RES = 500000.0, 8000000.0, 10.0
+
+
+def _embedding(path: Path, bands: int = 4, **kw: Any) -> Path:
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(bands, H, W)).astype(np.float32)
+    return write_raster(path, data, **kw)
+
+
+def _classes_raster(path: Path, west: float = WEST, north: float = NORTH) -> Path:
+    r, c = np.mgrid[0:H, 0:W]
+    data = np.where(c < W // 2, 10, np.where(r < H // 2, 20, 30)).astype(np.uint8)
+    return write_raster(path, data, transform=origin_transform(west, north, RES), nodata=0)
+
+
+def _points(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel-centre points in UTM 20S and their lon/lat, labelled by the class raster's rule."""
+    rng = np.random.default_rng(seed)
+    rows, cols = rng.integers(0, H, n), rng.integers(0, W, n)
+    x = WEST + (cols + 0.5) * RES
+    y = NORTH - (rows + 0.5) * RES
+    labels = np.where(cols < W // 2, 10, np.where(rows < H // 2, 20, 30))
+    return x, y, labels
+
+
+def _lonlat(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    t = Transformer.from_crs("EPSG:32720", "EPSG:4326", always_xy=True)
+    lon, lat = t.transform(x, y)
+    return np.asarray(lon), np.asarray(lat)
+
+
+def _write_csv(path: Path, header: list[str], columns: list[Any]) -> Path:
+    lines = [",".join(header)] + [",".join(str(v) for v in row) for row in zip(*columns, strict=True)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture()
+def case(tmp_path: Path) -> dict[str, Path]:
+    emb = _embedding(tmp_path / "emb.tif")
+    ref = _classes_raster(tmp_path / "ref.tif")
+    x, y, labels = _points()
+    lon, lat = _lonlat(x, y)
+    csv = _write_csv(tmp_path / "points.csv", ["lon", "lat", "label"], [lon, lat, labels])
+    return {"root": tmp_path, "emb": emb, "ref": ref, "csv": csv, "out": tmp_path / "out"}
+
+
+def _config(case: dict[str, Path], **sections: Any) -> Path:
+    data: dict[str, Any] = {
+        "reference": {"path": str(case["ref"]), "n_points": 300},
+        "embedding": {"path": str(case["emb"])},
+        "sampling": {"n_sample": 300, "min_class_fraction": 0.0},
+        "tuning": {"cv": 2, "stages": [{"max_features": ["sqrt"]}, {"n_estimators": [5]}]},
+        "output": {"dir": str(case["out"])},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(data.get(key), dict):
+            data[key] = {**data[key], **value}
+        else:
+            data[key] = value
+    path = case["root"] / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _files(folder: Path) -> set[str]:
+    if not folder.exists():
+        return set()
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+
+
+def _fails(args: list[str], pattern: str, out: Path | None = None, *, before: set[str] | None = None,
+           allowed: set[str] = frozenset()) -> str:
+    """Run the CLI; assert exit 2, one matching error line, no traceback, no output left behind."""
+    before = set(before or ())
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.output
+    assert re.search(pattern, errors[0]), errors[0]
+    assert "\n" not in errors[0] and "Traceback" not in result.output
+    if out is not None:
+        new = _files(out) - before - set(allowed)
+        assert not new, f"left behind: {sorted(new)}"
+    return errors[0]
+
+
+EARLIER = {"reference_points.csv", "reference_points.crs.json", "points_labelled.csv",
+           "points_labelled.crs.json", "class_table.json", "samples.csv", "sample_stats.json"}
+
+
+def _bundle(case: dict[str, Path], bands: int = 4) -> Path:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, bands)).astype(np.float32)
+    y = np.where(X[:, 0] > 0, 10, 20)
+    with rasterio.open(case["emb"]) as src:
+        rule, crs = NodataRule.detect(src), src.crs.to_wkt()
+    bundle = ModelBundle(
+        estimator=RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y),
+        band_names=[f"band_{i}" for i in range(1, bands + 1)], crs_wkt=crs, nodata_rule=rule,
+        class_table=ClassTable(code_to_value={10: 10, 20: 20}), config={}, training_table_sha256=None,
+        versions=current_versions(), created=utc_now(),
+    )
+    return save_bundle(bundle, case["root"] / "models" / "model.joblib")
+
+
+def _predict_args(case: dict[str, Path], model: Path | str, emb: Path | None = None, out: Path | None = None,
+                  *extra: str) -> list[str]:
+    return ["predict", "--model", str(model), "--embedding", str(emb or case["emb"]), "--out",
+            str(out or case["out"] / "map.tif"), *extra]
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+
+def test_missing_config_file(case: dict[str, Path]) -> None:
+    _fails(["sample", str(case["root"] / "nope.yaml")], r"config file '.*nope.yaml' does not exist; check the path",
+           case["out"])
+
+
+def test_missing_input_file(case: dict[str, Path]) -> None:
+    cfg = _config(case, embedding={"path": str(case["root"] / "missing.tif")})
+    _fails(["sample", str(cfg)], r"embedding raster '.*missing.tif' does not exist; check the path in the config",
+           case["out"], allowed=EARLIER)
+
+
+def test_unreadable_input_file(case: dict[str, Path]) -> None:
+    folder = case["root"] / "folder.tif"
+    folder.mkdir()
+    cfg = _config(case, reference={"path": str(folder)})
+    _fails(["sample", str(cfg)], r"reference raster '.*folder.tif' is not a readable raster \(.*\); give a GeoTIFF",
+           case["out"])
+
+
+def test_not_a_raster(case: dict[str, Path]) -> None:
+    bad = case["root"] / "notes.tif"
+    bad.write_text("this is not a GeoTIFF\n")
+    cfg = _config(case, embedding={"path": str(bad)})
+    _fails(["sample", str(cfg)], r"embedding raster '.*notes.tif' is not a readable raster .* give a GeoTIFF",
+           case["out"], allowed=EARLIER)
+
+
+def _truncate(path: Path, fraction: float = 0.6) -> Path:
+    os.truncate(path, int(path.stat().st_size * fraction))
+    return path
+
+
+def test_truncated_reference_raster(case: dict[str, Path]) -> None:
+    big = np.tile(np.repeat(np.array([10, 20, 30], np.uint8), 22)[:64], (64, 1))
+    ref = write_raster(case["root"] / "cut_ref.tif", big, nodata=0, blocksize=16)
+    _truncate(ref)
+    cfg = _config(case, reference={"path": str(ref)})
+    _fails(["sample", str(cfg)], r"reference raster '.*cut_ref.tif' could not be read at rows .* the file may be "
+           r"truncated or corrupt", case["out"])
+
+
+def test_truncated_embedding_at_extraction(case: dict[str, Path]) -> None:
+    _truncate(case["emb"], 0.5)
+    cfg = _config(case)
+    _fails(["sample", str(cfg)], r"embedding raster '.*emb.tif' cannot be read at window .* check that the file "
+           r"is complete", case["out"], allowed=EARLIER - {"samples.csv", "sample_stats.json"})
+
+
+def test_truncated_embedding_at_prediction(case: dict[str, Path]) -> None:
+    model = _bundle(case)
+    _truncate(case["emb"], 0.5)
+    _fails(_predict_args(case, model, None, None, "--block-size", "16"),
+           r"embedding raster '.*emb.tif' could not be read in block \d+ at window .* truncated or corrupt",
+           case["out"], allowed=set())  # hidden resume state only, see below
+    assert not (case["out"] / "map.tif").exists()
+
+
+def test_raster_without_crs(case: dict[str, Path]) -> None:
+    emb = _embedding(case["root"] / "nocrs.tif", crs=None)
+    cfg = _config(case, embedding={"path": str(emb)})
+    _fails(["sample", str(cfg)], r"embedding raster '.*nocrs.tif' has no CRS; assign one", case["out"],
+           allowed={"reference_points.csv", "reference_points.crs.json"})
+
+
+# --- overlap and CRS ------------------------------------------------------------------------------
+
+
+def test_reference_and_embedding_do_not_overlap(case: dict[str, Path]) -> None:
+    ref = _classes_raster(case["root"] / "far.tif", west=WEST + 50_000)
+    cfg = _config(case, reference={"path": str(ref)})
+    _fails(["sample", str(cfg)], r"none of the 300 reference points falls within the embedding raster .* check "
+           r"that the reference data and embedding.path cover the same area",
+           case["out"], allowed={"reference_points.csv", "reference_points.crs.json"})
+
+
+def test_lonlat_points_declared_as_utm(case: dict[str, Path]) -> None:
+    cfg = _config(case, reference={"path": str(case["csv"]), "crs": "EPSG:32720"})
+    _fails(["sample", str(cfg)], r"the coordinates look like longitude/latitude \(EPSG:4326\) .* but reference.crs "
+           r"says EPSG:32720 \(read as EPSG:4326 they fall on the raster\); set reference.crs: EPSG:4326",
+           case["out"], allowed={"reference_points.csv", "reference_points.crs.json"})
+
+
+def test_utm_points_declared_as_lonlat(case: dict[str, Path]) -> None:
+    x, y, labels = _points()
+    csv = _write_csv(case["root"] / "utm.csv", ["lon", "lat", "label"], [x, y, labels])
+    cfg = _config(case, reference={"path": str(csv), "crs": "EPSG:4326"})
+    _fails(["sample", str(cfg)], r"the coordinates look projected \(x=5\d{5}, y=79\d{5}\), not longitude/latitude as "
+           r"reference.crs EPSG:4326 says \(read as EPSG:32720, the embedding's CRS, they fall on the raster\)",
+           case["out"], allowed={"reference_points.csv", "reference_points.crs.json"})
+
+
+# --- points CSV -----------------------------------------------------------------------------------
+
+
+def test_csv_without_the_named_columns(case: dict[str, Path]) -> None:
+    cfg = _config(case, reference={"path": str(case["csv"]), "x_column": "longitude"})
+    _fails(["sample", str(cfg)], r"points file '.*points.csv' has no column 'longitude' \(columns: lon, lat, "
+           r"label\); set reference.x_column to one of them", case["out"])
+
+
+def test_csv_with_non_numeric_coordinates(case: dict[str, Path]) -> None:
+    csv = _write_csv(case["root"] / "text.csv", ["lon", "lat", "label"], [["-63.1", "west"], ["-18", "-18"],
+                                                                          [10, 20]])
+    cfg = _config(case, reference={"path": str(csv)})
+    _fails(["sample", str(cfg)], r"'lon' value 'west' on row 3 .* is not a finite number; fix the file",
+           case["out"])
+
+
+# --- class table ----------------------------------------------------------------------------------
+
+
+def _class_table(case: dict[str, Path], text: str) -> Path:
+    path = case["root"] / "classes.csv"
+    path.write_text(text)
+    return path
+
+
+def test_class_table_without_code_column(case: dict[str, Path]) -> None:
+    table = _class_table(case, "esa,value\n10,1\n20,2\n30,3\n")
+    cfg = _config(case, classes={"table": str(table)})
+    _fails(["sample", str(cfg)], r"class table '.*classes.csv' has no code column 'code' \(columns: esa, value\); "
+           r"set classes.code_column", case["out"], allowed={"reference_points.csv", "reference_points.crs.json"})
+
+
+def test_class_table_with_duplicate_codes(case: dict[str, Path]) -> None:
+    table = _class_table(case, "code,value\n10,1\n20,2\n10,3\n")
+    cfg = _config(case, classes={"table": str(table)})
+    _fails(["sample", str(cfg)], r"code 10 appears twice with values 1 and 3; keep one row per code", case["out"],
+           allowed={"reference_points.csv", "reference_points.crs.json"})
+
+
+def test_class_table_with_non_integer_values(case: dict[str, Path]) -> None:
+    table = _class_table(case, "code,value\n10,1.5\n20,forest\n")
+    cfg = _config(case, classes={"table": str(table)})
+    _fails(["sample", str(cfg)], r"value\(s\) \[.*'1.5'.*\] in column 'value' are not positive integers", case["out"],
+           allowed={"reference_points.csv", "reference_points.crs.json"})
+
+
+# --- sampling and tuning --------------------------------------------------------------------------
+
+
+def test_every_class_removed_by_the_rare_class_rule(case: dict[str, Path]) -> None:
+    cfg = _config(case, sampling={"min_class_fraction": 0.9})
+    _fails(["sample", str(cfg)], r"every class is under sampling.min_class_fraction=0.9 .* lower "
+           r"sampling.min_class_fraction", case["out"], allowed=EARLIER)
+    assert not (case["out"] / "training_table.csv").exists()
+
+
+def test_fewer_samples_than_cv_folds(case: dict[str, Path]) -> None:
+    cfg = _config(case, tuning={"cv": 200, "cv_strategy": "random"}, sampling={"split": "random"})
+    _fails(["train", str(cfg)], r"class 10 has \d+ training sample\(s\), fewer than tuning.cv=200 folds; lower "
+           r"tuning.cv", case["out"], allowed=EARLIER | {"training_table.csv", "spatial_blocks.json"})
+    assert not (case["out"] / "best_params.json").exists()
+
+
+def test_fewer_samples_than_spatial_cv_folds(case: dict[str, Path]) -> None:
+    cfg = _config(case, tuning={"cv": 200})  # spatial folds by default for a raster reference
+    _fails(["train", str(cfg)], r"\d+ samples are too few to choose a block size for 200 folds; give "
+           r"sampling.block_size or use the 'random' strategy", case["out"], allowed=EARLIER)
+    assert not (case["out"] / "training_table.csv").exists()
+
+
+# --- model ----------------------------------------------------------------------------------------
+
+
+def test_embedding_band_count_differs_from_the_model(case: dict[str, Path]) -> None:
+    model = _bundle(case, bands=5)
+    _fails(_predict_args(case, model), r"embedding '.*emb.tif' has 4 bands, the model was trained on 5; predict "
+           r"with the embedding the model was trained on", case["out"])
+
+
+def test_model_file_that_is_not_a_bundle(case: dict[str, Path]) -> None:
+    path = case["root"] / "best_model.pkl"
+    path.write_bytes(pickle.dumps(RandomForestClassifier(n_estimators=2).fit(np.eye(3), [1, 2, 3])))
+    _fails(_predict_args(case, path), r"has no side file 'best_model.pkl.json' recording its SHA-256, so it cannot "
+           r"be verified .*; retrain with `lcmodel train`, or pass --trust-model", case["out"])
+    _fails(_predict_args(case, path, None, None, "--trust-model"), r"is not an lcmodel model bundle \(got "
+           r"RandomForestClassifier\); retrain", case["out"])
+
+
+def test_model_from_an_incompatible_version(case: dict[str, Path]) -> None:
+    model = _bundle(case)
+    payload = joblib.load(model)
+    payload["lcmodel_bundle"] = 99
+    joblib.dump(payload, model)
+    side = json.loads(side_file_path(model).read_text())
+    side_file_path(model).write_text(json.dumps(dict(side, sha256=sha256_file(model))))
+    _fails(_predict_args(case, model), r"has format version 99, this lcmodel reads version 1; retrain", case["out"])
+
+
+def test_model_whose_hash_does_not_match(case: dict[str, Path]) -> None:
+    model = _bundle(case)
+    with open(model, "ab") as f:
+        f.write(b"\0")  # changed after training
+    line = _fails(_predict_args(case, model), r"has SHA-256 [0-9a-f]{64}, but its side file 'model.joblib.json' "
+                  r"records [0-9a-f]{64}: the file changed after training; retrain .* --trust-model", case["out"])
+    assert "--trust-model" in line
+
+
+def test_model_url_is_never_fetched(case: dict[str, Path]) -> None:
+    _fails(_predict_args(case, "https://example.org/model.joblib"),  # type: ignore[arg-type]
+           r"is a URL; lcmodel loads bundles only from local files", case["out"])
+
+
+# --- outputs --------------------------------------------------------------------------------------
+
+
+def test_output_folder_not_writable(case: dict[str, Path]) -> None:
+    blocker = case["root"] / "a_file"
+    blocker.write_text("x")
+    cfg = _config(case, output={"dir": str(blocker / "out")})
+    _fails(["sample", str(cfg)], r"output folder '.*a_file/out' cannot be created \(Not a directory\); choose a "
+           r"writable output.dir")
+    model = _bundle(case)
+    _fails(_predict_args(case, model, None, blocker / "out" / "map.tif"), r"output folder '.*a_file/out' cannot "
+           r"be created")
+
+
+def test_output_folder_in_use_by_another_run(case: dict[str, Path]) -> None:
+    case["out"].mkdir()
+    script = ("import time; from lcmodel.io import output_lock\n"
+              f"with output_lock({str(case['out'])!r}):\n    print('held', flush=True); time.sleep(30)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        before = _files(case["out"])
+        _fails(["sample", str(_config(case))], r"output folder '.*out' is in use by another run \(pid \d+, started "
+               r"[0-9T:+-]+\); wait for it or choose another output.dir", case["out"], before=before)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# --- config ---------------------------------------------------------------------------------------
+
+
+def test_mistyped_config_key(case: dict[str, Path]) -> None:
+    cfg = _config(case, sampling={"n_sampel": 3})
+    _fails(["sample", str(cfg)], r"unknown config key 'sampling.n_sampel'; did you mean 'n_sample'\?", case["out"])
+
+
+def test_grid_with_an_invalid_value(case: dict[str, Path]) -> None:
+    cfg = _config(case, tuning={"stages": [{"max_features": [0]}]})
+    _fails(["train", str(cfg)], r"config key 'tuning.stages': max_features 0 is not valid; use a "
+           r"positive integer", case["out"])
+
+
+# --- warnings (not errors) ------------------------------------------------------------------------
+
+
+def _succeeds_with_warning(args: list[str], pattern: str) -> None:
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    warns = [line for line in result.output.splitlines() if line.startswith("warning: ")]
+    assert any(re.search(pattern, w) for w in warns), result.output
+
+
+def test_warning_many_points_on_nodata(case: dict[str, Path]) -> None:
+    data = np.random.default_rng(3).normal(size=(4, H, W)).astype(np.float32)
+    data[:, :, : W // 2] = 0.0  # half the raster is nodata (all-zero vectors)
+    emb = write_raster(case["root"] / "half.tif", data)
+    cfg = _config(case, embedding={"path": str(emb)}, reference={"path": str(case["csv"])})
+    _succeeds_with_warning(["sample", str(cfg)], r"dropped \d+ of 300 reference points: 0 outside the embedding "
+                           r"raster, \d+ on nodata pixels")
+
+
+def test_warning_class_with_very_few_samples(case: dict[str, Path]) -> None:
+    x, y, labels = _points()
+    labels = np.where(np.arange(labels.size) < 6, 99, labels)  # class 99: 6 points
+    lon, lat = _lonlat(x, y)
+    csv = _write_csv(case["root"] / "few.csv", ["lon", "lat", "label"], [lon, lat, labels])
+    cfg = _config(case, reference={"path": str(csv)}, sampling={"dedupe_pixels": False})
+    _succeeds_with_warning(["sample", str(cfg)], r"1 class\(es\) have fewer than 10 training rows: value 99 "
+                           r"\(\d rows\)")
+
+
+def test_warning_crs_units_suggest_a_mismatch(case: dict[str, Path]) -> None:
+    emb = _embedding(case["root"] / "deg.tif", crs="EPSG:4326")  # UTM-sized bounds declared as degrees
+    cfg = _config(case, embedding={"path": str(emb)})
+    result = CliRunner().invoke(cli, ["sample", str(cfg)], catch_exceptions=False)
+    warns = [line for line in result.output.splitlines() if line.startswith("warning: ")]
+    assert any(re.search(r"declares a geographic CRS \(EPSG:4326, degrees\) but its bounds .* look like metres",
+                         w) for w in warns), result.output
