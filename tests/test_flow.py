@@ -97,7 +97,7 @@ def test_flow_tracks_everything(first_run):
     assert version.run_id == run.info.run_id
     assert run.data.tags["lcmodel.kind"] == "training"
     assert run.data.tags["lcmodel.training_table_sha256"] == bundle.training_table_sha256
-    assert "lcmodel.promotion" not in run.data.tags  # promote_if_better is off by default
+    assert run.data.tags["lcmodel.promotion"].startswith("promoted: no champion before")  # demo config
 
 
 def test_flow_outputs_map(first_run):
