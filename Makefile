@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-all lint bench clean
+.PHONY: install demo test test-all lint bench clean deploy-local
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ test: $(STAMP)
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q -m "slow or not slow"
+
+# a trial of the Prefect deployments (server on 127.0.0.1, pool, deploy, worker, one run each); Ctrl-C stops it
+deploy-local: $(STAMP)
+	VENV=$(VENV) bash deployments/deploy_local.sh
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet ruff mypy

@@ -136,8 +136,14 @@ def _print_training(cfg: Any, bundle: Path) -> None:
     click.echo(f"report: {out.root / 'report.md'}")
 
 
+_TRACKING_URI = click.option(
+    "--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI",
+    help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the current folder].")
+
+
 @cli.command()
-@click.option("--model", "model", required=True, help="Model bundle (model.joblib).")
+@click.option("--model", "model", required=True,
+              help="Model bundle (model.joblib), or a registered model: models:/NAME@ALIAS, models:/NAME/VERSION.")
 @click.option("--embedding", required=True, type=click.Path(dir_okay=False), help="Embedding raster.")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output map (COG).")
 @click.option("--confidence", type=click.Path(dir_okay=False), default=None, help="Confidence raster (COG).")
@@ -147,20 +153,40 @@ def _print_training(cfg: Any, bundle: Path) -> None:
 @click.option("--trust-model", is_flag=True,
               help="Load the model even if its SHA-256 cannot be verified against its side file (it is a "
                    "pickle: loading runs code).")
+@_TRACKING_URI
 def predict(model: str, embedding: str, out: str, confidence: str | None, block_size: int | None, n_jobs: int,
-            memory_mb: int, trust_model: bool) -> None:
+            memory_mb: int, trust_model: bool, tracking_uri: str | None) -> None:
     """Predict a whole embedding raster block by block into a Cloud-Optimized GeoTIFF.
 
+    MODEL is a bundle path or a registry reference (models:/NAME@ALIAS, models:/NAME/VERSION).
     Resumable: rerun the same command after a crash and only the unfinished blocks are predicted.
     """
-    from lcmodel.model_io import load_bundle
     from lcmodel.pipeline import summary_to_dict
     from lcmodel.predict import predict_raster
 
-    bundle = load_bundle(model, trust=trust_model)
+    bundle = _load_model(model, tracking_uri, trust=trust_model)
     summary = predict_raster(bundle, embedding, out, confidence_path=confidence, block_size=block_size,
                              n_jobs=n_jobs, memory_mb=memory_mb, progress=Progress("predicting blocks"))
     _print_prediction(summary_to_dict(summary, bundle.class_table))
+
+
+def _load_model(model: str, tracking_uri: str | None, *, trust: bool = False) -> Any:
+    """A bundle from a path, or from the MLflow registry for ``models:/`` URIs (imports mlflow only then).
+
+    Either way the bundle's SHA-256 is checked against its side file unless ``trust``.
+    """
+    from lcmodel.model_io import load_bundle
+
+    if not model.startswith("models:/"):
+        return load_bundle(model, trust=trust)
+    import tempfile
+
+    from flows.tracking import download_registered_bundle
+
+    with tempfile.TemporaryDirectory(prefix="lcmodel-model-") as tmp:
+        path, info = download_registered_bundle(model, tmp, tracking_uri)
+        click.echo(f"model: {model} = {info['model_name']} version {info['model_version']}", err=True)
+        return load_bundle(path, trust=trust)
 
 
 def _print_prediction(data: dict[str, Any]) -> None:
@@ -213,6 +239,8 @@ def _run(cfg: Any, plain: bool) -> None:
     click.echo(f"MLflow run: {result['mlflow_run_id']}")
     if result.get("version"):
         click.echo(f"registered model: models:/{result['name']}/{result['version']} (alias 'candidate')")
+    if result.get("promotion"):
+        click.echo(f"champion: {result['promotion']}")
 
 
 _PLAIN = click.option("--plain", is_flag=True,
@@ -302,6 +330,49 @@ def assess(map_path: str, labelled: str, out: str | None, reference_column: str)
         ci = c["area_ha_ci95"] if unit == "ha" else c["area_pixels_ci95"]
         click.echo(f"  {key:>6} user's {c['users_accuracy']:.3f} +/- {c['users_ci95']:.3f}  producer's "
                    f"{c['producers_accuracy']:.3f} +/- {c['producers_ci95']:.3f}  area {area:,.1f} +/- {ci:,.1f} {unit}")
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("version")
+@click.option("--alias", default="champion", show_default=True, help="The alias to point at VERSION.")
+@_TRACKING_URI
+def promote(name: str, version: str, alias: str, tracking_uri: str | None) -> None:
+    """Point ALIAS of registered model NAME at VERSION (e.g. make it the champion)."""
+    from flows.tracking import promote as _promote
+
+    done = _promote(name, version, alias, tracking_uri)
+    was = f" (was version {done['previous']})" if done["previous"] else ""
+    click.echo(f"models:/{name}@{alias} -> version {version}{was}")
+
+
+def _cell(value: Any, fmt: str) -> str:
+    return "-" if value is None or value == "" else format(value, fmt)
+
+
+@cli.command()
+@click.argument("experiment")
+@_TRACKING_URI
+def compare(experiment: str, tracking_uri: str | None) -> None:
+    """The training runs of EXPERIMENT side by side, best test macro-F1 first."""
+    from flows.tracking import compare_runs
+
+    rows = compare_runs(experiment, tracking_uri)
+    if not rows:
+        click.echo(f"experiment {experiment!r} has no training runs yet")
+        return
+    head = ("run", "name", "method", "n_sample", "reference", "embedding", "test_F1", "cv_F1",
+            "tuning_s", "px/s", "model")
+    table = [head] + [(
+        r["run_id"][:8], r["run_name"][:24], r["method"], r["n_sample"], r["reference_kind"],
+        r["embedding"][:28], _cell(r["test_macro_f1"], ".4f"), _cell(r["cv_macro_f1"], ".4f"),
+        _cell(r["tuning_time_s"], ".1f"), _cell(r["predict_px_per_s"], ",.0f"), r["model"] or "-",
+    ) for r in rows]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(head))]
+    numeric = {3, 6, 7, 8, 9}
+    for row in table:
+        click.echo("  ".join(str(c).rjust(w) if i in numeric else str(c).ljust(w)
+                             for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip())
 
 
 def main() -> None:

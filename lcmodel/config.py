@@ -279,6 +279,10 @@ class TrackingConfig(_Section):
     run_name: str | None = None
     register_as: str | None = None
     uri: str | None = None
+    promote_if_better: bool = Field(
+        False, description="give the new version the alias 'champion' when its test macro-F1 beats the "
+        "current champion's on the same test table"
+    )
 
 
 class OutputConfig(_Section):

@@ -144,7 +144,7 @@ def make_demo_data(out_dir: Path | str, *, size: int = 384, seed: int = 0, n_poi
                 {"n_estimators": [50, 100], "class_weight": [None, "balanced"]},
             ],
         },
-        "tracking": {"experiment": "lcmodel-demo", "register_as": "lcmodel-demo"},
+        "tracking": {"experiment": "lcmodel-demo", "register_as": "lcmodel-demo", "promote_if_better": True},
         "output": {"dir": "results"},
         "n_jobs": 2,
     }

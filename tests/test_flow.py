@@ -83,21 +83,25 @@ def test_flow_tracks_everything(first_run):
                      "feature_importances.png", "training_table.csv", "map_quicklook.png", "inputs.json",
                      "tuning", "bundle"):
         assert expected in names, (expected, names)
-    # the registered model, alias "candidate", predicts what the bundle predicts
+    # the registered model (a pyfunc), alias "candidate", predicts what the bundle predicts
     from lcmodel.dataset import feature_columns, read_training_table
     from lcmodel.model_io import load_bundle
 
     version = client.get_model_version_by_alias(cfg.tracking.register_as, "candidate")
-    model = mlflow.sklearn.load_model(f"models:/{cfg.tracking.register_as}@candidate")
+    model = mlflow.pyfunc.load_model(f"models:/{cfg.tracking.register_as}@candidate")
     bundle = load_bundle(result["bundle"])
     table = read_training_table(Path(cfg.output.dir) / "training_table.csv")
-    X = table[feature_columns(table)].astype(np.float32)
-    np.testing.assert_array_equal(model.predict(X), bundle.estimator.predict(X))
+    X = table[feature_columns(table)].astype(np.float64)
+    np.testing.assert_array_equal(model.predict(X)["class"].to_numpy(),
+                                  bundle.estimator.predict(X.astype(np.float32)))
     assert version.run_id == run.info.run_id
     # the bundle's hash, recorded at training, is a param of the run
     from lcmodel.io import sha256_file
 
     assert run.data.params["bundle.sha256"] == sha256_file(result["bundle"])
+    assert run.data.tags["lcmodel.kind"] == "training"
+    assert run.data.tags["lcmodel.training_table_sha256"] == bundle.training_table_sha256
+    assert run.data.tags["lcmodel.promotion"].startswith("promoted: no champion before")  # demo config
 
 
 def test_flow_outputs_map(first_run):
