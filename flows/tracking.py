@@ -53,6 +53,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _CRED = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+# secrets passed as query parameters (?token=..., &access_key=..., &sig=...)
+_QUERY_SECRET = re.compile(
+    r"(?P<key>[?&;](?:[a-z0-9_.-]*(?:token|key|secret|password|passwd|pwd|sig|signature|credential)[a-z0-9_.-]*)=)"
+    r"[^&;#\s]+",
+    re.IGNORECASE,
+)
 _MAX_PARAM = 6000
 # pip requirements for the logged model: explicit, so log_model does not spend seconds inferring them
 _REQUIREMENTS = ("scikit-learn", "numpy", "pandas", "joblib", "rasterio")
@@ -66,8 +72,8 @@ class TrackingLookupError(LcmodelError, LookupError):
 
 
 def scrub_uri(uri: str) -> str:
-    """Remove credentials (``user:password@``) from a URI before it is logged or printed."""
-    return _CRED.sub(r"\g<scheme>***@", uri)
+    """Remove credentials (``user:password@``, secret query parameters) from a URI before it is logged."""
+    return _QUERY_SECRET.sub(r"\g<key>***", _CRED.sub(r"\g<scheme>***@", uri))
 
 
 def resolve_tracking_uri(cfg: RunConfig, workdir: Path | None = None) -> tuple[str, str | None]:

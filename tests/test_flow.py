@@ -222,3 +222,13 @@ def test_credentials_are_never_logged(demo_config, tmp_path, monkeypatch, caplog
     assert not [kv for kv in logged if "secret" in kv[0] or "secret" in kv[1]]
     assert "secret" not in caplog.text
     assert "secret" not in tracker.ui_hint
+
+
+def test_scrub_uri_hides_userinfo_and_secret_query_parameters():
+    from flows.tracking import scrub_uri
+
+    assert scrub_uri("https://user:secret@mlflow.example.org/x") == "https://***@mlflow.example.org/x"
+    assert scrub_uri("https://u:p%2Fq@host") == "https://***@host"
+    assert (scrub_uri("https://host/api?experiment=3&access_token=abc123&sig=zz#frag")
+            == "https://host/api?experiment=3&access_token=***&sig=***#frag")
+    assert scrub_uri("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
