@@ -89,8 +89,9 @@ def test_duplicates_evaluated_once(grid_result) -> None:
     assert list(table["duplicate_of"]) == [-1, -1, 0, 1, -1, -1]
     score_cols = ["mean_score", "std_score", "split0", "split1", "split2"]
     pd.testing.assert_series_equal(table.loc[2, score_cols], table.loc[0, score_cols], check_names=False)
-    # 4 distinct stage-1 candidates + 4 stage-2 candidates, 3 folds each
-    assert result.n_fits == (4 + 4) * 3
+    # 4 distinct stage-1 candidates + stage 2's 2 class_weight groups (n_estimators 5 and 10 from one fit),
+    # 3 folds each
+    assert result.n_fits == (4 + 2) * 3
 
 
 def test_callback_and_progress(grid_result) -> None:
