@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import subprocess
 import sys
 import time
@@ -50,7 +49,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
 import numpy as np  # noqa: E402
-
 from benchutil import Stage  # noqa: E402
 
 QUICK_STAGES = [
@@ -221,7 +219,13 @@ def predict_ours(nb_dir: Path, data: Path, work: Path, n_blocks: int) -> dict[st
 def zion(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from lcmodel.config import DEFAULT_STAGES, config_from_dict
     from lcmodel.dataset import read_training_table
-    from lcmodel.pipeline import _xy, extract_samples, make_training_table, prepare_points, sample_reference
+    from lcmodel.pipeline import (
+        _xy,
+        extract_samples,
+        make_training_table,
+        prepare_points,
+        sample_reference,
+    )
 
     z = SHARED / "data" / "zion"
     cfg = config_from_dict(

@@ -205,7 +205,9 @@ class TuningConfig(_Section):
 
     method: Literal["grid", "halving", "optuna"] = "grid"
     score_on: Literal["cv", "oob"] = "cv"
-    halving_factor: int = Field(3, ge=2, description="halving: keep 1/factor candidates, factor x rows per round")
+    halving_factor: int = Field(
+        3, ge=2, description="halving: keep 1/factor candidates, factor x rows per round"
+    )
     cv: int = Field(5, ge=2)
     scoring: str = "f1_macro"
     stages: tuple[dict[str, tuple[GridValue, ...]], ...] = Field(

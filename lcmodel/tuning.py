@@ -22,7 +22,6 @@ fastest), so tie-breaking is exactly GridSearchCV's ``rank_test_score``.
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import re
@@ -37,7 +36,9 @@ import pandas as pd
 from joblib import Parallel, delayed
 from scipy.stats import rankdata
 from sklearn.ensemble import RandomForestClassifier
-from sklearn.ensemble._forest import _generate_unsampled_indices  # private: a tree's OOB rows, as sklearn
+from sklearn.ensemble._forest import (
+    _generate_unsampled_indices,  # private: a tree's OOB rows, as sklearn
+)
 from sklearn.metrics import get_scorer, get_scorer_names
 from sklearn.model_selection import ParameterGrid, StratifiedKFold, StratifiedShuffleSplit
 
@@ -385,8 +386,9 @@ def _prefix_forest(forest: RandomForestClassifier, k: int) -> RandomForestClassi
     tree.random_state, n_samples, n_samples_bootstrap, sample_weight)``, _forest.py lines 150-155, where
     ``n_samples_bootstrap`` depends on ``max_samples`` and ``sample_weight`` is the 'balanced' class weight
     of ``y``, lines 398-424: neither depends on ``n_estimators``), its ``balanced_subsample`` weights
-    (computed from those rows, lines 157-161) and its split search. ``predict_proba`` of the prefix forest (``n_jobs=1``)
-    sums the trees' probabilities in order and divides by ``k`` (lines 950-962), as the ``k``-tree forest does.
+    (computed from those rows, lines 157-161) and its split search. ``predict_proba`` of the prefix forest
+    (``n_jobs=1``) sums the trees' probabilities in order and divides by ``k`` (lines 950-962), as the
+    ``k``-tree forest does.
     ``tests/test_tuning.py`` checks both claims.
     """
     sub = copy.copy(forest)
@@ -406,8 +408,8 @@ def _oob_prefix_scores(
 
     The out-of-bag probabilities are accumulated tree by tree exactly as scikit-learn's
     ``_compute_oob_predictions`` does (sum of per-tree probabilities over the trees that did not draw the row,
-    divided by their count), so at ``k = n_estimators`` they equal ``oob_decision_function_``. The score is the
-    label scorer on the argmax class; rows that no tree left out are excluded.
+    divided by their count), so at ``k = n_estimators`` they equal ``oob_decision_function_``. The score is
+    the label scorer on the argmax class; rows that no tree left out are excluded.
     """
     n_samples = X.shape[0]
     # what the forest's own OOB code passes (sklearn 1.9 _forest.py lines 575-581): the bootstrap size and the
