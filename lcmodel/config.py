@@ -203,9 +203,17 @@ def _check_grid_value(param: str, value: GridValue) -> GridValue:
 
 
 class TuningConfig(_Section):
-    """Random-forest tuning: staged grids (the notebook's method) or Optuna over the same space."""
+    """Random-forest tuning: staged grids (the notebook's method), successive halving or Optuna.
 
-    method: Literal["grid", "optuna"] = "grid"
+    ``score_on`` is how grid and halving score a candidate: ``cv`` (stratified folds, GridSearchCV's scores)
+    or ``oob`` (one fit on the training part, scored on its out-of-bag predictions; label scorers only).
+    """
+
+    method: Literal["grid", "halving", "optuna"] = "grid"
+    score_on: Literal["cv", "oob"] = "cv"
+    halving_factor: int = Field(
+        3, ge=2, description="halving: keep 1/factor candidates, factor x rows per round"
+    )
     cv: int = Field(5, ge=2)
     scoring: str = "f1_macro"
     stages: tuple[dict[str, tuple[GridValue, ...]], ...] = Field(
@@ -252,6 +260,15 @@ class TuningConfig(_Section):
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ValueError(f"scoring {value!r} is not a scikit-learn scorer{hint}")
         return value
+
+    @model_validator(mode="after")
+    def _oob_fits_method(self) -> TuningConfig:
+        if self.score_on == "oob" and self.method == "optuna":
+            raise ValueError(
+                "score_on 'oob' works with method 'grid' or 'halving'; Optuna prunes across CV folds, "
+                "so set score_on: cv or method: halving"
+            )
+        return self
 
 
 class PredictionConfig(_Section):

@@ -330,8 +330,12 @@ def tune(
         from lcmodel.tuning_optuna import tune_optuna
 
         result = tune_optuna(X, y, stages, n_trials=t.n_trials, timeout_s=t.timeout_s, **common)
+    elif t.method == "halving":
+        from lcmodel.tuning import tune_halving
+
+        result = tune_halving(X, y, stages, factor=t.halving_factor, score_on=t.score_on, **common)
     else:
-        result = tune_grid(X, y, stages, **common)
+        result = tune_grid(X, y, stages, score_on=t.score_on, **common)
     write_tuning_outputs(result, paths_for(cfg).root)
     # the strict-JSON summary (per-stage bests and scores) plus every candidate's CV scores
     _write_json(paths_for(cfg).root / "tuning_result.json", {

@@ -21,7 +21,7 @@ fastest), so tie-breaking is exactly GridSearchCV's ``rank_test_score``.
 
 from __future__ import annotations
 
-import json
+import copy
 import logging
 import math
 import re
@@ -36,8 +36,11 @@ import pandas as pd
 from joblib import Parallel, delayed
 from scipy.stats import rankdata
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.ensemble._forest import (
+    _generate_unsampled_indices,  # private: a tree's OOB rows, as sklearn
+)
 from sklearn.metrics import get_scorer, get_scorer_names
-from sklearn.model_selection import ParameterGrid, StratifiedKFold
+from sklearn.model_selection import ParameterGrid, StratifiedKFold, StratifiedShuffleSplit
 
 from lcmodel.config import TUNABLE_PARAMS
 from lcmodel.errors import ConfigError, InputDataError, InsufficientDataError
@@ -50,6 +53,7 @@ __all__ = [
     "resolve_stage",
     "make_forest",
     "tune_grid",
+    "tune_halving",
     "write_tuning_outputs",
 ]
 
@@ -151,6 +155,7 @@ class TuningResult:
                 "n_fits": self.n_fits,
                 "elapsed_s": self.elapsed_s,
                 "stages": stages,
+                "score_on": self.extra.get("score_on", "cv"),
             }
         )
 
@@ -370,39 +375,192 @@ def fit_and_score(
     return score, fit_time
 
 
+def _label_scorer(scoring: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    """``(y_true, y_pred) -> score`` of a label-based scikit-learn scorer (for out-of-bag scoring).
+
+    Out-of-bag predictions exist only as probabilities per row, not as an estimator that a scorer can call, so
+    the scorer's own metric function is applied to the labels (argmax of the OOB probabilities).
+
+    Raises
+    ------
+    ConfigError
+        The scorer needs probabilities or decision values (e.g. ``roc_auc_ovr``).
+    """
+    scorer = get_scorer(scoring)
+    if getattr(scorer, "_response_method", None) != "predict":
+        raise ConfigError(
+            f"scoring {scoring!r} needs probabilities or decision values; tuning.score_on 'oob' supports "
+            "label scorers such as 'f1_macro' or 'accuracy'; use score_on 'cv' for this scorer"
+        )
+    func, sign, kwargs = scorer._score_func, scorer._sign, dict(scorer._kwargs)
+
+    def score(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+        return float(sign * func(y_true, y_pred, **kwargs))
+
+    return score
+
+
+def _prefix_forest(forest: RandomForestClassifier, k: int) -> RandomForestClassifier:
+    """The forest of the first ``k`` trees of a fitted ``forest`` (shares the trees; nothing is refitted).
+
+    With a fixed ``random_state`` this IS the forest ``make_forest({..., n_estimators: k})`` would fit.
+    scikit-learn 1.9 ``BaseForest.fit`` (sklearn/ensemble/_forest.py, lines 431-459) builds
+    ``random_state = check_random_state(self.random_state)`` and then
+    ``trees = [self._make_estimator(append=False, random_state=random_state) for i in range(n)]``;
+    ``_make_estimator`` -> ``_set_random_states`` (sklearn/ensemble/_base.py, lines 77-81) draws one
+    ``random_state.randint(np.iinfo(np.int32).max)`` per tree, in order. Tree ``i``'s seed is therefore the
+    ``i``-th draw of ``RandomState(random_state)`` whatever ``n_estimators`` is, and everything a tree depends
+    on is a function of that seed and of the data: its bootstrap rows (``_generate_sample_indices(
+    tree.random_state, n_samples, n_samples_bootstrap, sample_weight)``, _forest.py lines 150-155, where
+    ``n_samples_bootstrap`` depends on ``max_samples`` and ``sample_weight`` is the 'balanced' class weight
+    of ``y``, lines 398-424: neither depends on ``n_estimators``), its ``balanced_subsample`` weights
+    (computed from those rows, lines 157-161) and its split search. ``predict_proba`` of the prefix forest
+    (``n_jobs=1``) sums the trees' probabilities in order and divides by ``k`` (lines 950-962), as the
+    ``k``-tree forest does.
+    ``tests/test_tuning.py`` checks both claims.
+    """
+    sub = copy.copy(forest)
+    sub.estimators_ = forest.estimators_[:k]
+    sub.n_estimators = k
+    return sub
+
+
+def _oob_prefix_scores(
+    forest: RandomForestClassifier,
+    X: np.ndarray,
+    y: np.ndarray,
+    n_list: Sequence[int],
+    score: Callable[[np.ndarray, np.ndarray], float],
+) -> list[float]:
+    """Out-of-bag score of the first ``k`` trees of ``forest`` for every ``k`` in ``n_list`` (ascending).
+
+    The out-of-bag probabilities are accumulated tree by tree exactly as scikit-learn's
+    ``_compute_oob_predictions`` does (sum of per-tree probabilities over the trees that did not draw the row,
+    divided by their count), so at ``k = n_estimators`` they equal ``oob_decision_function_``. The score is
+    the label scorer on the argmax class; rows that no tree left out are excluded.
+    """
+    n_samples = X.shape[0]
+    # what the forest's own OOB code passes (sklearn 1.9 _forest.py lines 575-581): the bootstrap size and the
+    # class weights that draw weighted bootstrap rows ('balanced')
+    n_boot, weights = forest._n_samples_bootstrap, forest._sample_weight
+    acc = np.zeros((n_samples, len(forest.classes_)), dtype=np.float64)
+    count = np.zeros(n_samples, dtype=np.int64)
+    wanted = set(n_list)
+    out: dict[int, float] = {}
+    for i, tree in enumerate(forest.estimators_, start=1):
+        rows = _generate_unsampled_indices(tree.random_state, n_samples, n_boot, weights)
+        acc[rows] += tree.predict_proba(X[rows], check_input=False)
+        count[rows] += 1
+        if i in wanted:
+            seen = count > 0
+            proba = acc[seen] / count[seen, np.newaxis]
+            pred = forest.classes_.take(np.argmax(proba, axis=1), axis=0)
+            out[i] = score(y[seen], pred)
+    return [out[k] for k in n_list]
+
+
+def fit_and_score_prefixes(
+    X: np.ndarray,
+    y: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray | None,
+    params: Mapping[str, Any],
+    n_list: Sequence[int],
+    scoring: str,
+    random_state: int,
+) -> tuple[list[float], float]:
+    """Fit ONE forest of ``max(n_list)`` trees and score its first ``k`` trees for every ``k`` in ``n_list``.
+
+    Parameters
+    ----------
+    X, y : the whole (float32 C-contiguous) training data.
+    train : rows to fit on.
+    test : rows to score on (cross-validation), or None: score out of bag on ``train``.
+    params : forest parameters (``n_estimators`` is replaced by ``max(n_list)``).
+    n_list : ascending tree counts to score.
+    scoring : scikit-learn scorer name.
+    random_state : seed of the forest.
+
+    Returns
+    -------
+    (scores, fit_seconds)
+        One score per entry of ``n_list``; the seconds of the one fit.
+    """
+    forest = make_forest({**params, "n_estimators": max(n_list)}, random_state=random_state, n_jobs=1)
+    Xt, yt = X[train], y[train]
+    start = time.perf_counter()
+    forest.fit(Xt, yt)
+    fit_time = time.perf_counter() - start
+    if test is None:
+        return _oob_prefix_scores(forest, Xt, yt, n_list, _label_scorer(scoring)), fit_time
+    scorer = get_scorer(scoring)
+    Xs, ys = X[test], y[test]
+    return [float(scorer(_prefix_forest(forest, k), Xs, ys)) for k in n_list], fit_time
+
+
+def _group_by_n_estimators(
+    candidates: Sequence[Mapping[str, Any]],
+) -> list[tuple[dict[str, Any], list[int], list[list[int]]]]:
+    """Group candidates that differ only in ``n_estimators``.
+
+    Returns ``(params without n_estimators, ascending distinct tree counts, candidate indices per count)`` per
+    group, groups in order of their first candidate.
+    """
+    groups: dict[str, tuple[dict[str, Any], dict[int, list[int]]]] = {}
+    for j, params in enumerate(candidates):
+        rest = {k: v for k, v in params.items() if k != "n_estimators"}
+        n = int(params.get("n_estimators", 100))
+        key = repr(sorted((k, repr(v)) for k, v in rest.items()))
+        groups.setdefault(key, (rest, {}))[1].setdefault(n, []).append(j)
+    out = []
+    for rest, by_n in groups.values():
+        ns = sorted(by_n)
+        out.append((rest, ns, [by_n[n] for n in ns]))
+    return out
+
+
 def _evaluate_candidates(
     X: np.ndarray,
     y: np.ndarray,
     candidates: Sequence[Mapping[str, Any]],
-    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    folds: Sequence[tuple[np.ndarray, np.ndarray | None]],
     *,
     scoring: str,
     random_state: int,
     n_jobs: int,
 ) -> Iterator[tuple[int, list[float], list[float]]]:
-    """Yield ``(candidate index, fold scores, fold fit times)`` for every candidate, in order.
+    """Yield ``(candidate index, fold scores, fold fit times)`` for every candidate (in group order).
 
-    Every (candidate, fold) fit is one task across ``n_jobs`` loky workers; results come back in order as
-    they finish. This is the one place to change the evaluation scheme (e.g. one forest of the largest
-    ``n_estimators`` per fold, scored by its tree prefixes, for the n_estimators axis).
+    Candidates that differ only in ``n_estimators`` share one forest per fold: the forest of the largest
+    ``n_estimators`` is fitted and each candidate is scored with its first ``n_estimators`` trees (see
+    :func:`_prefix_forest`), which is the forest a separate fit would grow. Every (group, fold) fit is one
+    task across ``n_jobs`` loky workers, each forest on one core. ``X`` is one float32 C-contiguous array;
+    loky memory-maps it once for all the workers (``max_nbytes="100K"``: any table over ~400 rows of 64
+    bands), so it is not pickled per task; each task copies only its fold's rows, as GridSearchCV does.
+    A fold whose test rows are None is scored out of bag on its training rows. The fit time reported for a
+    candidate is the time of its group's one fit.
     """
     n_folds = len(folds)
+    groups = _group_by_n_estimators(candidates)
     tasks = (
-        delayed(fit_and_score)(X, y, train, test, params, scoring, random_state, 1)
-        for params in candidates
+        delayed(fit_and_score_prefixes)(X, y, train, test, rest, ns, scoring, random_state)
+        for rest, ns, _ in groups
         for train, test in folds
     )
-    parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")
-    scores: list[float] = []
-    times: list[float] = []
-    cand = 0
-    for score, fit_time in parallel(tasks):
-        scores.append(score)
-        times.append(fit_time)
-        if len(scores) == n_folds:
-            yield cand, scores, times
-            cand += 1
-            scores, times = [], []
+    parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator", max_nbytes="100K")
+    per_fold: list[tuple[list[float], float]] = []
+    g = 0
+    for result in parallel(tasks):
+        per_fold.append(result)
+        if len(per_fold) == n_folds:
+            _, ns, members = groups[g]
+            times = [t for _, t in per_fold]
+            for i in range(len(ns)):
+                scores = [s[i] for s, _ in per_fold]
+                for j in members[i]:
+                    yield j, scores, times
+            g += 1
+            per_fold = []
 
 
 def _rank(means: np.ndarray) -> np.ndarray:
@@ -487,10 +645,11 @@ def _run_stage(
             on_candidate()
             reported += 1
 
+    distinct_params = [{**fixed, **candidates[j]} for j in distinct]
     stream = _evaluate_candidates(
         X,
         y,
-        [{**fixed, **candidates[j]} for j in distinct],
+        distinct_params,
         folds,
         scoring=scoring,
         random_state=random_state,
@@ -529,7 +688,7 @@ def _run_stage(
     logger.info(
         "stage %d best %s = %.4f (+/- %.4f)", index, stage.best_params, means[best], stds[best]
     )
-    return stage, len(distinct) * n_folds
+    return stage, len(_group_by_n_estimators(distinct_params)) * n_folds
 
 
 def tune_grid(
@@ -541,6 +700,7 @@ def tune_grid(
     scoring: str = "f1_macro",
     random_state: int = 42,
     n_jobs: int = 2,
+    score_on: str = "cv",
     callback: Callback | None = None,
     progress: Progress | None = None,
     cv_splits: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
@@ -560,6 +720,9 @@ def tune_grid(
     scoring : scikit-learn scorer name.
     random_state : seed of every forest.
     n_jobs : loky workers over the (candidate, fold) fits; each forest uses one core.
+    score_on : "cv" (``cv`` stratified folds, GridSearchCV's scores) or "oob": each candidate is fitted once
+        on all rows and scored on its out-of-bag predictions (about ``cv`` times fewer fits; the CV table
+        then has one split, ``split0``, the OOB score).
     callback : called once per candidate, in grid order, with ``dict(stage, candidate, params, mean_score,
         std_score, fold_scores, fit_time, duplicate_of)``; ``params`` include earlier stages' bests.
     progress : called with ``(candidates done, candidates in all stages)``.
@@ -584,11 +747,12 @@ def tune_grid(
     if cv < 2:
         raise ConfigError(f"cv={cv} folds; cross-validation needs cv >= 2")
     check_scoring_name(scoring)
-    Xa, ya = prepare_xy(X, y, cv)
+    _check_score_on(score_on, scoring)
+    Xa, ya = prepare_xy(X, y, cv if score_on == "cv" else 1)
     grids = [resolve_stage(stage, Xa.shape[1]) for stage in stages]
-    folds = check_cv_splits(cv_splits, len(ya), cv) or list(
-        StratifiedKFold(n_splits=cv, shuffle=False).split(Xa, ya)
-    )
+    # precomputed folds (e.g. spatial) when given; out-of-bag scoring needs no folds
+    given = None if score_on == "oob" else check_cv_splits(cv_splits, len(ya), cv)
+    folds = given or _folds(Xa, ya, cv, score_on)
     total = sum(len(ParameterGrid(g)) for g in grids)
     done = 0
 
@@ -632,6 +796,259 @@ def tune_grid(
         n_candidates=total,
         elapsed_s=time.perf_counter() - start,
         n_fits=n_fits,
+        extra={"score_on": score_on},
+    )
+
+
+def _check_score_on(score_on: str, scoring: str) -> None:
+    if score_on not in ("cv", "oob"):
+        raise ConfigError(f"score_on {score_on!r} is not known; use 'cv' or 'oob'")
+    if score_on == "oob":
+        _label_scorer(scoring)
+
+
+def _folds(
+    X: np.ndarray, y: np.ndarray, cv: int, score_on: str
+) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """GridSearchCV's folds (``StratifiedKFold(cv, shuffle=False)``), or all rows once for OOB scoring."""
+    if score_on == "oob":
+        return [(np.arange(len(y)), None)]
+    return list(StratifiedKFold(n_splits=cv, shuffle=False).split(X, y))
+
+
+def _halving_schedule(n_samples: int, n_candidates: int, factor: int, min_resources: int) -> list[int]:
+    """Sample counts per round: the last round uses every row, each earlier one ``factor`` times fewer.
+
+    As HalvingGridSearchCV's ``min_resources="exhaust"``: as many rounds as it takes to bring the candidates
+    down to one (``1 + floor(log_factor(n_candidates))``), fewer when the first round would hold fewer than
+    ``min_resources`` rows.
+    """
+    n_rounds = 1 + int(math.floor(math.log(max(n_candidates, 1), factor) + 1e-9))
+    rounds = [n_samples]
+    while len(rounds) < n_rounds and rounds[0] // factor >= min_resources:
+        rounds.insert(0, rounds[0] // factor)
+    return rounds
+
+
+def _stratified_subset(y: np.ndarray, n: int, random_state: int) -> np.ndarray:
+    """Sorted row indices of a seeded stratified subsample of ``n`` rows (all rows when ``n >= len(y)``)."""
+    if n >= len(y):
+        return np.arange(len(y))
+    split = StratifiedShuffleSplit(n_splits=1, train_size=n, random_state=random_state)
+    rows, _ = next(split.split(np.zeros((len(y), 1)), y))
+    return np.sort(rows)
+
+
+def _run_halving_stage(
+    index: int,
+    grid: dict[str, list[Any]],
+    fixed: Mapping[str, Any],
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    cv: int,
+    score_on: str,
+    factor: int,
+    scoring: str,
+    random_state: int,
+    n_jobs: int,
+    callback: Callback | None,
+    on_candidate: Callable[[], None],
+    cv_splits: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+) -> tuple[StageResult, int]:
+    candidates = list(ParameterGrid(grid))
+    n_features = X.shape[1]
+    first_of: dict[tuple[tuple[str, str], ...], int] = {}
+    duplicate_of: list[int] = []
+    for j, params in enumerate(candidates):
+        key = effective_key({**fixed, **params}, n_features)
+        duplicate_of.append(first_of.get(key, -1))
+        first_of.setdefault(key, j)
+    distinct = [j for j in range(len(candidates)) if duplicate_of[j] < 0]
+    _, counts = np.unique(y, return_counts=True)
+    need = cv if score_on == "cv" else 2  # rows of the rarest class a round must keep
+    min_resources = int(math.ceil(need * len(y) / counts.min())) + len(counts)
+    schedule = _halving_schedule(len(y), len(distinct), factor, min_resources)
+    n_cols = cv if score_on == "cv" else 1
+    last_scores: dict[int, list[float]] = {}
+    last_time: dict[int, float] = {}
+    reached: dict[int, int] = {}
+    alive = list(distinct)
+    n_fits = 0
+    for it, n_rows in enumerate(schedule):
+        rows = _stratified_subset(y, n_rows, random_state)
+        if cv_splits is not None and score_on == "cv":
+            # precomputed folds (e.g. spatial blocks): each keeps its rows that are in this round's subset
+            folds = [(np.intersect1d(tr, rows), np.intersect1d(te, rows)) for tr, te in cv_splits]
+            folds = [(tr, te) for tr, te in folds if len(tr) and len(te)]
+        else:
+            folds = [
+                (rows[tr], None if te is None else rows[te])
+                for tr, te in _folds(X[rows], y[rows], cv, score_on)
+            ]
+        params = [{**fixed, **candidates[j]} for j in alive]
+        for k, scores, times in _evaluate_candidates(
+            X, y, params, folds, scoring=scoring, random_state=random_state, n_jobs=n_jobs
+        ):
+            last_scores[alive[k]], last_time[alive[k]], reached[alive[k]] = scores, float(np.mean(times)), it
+        n_fits += len(_group_by_n_estimators(params)) * len(folds)
+        means = {j: _mean_std(last_scores[j])[0] for j in alive}
+        logger.info(
+            "stage %d halving round %d: %d candidates on %d rows, best %.4f",
+            index, it, len(alive), n_rows, max(means.values()),
+        )
+        if it < len(schedule) - 1:
+            order = sorted(alive, key=lambda j: (-np.nan_to_num(means[j], nan=-np.inf), j))
+            alive = sorted(order[: int(math.ceil(len(alive) / factor))])
+
+    n = len(candidates)
+    src = [j if duplicate_of[j] < 0 else duplicate_of[j] for j in range(n)]
+    scores_arr = np.array([last_scores[src[j]] for j in range(n)], dtype=np.float64).reshape(n, n_cols)
+    means = np.average(scores_arr, axis=1)
+    stds = np.sqrt(np.average((scores_arr - means[:, np.newaxis]) ** 2, axis=1))
+    iteration = np.array([reached[src[j]] for j in range(n)])
+    # later rounds rank first; within a round the highest mean; ties share the lower rank
+    filled = np.nan_to_num(means, nan=-np.inf)
+    order = sorted(range(n), key=lambda j: (-iteration[j], -filled[j], j))
+    ranks = np.empty(n, dtype=np.int32)
+    for pos, j in enumerate(order):
+        prev = order[pos - 1] if pos else None
+        tie = prev is not None and (iteration[prev], filled[prev]) == (iteration[j], filled[j])
+        ranks[j] = ranks[prev] if tie else pos + 1
+    best = order[0]
+
+    table = pd.DataFrame({"candidate": np.arange(n)})
+    for name in sorted(grid):
+        table[name] = pd.Series([c[name] for c in candidates], dtype=object)
+    table["mean_score"] = means
+    table["std_score"] = stds
+    for f in range(n_cols):
+        table[f"split{f}"] = scores_arr[:, f]
+    table["fit_time"] = [last_time[src[j]] for j in range(n)]
+    table["iteration"] = iteration
+    table["n_resources"] = [schedule[i] for i in iteration]
+    table["rank"] = ranks
+    table["duplicate_of"] = duplicate_of
+    for j in range(n):
+        if callback is not None:
+            callback(
+                {
+                    "stage": index,
+                    "candidate": j,
+                    "params": {**fixed, **candidates[j]},
+                    "mean_score": float(means[j]),
+                    "std_score": float(stds[j]),
+                    "fold_scores": [float(v) for v in scores_arr[j]],
+                    "fit_time": float(table["fit_time"].iloc[j]),
+                    "duplicate_of": None if duplicate_of[j] < 0 else duplicate_of[j],
+                    "iteration": int(iteration[j]),
+                    "n_resources": int(schedule[iteration[j]]),
+                }
+            )
+        on_candidate()
+    stage = StageResult(
+        index=index,
+        grid=grid,
+        cv_table=table,
+        best_params=dict(candidates[best]),
+        best_score=float(means[best]),
+    )
+    logger.info("stage %d halving best %s = %.4f", index, stage.best_params, means[best])
+    return stage, n_fits
+
+
+def tune_halving(
+    X: Any,
+    y: Any,
+    stages: Sequence[Mapping[str, Sequence[Any]]],
+    *,
+    factor: int = 3,
+    cv: int = 5,
+    scoring: str = "f1_macro",
+    random_state: int = 42,
+    n_jobs: int = 2,
+    score_on: str = "cv",
+    callback: Callback | None = None,
+    progress: Progress | None = None,
+    cv_splits: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+) -> TuningResult:
+    """Staged successive halving: each stage's grid, with training rows as the resource.
+
+    In each stage, round ``i`` scores the remaining distinct candidates on a seeded stratified subsample of
+    the training rows (``factor`` times more rows each round, all rows in the last round) and keeps the best
+    ``ceil(n / factor)``; the best of the last round wins (ties to grid order). Rounds are as many as
+    HalvingGridSearchCV's ``min_resources="exhaust"`` would use, fewer when the first round would keep fewer
+    than ``cv`` rows (2 for OOB) of the rarest class. Scoring (``score_on``), the n_estimators single-fit
+    trick and the parallelism are those of :func:`tune_grid`.
+
+    Parameters
+    ----------
+    X, y, stages, cv, scoring, random_state, n_jobs, score_on, progress
+        As :func:`tune_grid`.
+    cv_splits : precomputed folds over all rows (e.g. spatial blocks); each round keeps, per fold, the rows
+        in its subset. None: stratified folds of each round's subset.
+    factor : candidates kept per round: ``1 / factor``; rows grow ``factor`` times per round (>= 2).
+    callback : as :func:`tune_grid`, called at the end of each stage; the payload adds ``iteration`` (the
+        last round the candidate reached) and ``n_resources`` (its rows); the scores are that round's.
+
+    Returns
+    -------
+    TuningResult
+        ``method="halving"``; the CV tables add ``iteration`` and ``n_resources``; ``rank`` puts candidates
+        of later rounds first. Deterministic for identical inputs.
+
+    Raises
+    ------
+    ConfigError, InsufficientDataError
+        As :func:`tune_grid`; ``factor`` below 2.
+    """
+    start = time.perf_counter()
+    if not stages:
+        raise ConfigError("no tuning stage given; give at least one, e.g. [{'max_features': ['sqrt']}]")
+    if cv < 2:
+        raise ConfigError(f"cv={cv} folds; cross-validation needs cv >= 2")
+    if factor < 2:
+        raise ConfigError(f"halving factor {factor} keeps every candidate; give tuning.halving_factor >= 2")
+    check_scoring_name(scoring)
+    _check_score_on(score_on, scoring)
+    Xa, ya = prepare_xy(X, y, cv if score_on == "cv" else 1)
+    checked_splits = None if score_on == "oob" else check_cv_splits(cv_splits, len(ya), cv)
+    grids = [resolve_stage(stage, Xa.shape[1]) for stage in stages]
+    total = sum(len(ParameterGrid(g)) for g in grids)
+    done = 0
+
+    def on_candidate() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    results: list[StageResult] = []
+    fixed: dict[str, Any] = {}
+    n_fits = 0
+    for i, grid in enumerate(grids, start=1):
+        stage, fits = _run_halving_stage(
+            i, grid, fixed, Xa, ya, cv=cv, score_on=score_on, factor=factor, scoring=scoring,
+            random_state=random_state, n_jobs=n_jobs, callback=callback, on_candidate=on_candidate,
+            cv_splits=checked_splits,
+        )
+        n_fits += fits
+        results.append(stage)
+        fixed = {**fixed, **stage.best_params}
+    last = results[-1]
+    best_row = last.cv_table.iloc[int(last.cv_table["rank"].to_numpy().argmin())]
+    return TuningResult(
+        method="halving",
+        best_params=fixed,
+        best_score=float(best_row["mean_score"]),
+        best_std=float(best_row["std_score"]),
+        stages=results,
+        scoring=scoring,
+        cv=cv,
+        n_candidates=total,
+        elapsed_s=time.perf_counter() - start,
+        n_fits=n_fits,
+        extra={"score_on": score_on, "factor": factor},
     )
 
 

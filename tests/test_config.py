@@ -92,3 +92,17 @@ def test_frozen_and_flat(tmp_path: Path) -> None:
     flat = flatten_config(cfg)
     assert flat["sampling.n_sample"] == "5000"
     assert flat["tuning.stages.1.n_estimators"] == "[400, 800, 1200]"
+
+
+def test_tuning_modes_validated(tmp_path: Path) -> None:
+    cfg = config_from_dict(
+        {**MINIMAL, "tuning": {"method": "halving", "score_on": "oob", "halving_factor": 2}}, tmp_path
+    )
+    assert (cfg.tuning.method, cfg.tuning.score_on, cfg.tuning.halving_factor) == ("halving", "oob", 2)
+    assert config_from_dict(MINIMAL, tmp_path).tuning.score_on == "cv"
+    with pytest.raises(ConfigError, match="score_on"):
+        config_from_dict({**MINIMAL, "tuning": {"score_on": "holdout"}}, tmp_path)
+    with pytest.raises(ConfigError, match="halving_factor"):
+        config_from_dict({**MINIMAL, "tuning": {"halving_factor": 1}}, tmp_path)
+    with pytest.raises(ConfigError, match="score_on 'oob' works with method 'grid' or 'halving'"):
+        config_from_dict({**MINIMAL, "tuning": {"method": "optuna", "score_on": "oob"}}, tmp_path)

@@ -17,9 +17,13 @@ from sklearn.model_selection import GridSearchCV
 from lcmodel.errors import ConfigError, InsufficientDataError, LcmodelError
 from lcmodel.tuning import (
     TuningResult,
+    _label_scorer,
+    _oob_prefix_scores,
+    _prefix_forest,
     make_forest,
     resolve_stage,
     tune_grid,
+    tune_halving,
     write_tuning_outputs,
 )
 
@@ -89,8 +93,9 @@ def test_duplicates_evaluated_once(grid_result) -> None:
     assert list(table["duplicate_of"]) == [-1, -1, 0, 1, -1, -1]
     score_cols = ["mean_score", "std_score", "split0", "split1", "split2"]
     pd.testing.assert_series_equal(table.loc[2, score_cols], table.loc[0, score_cols], check_names=False)
-    # 4 distinct stage-1 candidates + 4 stage-2 candidates, 3 folds each
-    assert result.n_fits == (4 + 4) * 3
+    # 4 distinct stage-1 candidates + stage 2's 2 class_weight groups (n_estimators 5 and 10 from one fit),
+    # 3 folds each
+    assert result.n_fits == (4 + 2) * 3
 
 
 def test_callback_and_progress(grid_result) -> None:
@@ -212,3 +217,111 @@ def test_optuna_missing_gives_install_hint(monkeypatch, data) -> None:
     module = importlib.import_module("lcmodel.tuning_optuna")  # the library imports without optuna
     with pytest.raises(LcmodelError, match=r"pip install 'lcmodel\[optuna\]'"):
         module.tune_optuna(X, y, OPTUNA_STAGES, n_trials=2, cv=3)
+
+
+# --- n_estimators from one fit, out-of-bag scoring, successive halving -------------------------------
+
+CLASS_WEIGHTS = [None, "balanced", "balanced_subsample"]
+
+
+@pytest.mark.parametrize("class_weight", CLASS_WEIGHTS)
+def test_first_k_trees_are_the_k_tree_forest(data, class_weight) -> None:
+    # sklearn draws tree seeds in sequence from RandomState(random_state): the first k trees of a 30-tree
+    # forest are the trees of a k-tree forest (bootstrap rows and class weights included)
+    X, y = data
+    big = RandomForestClassifier(30, random_state=42, class_weight=class_weight).fit(X, y)
+    for k in (1, 7, 20):
+        small = RandomForestClassifier(k, random_state=42, class_weight=class_weight).fit(X, y)
+        for a, b in zip(big.estimators_[:k], small.estimators_, strict=True):
+            assert a.random_state == b.random_state
+            np.testing.assert_array_equal(a.tree_.feature, b.tree_.feature)
+            np.testing.assert_array_equal(a.tree_.threshold, b.tree_.threshold)
+            np.testing.assert_array_equal(a.tree_.value, b.tree_.value)
+        # and the prefix forest's probabilities are the k-tree forest's, bit for bit
+        np.testing.assert_array_equal(_prefix_forest(big, k).predict_proba(X), small.predict_proba(X))
+
+
+def test_single_fit_n_estimators_scores_equal_separate_fits(data) -> None:
+    X, y = data
+    stage = {"n_estimators": [5, 10, 20], "class_weight": CLASS_WEIGHTS, "max_features": ["sqrt"]}
+    result = tune_grid(X, y, [stage], cv=3, n_jobs=2)
+    assert result.n_fits == 3 * 3  # one forest per (class_weight, fold), not 9 * 3
+    table = result.stages[0].cv_table
+    grid = GridSearchCV(
+        RandomForestClassifier(random_state=42, bootstrap=True, oob_score=False), stage, cv=3,
+        scoring="f1_macro",
+    ).fit(X, y)
+    res = grid.cv_results_
+    for k in range(3):
+        np.testing.assert_allclose(table[f"split{k}"], res[f"split{k}_test_score"], rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(table["rank"], res["rank_test_score"])
+    assert result.best_params == grid.best_params_
+
+
+def test_oob_scores_match_sklearn_and_are_deterministic(data) -> None:
+    from sklearn.metrics import f1_score
+
+    X, y = data
+    Xa = np.ascontiguousarray(X, dtype=np.float32)
+    for cw in CLASS_WEIGHTS:
+        forest = RandomForestClassifier(20, random_state=42, class_weight=cw, oob_score=True).fit(Xa, y)
+        expected = f1_score(y, forest.classes_[forest.oob_decision_function_.argmax(axis=1)], average="macro")
+        got = _oob_prefix_scores(forest, Xa, y, [20], _label_scorer("f1_macro"))
+        assert got == [pytest.approx(expected, abs=1e-12)]
+    a = tune_grid(X, y, STAGES, cv=3, n_jobs=2, score_on="oob")
+    b = tune_grid(X, y, STAGES, cv=3, n_jobs=1, score_on="oob")
+    assert a.best_params == b.best_params and a.extra["score_on"] == "oob"
+    assert a.n_fits == 4 + 2  # one fit per distinct candidate / n_estimators group, no folds
+    for s, t in zip(a.stages, b.stages, strict=True):
+        pd.testing.assert_frame_equal(s.cv_table.drop(columns=TIMING), t.cv_table.drop(columns=TIMING))
+        assert {"split0", "mean_score"} <= set(s.cv_table) and "split1" not in s.cv_table
+        assert ((s.cv_table["mean_score"] > 0.5) & (s.cv_table["mean_score"] <= 1)).all()
+    with pytest.raises(ConfigError, match="score_on 'oob' supports label scorers"):
+        tune_grid(X, y, STAGES, cv=3, scoring="roc_auc_ovr", score_on="oob")
+    with pytest.raises(ConfigError, match="score_on 'holdout' is not known"):
+        tune_grid(X, y, STAGES, cv=3, score_on="holdout")
+
+
+@pytest.mark.parametrize("score_on", ["cv", "oob"])
+def test_halving_picks_a_grid_candidate_deterministically(score_on) -> None:
+    X, y = make_classification(
+        n_samples=300, n_features=16, n_informative=6, n_redundant=2, n_classes=3, random_state=1
+    )
+    stages = [
+        {"max_features": ["sqrt", "n/2", 1], "min_samples_leaf": [1, 5, 20], "n_estimators": [5]},
+        {"n_estimators": [3, 6], "class_weight": [None, "balanced"]},
+    ]
+    calls: list[dict[str, Any]] = []
+    a = tune_halving(X, y, stages, cv=3, n_jobs=1, score_on=score_on, callback=calls.append)
+    b = tune_halving(X, y, stages, cv=3, n_jobs=1, score_on=score_on)
+    assert a.method == "halving" and a.best_params == b.best_params and a.best_score == b.best_score
+    for s, t in zip(a.stages, b.stages, strict=True):
+        pd.testing.assert_frame_equal(s.cv_table.drop(columns=TIMING), t.cv_table.drop(columns=TIMING))
+    s1 = a.stages[0].cv_table
+    assert s1["iteration"].max() >= 1 and s1["n_resources"].max() == 300  # last round on every row
+    assert s1["n_resources"].min() < 300
+    grids = [resolve_stage(s, 16) for s in stages]
+    for stage, grid in zip(a.stages, grids, strict=True):
+        assert all(stage.best_params[k] in grid[k] for k in grid)
+        winners = stage.cv_table.loc[stage.cv_table["rank"] == 1, "iteration"]
+        assert winners.max() == stage.cv_table["iteration"].max()
+    assert len(calls) == 9 + 4 and {"iteration", "n_resources"} <= set(calls[0])
+    with pytest.raises(ConfigError, match="halving factor 1"):
+        tune_halving(X, y, stages, factor=1)
+
+
+def test_halving_uses_precomputed_folds_within_each_round() -> None:
+    """Spatial (precomputed) folds hold in every halving round: a fold's rows never cross to another."""
+    from lcmodel.tuning import tune_halving
+
+    X, y = make_classification(n_samples=240, n_features=6, n_informative=4, n_classes=2, random_state=1)
+    groups = np.arange(len(y)) % 4  # four "blocks", one per fold
+    splits = [(np.flatnonzero(groups != k), np.flatnonzero(groups == k)) for k in range(4)]
+    seen: list[dict[str, Any]] = []
+    result = tune_halving(X, y, [{"max_features": [1, 2, 3, 4], "n_estimators": [5]}], factor=2, cv=4,
+                          n_jobs=1, cv_splits=splits, callback=seen.append)
+    again = tune_halving(X, y, [{"max_features": [1, 2, 3, 4], "n_estimators": [5]}], factor=2, cv=4,
+                         n_jobs=1, cv_splits=splits)
+    assert result.best_params == again.best_params
+    assert result.best_params["max_features"] in (1, 2, 3, 4)
+    assert all(len(c["fold_scores"]) == 4 for c in seen)
