@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[optuna,flow,test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[optuna,flow,test,dask]'
 	@touch $(STAMP)
 
 install: $(STAMP)

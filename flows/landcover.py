@@ -177,7 +177,15 @@ def _landcover(cfg: RunConfig, root: Path, logger: Any) -> dict[str, Any]:
         tracker.log_cv_comparison(metrics)
         bundle = t["fit_final"](cfg, table_path=table, tuning_path=tuning, metrics_path=metrics)
         model = tracker.log_model(bundle, cfg.tracking.register_as)
-        prediction = t["predict_map"](cfg, bundle_path=bundle, _extra={"progress": _PredictProgress()})
+        if cfg.prediction.task_runner == "dask":  # block groups on a Dask cluster (flows/predict.py)
+            from flows.predict import predict_distributed
+
+            prediction = pipeline.record_prediction(cfg, predict_distributed(
+                str(bundle), str(cfg.embedding.path), str(pipeline.paths_for(cfg).map), pipeline.prediction_options(cfg),
+                dask_address=cfg.prediction.dask_address, blocks_per_task=cfg.prediction.blocks_per_task,
+                n_workers=cfg.prediction.n_jobs or cfg.n_jobs))
+        else:
+            prediction = t["predict_map"](cfg, bundle_path=bundle, _extra={"progress": _PredictProgress()})
         tracker.log_prediction(prediction)
         quicklook = pipeline.write_quicklook(cfg)
         assessment = t["assess_map"](cfg, metrics_path=metrics, prediction_path=pipeline.paths_for(cfg).prediction)

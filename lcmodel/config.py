@@ -287,6 +287,14 @@ class PredictionConfig(_Section):
     unclassified_value: int | None = Field(
         None, ge=0, description="reserved map value of 'unclassified'; null = the map dtype's maximum"
     )
+    task_runner: Literal["threads", "dask"] = Field(
+        "threads", description="threads: worker processes on this machine; dask: block groups as Prefect tasks "
+        "on a Dask cluster (the Prefect flows only; needs the 'dask' extra)"
+    )
+    dask_address: str | None = Field(
+        None, description="scheduler of an existing Dask cluster (tcp://host:8786); null = a local cluster"
+    )
+    blocks_per_task: int = Field(16, ge=1, description="windows per Dask task (each task writes its own part)")
 
 
 class TrackingConfig(_Section):

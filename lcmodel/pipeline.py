@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,9 @@ from lcmodel.classes import ClassTable, read_class_table
 from lcmodel.config import RunConfig
 from lcmodel.errors import InputFileError
 from lcmodel.io import atomic_path, ensure_output_dir, open_raster, output_lock, sha256_file
+
+if TYPE_CHECKING:
+    from lcmodel.predict import PredictionOptions
 
 __all__ = [
     "RunPaths",
@@ -40,6 +43,8 @@ __all__ = [
     "evaluate",
     "fit_final",
     "predict_map",
+    "prediction_options",
+    "record_prediction",
     "assess_map",
     "train",
     "run",
@@ -478,24 +483,56 @@ def predict_map(
 
     out = paths_for(cfg)
     p = cfg.prediction
+    if p.task_runner == "dask":
+        logging.getLogger(__name__).warning(
+            "prediction.task_runner 'dask' applies to the Prefect flows only; predicting with %d local "
+            "worker process(es)", p.n_jobs or cfg.n_jobs,
+        )
     bundle = load_bundle(bundle_path, trust=trust)
+    o = prediction_options(cfg, out_path, confidence_path)
     summary = predict_raster(
         bundle,
         embedding_path or cfg.embedding.path,
         out_path or out.map,
-        confidence_path=(confidence_path or out.confidence) if p.confidence else None,
-        block_size=p.block_size,
+        confidence_path=o.confidence_path,
+        block_size=o.block_size,
         n_jobs=p.n_jobs or cfg.n_jobs,
-        memory_mb=p.memory_mb,
+        memory_mb=o.memory_mb,
         progress=progress,
-        probabilities_path=out.probabilities if p.probabilities and out_path is None else None,
-        margin_path=out.margin if p.margin and out_path is None else None,
-        entropy_path=out.entropy if p.entropy and out_path is None else None,
-        unclassified_below=p.unclassified_below,
-        unclassified_value=p.unclassified_value,
+        probabilities_path=o.probabilities_path,
+        margin_path=o.margin_path,
+        entropy_path=o.entropy_path,
+        unclassified_below=o.unclassified_below,
+        unclassified_value=o.unclassified_value,
     )
     data = summary_to_dict(summary, bundle.class_table)
     _write_json(out.prediction, data)
+    return data
+
+
+def prediction_options(
+    cfg: RunConfig, out_path: Path | None = None, confidence_path: Path | None = None
+) -> PredictionOptions:
+    """The output options of ``cfg.prediction`` (extra uncertainty COGs only for the run's own map)."""
+    from lcmodel.predict import PredictionOptions
+
+    out, p = paths_for(cfg), cfg.prediction
+    own_map = out_path is None
+    return PredictionOptions(
+        confidence_path=(confidence_path or out.confidence) if p.confidence else None,
+        block_size=p.block_size,
+        memory_mb=p.memory_mb,
+        probabilities_path=out.probabilities if p.probabilities and own_map else None,
+        margin_path=out.margin if p.margin and own_map else None,
+        entropy_path=out.entropy if p.entropy and own_map else None,
+        unclassified_below=p.unclassified_below,
+        unclassified_value=p.unclassified_value,
+    )
+
+
+def record_prediction(cfg: RunConfig, data: dict[str, Any]) -> dict[str, Any]:
+    """Write a prediction summary (from ``summary_to_dict``) to the run's prediction JSON, as predict_map does."""
+    _write_json(paths_for(cfg).prediction, data)
     return data
 
 

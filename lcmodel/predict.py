@@ -35,6 +35,7 @@ import math
 import os
 import shutil
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -72,6 +73,11 @@ from lcmodel.uncertainty import uncertainty_spec as _uncertainty_spec
 __all__ = [
     "PredictionSummary",
     "predict_raster",
+    "PredictionOptions",
+    "PredictionPlan",
+    "prepare_prediction",
+    "predict_blocks",
+    "assemble_prediction",
     "BlockStore",
     "partial_dir",
     "choose_block_size",
@@ -366,15 +372,290 @@ def predict_raster(
     the estimator once from a temporary file and opens the embedding once.
     """
     started = time.perf_counter()
+    options = PredictionOptions(
+        confidence_path=confidence_path,
+        block_size=block_size,
+        memory_mb=memory_mb,
+        probabilities_path=probabilities_path,
+        margin_path=margin_path,
+        entropy_path=entropy_path,
+        unclassified_below=unclassified_below,
+        unclassified_value=unclassified_value,
+    )
+    job = _prepare(bundle, embedding_path, out_path, options, n_jobs)
+    n_workers = min(n_jobs, len(job.windows))
+    logger.info(
+        "predicting %s (%d x %d, %d bands) in %d windows of %s %d with %d worker(s)",
+        embedding_path,
+        job.width,
+        job.height,
+        bundle.n_bands,
+        len(job.windows),
+        "side" if job.tiled else "rows",
+        job.size,
+        n_workers,
+    )
+    with _locked(job):  # one run at a time per output folder (also for the flow)
+        store = BlockStore.open(partial_dir(job.out_path), job.fingerprint)
+        try:
+            counts, n_resumed = _predict_missing_blocks(
+                store, bundle, embedding_path, job.windows, job.rule, job.class_out, job.nodata, n_workers,
+                job.conf_out is not None, progress, job.uncertainty,
+            )
+        except InputFileError:
+            store.remove()  # an unreadable embedding must change, which invalidates the blocks anyway
+            raise
+        n_unclassified = _assemble(store, job, bundle)
+        store.remove()
+    return _summary(job, counts, n_unclassified, time.perf_counter() - started, n_workers, n_resumed)
+
+
+@dataclass(frozen=True)
+class PredictionOptions:
+    """The output options of a prediction, as for :func:`predict_raster` (picklable, for remote tasks).
+
+    :func:`prepare_prediction`, :func:`predict_blocks` and :func:`assemble_prediction` must be given the
+    same options: they are part of the work folder's fingerprint.
+    """
+
+    confidence_path: Path | str | None = None
+    block_size: int | None = None
+    memory_mb: int = 1024
+    probabilities_path: Path | str | None = None
+    margin_path: Path | str | None = None
+    entropy_path: Path | str | None = None
+    unclassified_below: float | None = None
+    unclassified_value: int | None = None
+
+
+@dataclass(frozen=True)
+class PredictionPlan:
+    """The blocks of a prediction, from :func:`prepare_prediction`.
+
+    Attributes
+    ----------
+    n_blocks : windows of the whole raster.
+    todo : indices of the windows not finished yet (all of them unless an earlier run left some).
+    block_size : window side (tiled) or strip height (striped) in pixels.
+    work_dir : the shared work folder (:func:`partial_dir`) the block groups write into.
+    """
+
+    n_blocks: int
+    todo: list[int]
+    block_size: int
+    work_dir: Path
+
+    def groups(self, blocks_per_task: int) -> list[list[int]]:
+        """The unfinished windows in consecutive groups of at most ``blocks_per_task``.
+
+        Raises
+        ------
+        ConfigError
+            ``blocks_per_task`` is below 1.
+        """
+        if blocks_per_task < 1:
+            raise ConfigError(f"blocks_per_task={blocks_per_task} is not allowed; use 1 or more")
+        return [self.todo[k : k + blocks_per_task] for k in range(0, len(self.todo), blocks_per_task)]
+
+
+def prepare_prediction(
+    bundle: ModelBundle, embedding_path: Path | str, out_path: Path | str, options: PredictionOptions
+) -> PredictionPlan:
+    """Check the inputs, plan the windows and create (or resume) the shared work folder.
+
+    The first of three steps that split :func:`predict_raster` across machines: ``prepare_prediction``
+    once, :func:`predict_blocks` for groups of windows (in any order, in parallel, on any machine that
+    sees the same paths), :func:`assemble_prediction` once. The map is byte-identical to
+    :func:`predict_raster`'s with the same options.
+
+    Parameters
+    ----------
+    bundle : the model bundle.
+    embedding_path : the embedding raster.
+    out_path : the class map COG to write (its folder holds the work folder).
+    options : output options (the same for all three steps).
+
+    Returns
+    -------
+    PredictionPlan
+
+    Raises
+    ------
+    InputFileError, CompatibilityError, ConfigError, OutputError
+        As for :func:`predict_raster`, before any block is read.
+    """
+    job = _prepare(bundle, embedding_path, out_path, options, 1)
+    with _locked(job):
+        store = BlockStore.open(partial_dir(job.out_path), job.fingerprint)
+        store.close()
+    todo = [i for i in range(len(job.windows)) if i not in store.done]
+    logger.info(
+        "prediction of %s planned: %d window(s) of %s %d, %d to predict",
+        embedding_path, len(job.windows), "side" if job.tiled else "rows", job.size, len(todo),
+    )
+    return PredictionPlan(len(job.windows), todo, job.size, store.folder)
+
+
+def predict_blocks(
+    bundle: ModelBundle,
+    embedding_path: Path | str,
+    out_path: Path | str,
+    indices: list[int],
+    options: PredictionOptions,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Predict a group of windows into the shared work folder, as their own part.
+
+    Each call records its blocks in a manifest file of its own (``parts/<first>-<random>.jsonl``), so
+    calls running in parallel (Dask tasks, processes on several machines) never append to the same file;
+    blocks already finished by any part are skipped. The output folder is not locked: the caller
+    (a flow) holds the lock around the whole prediction. Windows are predicted in this process (the
+    estimator single-threaded); parallelism comes from running several calls at once.
+
+    Parameters
+    ----------
+    bundle : the model bundle.
+    embedding_path : the embedding raster.
+    out_path : the class map COG that :func:`assemble_prediction` will write.
+    indices : window indices (from :meth:`PredictionPlan.groups`).
+    options : the options given to :func:`prepare_prediction`.
+    progress : called as ``progress(done, len(indices))`` after each block.
+
+    Returns
+    -------
+    int
+        Blocks predicted by this call (those already finished are not counted).
+
+    Raises
+    ------
+    ConfigError
+        An index is outside the plan.
+    PredictionError
+        The work folder was not prepared with these inputs and options, or a window failed.
+    InputFileError
+        A window of the embedding cannot be read.
+    """
+    job = _prepare(bundle, embedding_path, out_path, options, 1)
+    bad = [i for i in indices if not 0 <= int(i) < len(job.windows)]
+    if bad:
+        raise ConfigError(
+            f"window index {bad[0]} is outside the plan of {len(job.windows)} windows; take the groups from "
+            "prepare_prediction(...).groups(n)"
+        )
+    store = BlockStore.open_part(partial_dir(job.out_path), job.fingerprint, f"{min(indices, default=0):07d}")
+    todo = [int(i) for i in indices if int(i) not in store.done]
+    if progress is not None and len(todo) < len(indices):
+        progress(len(indices) - len(todo), len(indices))
+    try:
+        results = _iter_results(
+            bundle, embedding_path, job.windows, todo, job.rule, job.class_out, job.nodata, 1, store.folder,
+            job.uncertainty,
+        )
+        with contextlib.closing(results):
+            for done, (i, labels, conf, block_counts, extra) in enumerate(
+                results, start=len(indices) - len(todo) + 1
+            ):
+                arrays = {"labels": labels, "confidence": conf} if job.conf_out is not None else {"labels": labels}
+                arrays.update(extra)
+                store.add(i, arrays, block_counts)
+                if progress is not None:
+                    progress(done, len(indices))
+    finally:
+        store.close()
+    logger.info("predicted %d block(s) of %d into %s", len(todo), len(indices), store.folder)
+    return len(todo)
+
+
+def assemble_prediction(
+    bundle: ModelBundle,
+    embedding_path: Path | str,
+    out_path: Path | str,
+    options: PredictionOptions,
+    *,
+    started: float | None = None,
+    n_jobs: int = 1,
+) -> PredictionSummary:
+    """Build the COGs from the blocks that :func:`predict_blocks` calls wrote, then remove the work folder.
+
+    Parameters
+    ----------
+    bundle : the model bundle.
+    embedding_path : the embedding raster.
+    out_path : the class map COG to write.
+    options : the options given to :func:`prepare_prediction`.
+    started : ``time.time()`` when the prediction started (for ``elapsed_s``); None = this call's start.
+    n_jobs : parallel tasks used, reported in the summary.
+
+    Returns
+    -------
+    PredictionSummary
+        As :func:`predict_raster`'s; the outputs are byte-identical to its.
+
+    Raises
+    ------
+    PredictionError
+        Some windows have no finished block (names the first and how many).
+    OutputError
+        An output cannot be written.
+    """
+    wall_start = time.time() if started is None else started
+    job = _prepare(bundle, embedding_path, out_path, options, 1)
+    with _locked(job):
+        store = BlockStore.open(partial_dir(job.out_path), job.fingerprint)
+        missing = [i for i in range(len(job.windows)) if i not in store.done]
+        if missing:
+            store.close()
+            raise PredictionError(
+                f"{len(missing)} of {len(job.windows)} blocks of {str(job.out_path)!r} are not predicted (first: "
+                f"block {missing[0] + 1} at window {_window_text(job.windows[missing[0]])}); run predict_blocks "
+                "for them, or predict_raster, which resumes"
+            )
+        store.close()
+        counts = np.zeros(len(job.class_out), dtype=np.int64)
+        for i in range(len(job.windows)):
+            counts += store.done[i]
+        n_unclassified = _assemble(store, job, bundle)
+        store.remove()
+    return _summary(job, counts, n_unclassified, time.time() - wall_start, n_jobs, 0)
+
+
+@dataclass
+class _Job:
+    """Everything a prediction derives from its inputs and options before any block is read."""
+
+    out_path: Path
+    conf_out: Path | None
+    classes: np.ndarray
+    dtype: str
+    nodata: int
+    class_out: np.ndarray
+    uncertainty: Uncertainty
+    extra_paths: dict[str, Path]
+    rule: NodataRule
+    width: int
+    height: int
+    size: int
+    tiled: bool
+    windows: list[Window]
+    profile: dict[str, Any]
+    pixel_area: float | None
+    fingerprint: str
+
+
+def _prepare(
+    bundle: ModelBundle, embedding_path: Path | str, out_path: Path | str, o: PredictionOptions, n_jobs: int
+) -> _Job:
+    """Check arguments, the model against the raster, and plan the windows (no block is read)."""
     out_path = Path(out_path)
-    conf_out = Path(confidence_path) if confidence_path is not None else None
-    _check_arguments(embedding_path, out_path, conf_out, block_size, n_jobs, memory_mb)
+    conf_out = Path(o.confidence_path) if o.confidence_path is not None else None
+    _check_arguments(embedding_path, out_path, conf_out, o.block_size, n_jobs, o.memory_mb)
     classes = np.asarray(bundle.class_values, dtype=np.int64)
     dtype, nodata = output_dtype(classes)
     # --- uncertainty products (lcmodel.uncertainty): spec checked before any work
     uncertainty, extra_paths = _uncertainty_spec(
         classes, dtype, nodata, out_path, conf_out,
-        probabilities_path, margin_path, entropy_path, unclassified_below, unclassified_value,
+        o.probabilities_path, o.margin_path, o.entropy_path, o.unclassified_below, o.unclassified_value,
     )
     unknown = sorted(set(classes.tolist()) - set(bundle.class_table.values))
     if unknown:
@@ -383,84 +664,73 @@ def predict_raster(
     with open_raster(embedding_path, "embedding raster") as src:
         rule = check_compatible(bundle, src)
         width, height = src.width, src.height
-        size, tiled, windows = _window_plan(src, block_size, memory_mb, len(classes))
+        size, tiled, windows = _window_plan(src, o.block_size, o.memory_mb, len(classes))
         profile = _output_profile(src, windows[0])
         pixel_area = _pixel_area_m2(src)
-    n_workers = min(n_jobs, len(windows))
-    logger.info(
-        "predicting %s (%d x %d, %d bands) in %d windows of %s %d with %d worker(s)",
-        embedding_path,
-        width,
-        height,
-        bundle.n_bands,
-        len(windows),
-        "side" if tiled else "rows",
-        size,
-        n_workers,
-    )
-
     class_out = classes.astype(dtype)
     fingerprint = _fingerprint(
         bundle, embedding_path, windows, profile, class_out, nodata, rule, conf_out is not None, uncertainty
     )
-    with contextlib.ExitStack() as locks:  # one run at a time per output folder (also for the flow)
-        for folder in sorted({out_path.parent.resolve(), *([conf_out.parent.resolve()] if conf_out else [])}):
-            locks.enter_context(output_lock(folder))
-        work_dir = partial_dir(out_path)
-        store = BlockStore.open(work_dir, fingerprint)
-        try:
-            counts, n_resumed = _predict_missing_blocks(
-                store, bundle, embedding_path, windows, rule, class_out, nodata, n_workers,
-                conf_out is not None, progress, uncertainty,
-            )
-        except InputFileError:
-            store.remove()  # an unreadable embedding must change, which invalidates the blocks anyway
-            raise
-        try:
-            n_unclassified = _assemble_outputs(
-                store, windows, profile, bundle, classes, class_out, dtype, nodata, width, height,
-                out_path, conf_out, extra_paths, uncertainty,
-            )
-        except OSError as exc:
-            if isinstance(exc, OutputError):
-                raise
-            raise OutputError(
-                f"could not write {str(out_path)!r} ({exc.strerror or str(exc).splitlines()[0]}); "
-                f"check free space and permissions, then rerun: finished blocks are kept in {str(work_dir)!r}"
-            ) from None
-        store.remove()
+    return _Job(out_path, conf_out, classes, dtype, nodata, class_out, uncertainty, extra_paths, rule, width,
+                height, size, tiled, windows, profile, pixel_area, fingerprint)
 
-    elapsed = time.perf_counter() - started
+
+@contextlib.contextmanager
+def _locked(job: _Job) -> Iterator[None]:
+    """Hold the lock of every output folder of a prediction."""
+    with contextlib.ExitStack() as locks:
+        folders = {job.out_path.parent.resolve(), *([job.conf_out.parent.resolve()] if job.conf_out else [])}
+        for folder in sorted(folders):
+            locks.enter_context(output_lock(folder))
+        yield
+
+
+def _assemble(store: BlockStore, job: _Job, bundle: ModelBundle) -> int:
+    """:func:`_assemble_outputs` for a job, with write failures as :class:`OutputError`."""
+    try:
+        return _assemble_outputs(
+            store, job.windows, job.profile, bundle, job.classes, job.class_out, job.dtype, job.nodata,
+            job.width, job.height, job.out_path, job.conf_out, job.extra_paths, job.uncertainty,
+        )
+    except OSError as exc:
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError(
+            f"could not write {str(job.out_path)!r} ({exc.strerror or str(exc).splitlines()[0]}); "
+            f"check free space and permissions, then rerun: finished blocks are kept in {str(store.folder)!r}"
+        ) from None
+
+
+def _summary(
+    job: _Job, counts: np.ndarray, n_unclassified: int, elapsed: float, n_workers: int, n_resumed: int
+) -> PredictionSummary:
     n_valid = int(counts.sum()) + n_unclassified
+    n_pixels = job.width * job.height
     summary = PredictionSummary(
-        map_path=out_path,
-        confidence_path=conf_out,
-        width=width,
-        height=height,
-        n_blocks=len(windows),
-        n_pixels=width * height,
+        map_path=job.out_path,
+        confidence_path=job.conf_out,
+        width=job.width,
+        height=job.height,
+        n_blocks=len(job.windows),
+        n_pixels=n_pixels,
         n_valid=n_valid,
-        n_nodata=width * height - n_valid,
-        class_counts={int(v): int(n) for v, n in zip(classes, counts, strict=True)},
-        pixel_area_m2=pixel_area,
+        n_nodata=n_pixels - n_valid,
+        class_counts={int(v): int(n) for v, n in zip(job.classes, counts, strict=True)},
+        pixel_area_m2=job.pixel_area,
         elapsed_s=elapsed,
-        pixels_per_s=width * height / elapsed if elapsed > 0 else float("inf"),
-        block_size=size,
+        pixels_per_s=n_pixels / elapsed if elapsed > 0 else float("inf"),
+        block_size=job.size,
         n_jobs=n_workers,
-        output_dtype=dtype,
-        output_nodata=nodata,
+        output_dtype=job.dtype,
+        output_nodata=job.nodata,
         n_resumed=n_resumed,
         n_unclassified=n_unclassified,
-        unclassified_value=uncertainty.unclassified_value,
-        extra_paths={k: str(v) for k, v in extra_paths.items()},
+        unclassified_value=job.uncertainty.unclassified_value,
+        extra_paths={k: str(v) for k, v in job.extra_paths.items()},
     )
     logger.info(
         "predicted %d valid of %d pixels in %.1f s (%.0f px/s) -> %s",
-        n_valid,
-        summary.n_pixels,
-        elapsed,
-        summary.pixels_per_s,
-        out_path,
+        n_valid, n_pixels, elapsed, summary.pixels_per_s, job.out_path,
     )
     return summary
 
@@ -726,6 +996,7 @@ def _worker_predict(spec: tuple[int, int, int, int]) -> _BlockResult:
 _PARTIAL_FORMAT = 1
 _MANIFEST = "manifest.jsonl"
 _BLOCKS = "blocks"
+_PARTS = "parts"
 
 
 def partial_dir(out_path: Path | str) -> Path:
@@ -794,14 +1065,19 @@ class BlockStore:
     records a block whose file is complete on disk. Any named arrays can be saved per block (``labels``,
     ``confidence``, and whatever further outputs a caller adds).
 
-    Use :meth:`open`: it resumes a folder whose fingerprint matches, and starts afresh otherwise.
+    Use :meth:`open`: it resumes a folder whose fingerprint matches, and starts afresh otherwise. Block
+    groups predicted in parallel (:func:`predict_blocks`) use :meth:`open_part`: each writes its own
+    manifest under ``parts/`` (same format), so no two writers append to one file; :meth:`open` merges
+    the parts into the main manifest.
     """
 
-    def __init__(self, folder: Path, fingerprint: str, done: dict[int, np.ndarray]) -> None:
+    def __init__(
+        self, folder: Path, fingerprint: str, done: dict[int, np.ndarray], manifest: Path | None = None
+    ) -> None:
         self.folder = folder
         self.fingerprint = fingerprint
         self.done = done
-        self._manifest = open(folder / _MANIFEST, "a", encoding="utf-8")  # noqa: SIM115
+        self._manifest = open(manifest or folder / _MANIFEST, "a", encoding="utf-8")  # noqa: SIM115
 
     @classmethod
     def open(cls, folder: Path, fingerprint: str) -> BlockStore:
@@ -830,6 +1106,8 @@ class BlockStore:
                 os.fsync(f.fileno())
             os.replace(tmp, folder / _MANIFEST)
             _fsync_dir(folder)
+            for part in sorted((folder / _PARTS).glob("*.jsonl")):  # merged above; the main manifest has them
+                part.unlink()
         except OSError as exc:
             raise OutputError(
                 f"could not write the prediction work folder {str(folder)!r} ({exc.strerror or exc}); "
@@ -839,11 +1117,57 @@ class BlockStore:
             logger.info("resuming prediction: %d finished block(s) in %s", len(done), folder)
         return cls(folder, fingerprint, done)
 
+    @classmethod
+    def open_part(cls, folder: Path, fingerprint: str, prefix: str) -> BlockStore:
+        """A store that records its blocks in a new manifest of its own, ``parts/<prefix>-<random>.jsonl``.
+
+        The folder must have been created by :meth:`open` with the same fingerprint (by
+        :func:`prepare_prediction`); it is never emptied here, since other parts may be writing to it.
+        ``done`` holds the blocks finished by any part so far.
+
+        Raises
+        ------
+        PredictionError
+            The folder is missing or belongs to other inputs or options.
+        OutputError
+            The part manifest cannot be written.
+        """
+        done = cls._read(folder, fingerprint)
+        if done is None:
+            raise PredictionError(
+                f"prediction work folder {str(folder)!r} is missing or was prepared for other inputs or options; "
+                "call prepare_prediction with the same model, embedding and options first"
+            )
+        manifest = folder / _PARTS / f"{prefix}-{uuid.uuid4().hex[:12]}.jsonl"
+        try:
+            manifest.parent.mkdir(exist_ok=True)
+            with open(manifest, "x", encoding="utf-8") as f:
+                f.write(json.dumps({"fingerprint": fingerprint}) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            _fsync_dir(manifest.parent)
+        except OSError as exc:
+            raise OutputError(
+                f"could not write the prediction work folder {str(folder)!r} ({exc.strerror or exc}); "
+                "check free space and permissions"
+            ) from None
+        return cls(folder, fingerprint, done, manifest)
+
     @staticmethod
     def _read(folder: Path, fingerprint: str) -> dict[int, np.ndarray] | None:
-        """Finished blocks of a matching work folder, or None when there is none to resume."""
+        """Finished blocks of a matching work folder (main manifest and parts), or None when there is none."""
+        done = BlockStore._read_manifest(folder, folder / _MANIFEST, fingerprint)
+        if done is None:
+            return None
+        for part in sorted((folder / _PARTS).glob("*.jsonl")):
+            done.update(BlockStore._read_manifest(folder, part, fingerprint) or {})
+        return done
+
+    @staticmethod
+    def _read_manifest(folder: Path, path: Path, fingerprint: str) -> dict[int, np.ndarray] | None:
+        """Finished blocks recorded in one manifest file, or None when it is absent or for another fingerprint."""
         try:
-            text = (folder / _MANIFEST).read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
             return None
         done: dict[int, np.ndarray] = {}

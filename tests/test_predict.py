@@ -474,3 +474,49 @@ def test_default_window_and_argument_errors(
     with pytest.raises(ConfigError, match=r"an output path equals the embedding"):
         predict_raster(bundle, embedding, embedding)
     assert not (tmp_path / "x.tif").exists()
+
+
+# --- split prediction (prepare -> block groups -> assemble), the library side of the Dask flow ------------
+
+
+def test_block_groups_in_any_order_assemble_the_same_bytes(embedding, worldcover_rf, tmp_path):
+    from lcmodel.predict import PredictionOptions, assemble_prediction, predict_blocks, prepare_prediction
+
+    bundle = _bundle(embedding, worldcover_rf)
+    predict_raster(bundle, embedding, tmp_path / "one" / "map.tif",
+                   confidence_path=tmp_path / "one" / "conf.tif", block_size=16)
+    out = tmp_path / "split" / "map.tif"
+    options = PredictionOptions(confidence_path=tmp_path / "split" / "conf.tif", block_size=16)
+    plan = prepare_prediction(bundle, embedding, out, options)
+    assert plan.n_blocks == 12 and plan.todo == list(range(12))
+    groups = plan.groups(5)
+    assert groups == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9], [10, 11]]
+    for group in reversed(groups):  # any order; each group its own part manifest
+        assert predict_blocks(bundle, embedding, out, group, options) == len(group)
+    assert len(list((plan.work_dir / "parts").glob("*.jsonl"))) == 3
+    assert predict_blocks(bundle, embedding, out, groups[0], options) == 0  # finished blocks are skipped
+    summary = assemble_prediction(bundle, embedding, out, options, n_jobs=3)
+    assert _sha(out) == _sha(tmp_path / "one" / "map.tif")
+    assert _sha(tmp_path / "split" / "conf.tif") == _sha(tmp_path / "one" / "conf.tif")
+    assert summary.n_blocks == 12 and summary.n_jobs == 3 and not plan.work_dir.exists()
+
+
+def test_split_prediction_resumes_and_names_missing_blocks(embedding, worldcover_rf, tmp_path):
+    from lcmodel.predict import PredictionOptions, assemble_prediction, predict_blocks, prepare_prediction
+
+    bundle = _bundle(embedding, worldcover_rf)
+    out = tmp_path / "map.tif"
+    options = PredictionOptions(block_size=16)
+    with pytest.raises(PredictionError, match="call prepare_prediction"):
+        predict_blocks(bundle, embedding, out, [0], options)
+    plan = prepare_prediction(bundle, embedding, out, options)
+    predict_blocks(bundle, embedding, out, [0, 1, 2], options)
+    with pytest.raises(PredictionError, match="9 of 12 blocks .* not predicted .*block 4"):
+        assemble_prediction(bundle, embedding, out, options)
+    assert prepare_prediction(bundle, embedding, out, options).todo == list(range(3, 12))  # parts merged
+    with pytest.raises(ConfigError, match="window index 12 is outside the plan of 12"):
+        predict_blocks(bundle, embedding, out, [12], options)
+    with pytest.raises(ConfigError, match="blocks_per_task=0"):
+        plan.groups(0)
+    predict_raster(bundle, embedding, out, block_size=16)  # the single-machine path resumes from the parts
+    assert not plan.work_dir.exists()
