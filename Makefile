@@ -31,8 +31,12 @@ lint: $(STAMP)
 	$(PY) -m ruff check lcmodel flows tests benchmarks
 	$(PY) -m mypy lcmodel
 
+# speed and memory against the notebook's method (see benchmarks/); data outside the repository
+BENCH_DATA ?= ../bench-data
 bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/bench_sampling.py
+	$(PY) benchmarks/bench_extract.py --data $(BENCH_DATA)
+	$(PY) benchmarks/bench_pipeline.py --data $(BENCH_DATA)/e2048
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache

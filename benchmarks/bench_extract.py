@@ -12,7 +12,7 @@ the file already in the OS page cache). The baseline is capped at ``--baseline-c
 not fit the block cache and extrapolated linearly to ``--n-points`` (said in the output). Before timing, the
 two methods' values are checked to be identical on the baseline's points.
 
-    python benchmarks/bench_extract.py [--data /work/bench-data] [--cases 2048,4096] \
+    python benchmarks/bench_extract.py [--data ../bench-data] [--cases 2048,4096] \
         [--out benchmarks/results/extract.json]
 
 The machine has 2 cores shared with other work: ``others_cpu`` is the average number of cores that OTHER
@@ -169,7 +169,7 @@ def bench_case(path: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--data", default="/work/bench-data")
+    p.add_argument("--data", default=str(ROOT.parent / "bench-data"))
     p.add_argument("--cases", default="2048,4096")
     p.add_argument("--n-points", type=int, default=10000)
     p.add_argument("--baseline-cap", type=int, default=1500)

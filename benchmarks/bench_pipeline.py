@@ -1,6 +1,6 @@
 """Benchmark: the notebook's method (../shared/bench/seed_baseline.py) and lcmodel side by side, one command.
 
-    python benchmarks/bench_pipeline.py --data /work/bench-data/e2048 [--quick] [--skip-zion]
+    python benchmarks/bench_pipeline.py --data ../bench-data/e2048 [--quick] [--skip-zion]
 
 What runs, in order, on the same machine and the same data (regenerated with ../shared/bench/make_synthetic.py
 --emb-size 2048 into ``--data`` when its embedding.tif is missing):
@@ -287,7 +287,7 @@ def table(res: dict[str, Any]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, default=Path("/work/bench-data/e2048"))
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "bench-data" / "e2048")
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: DATA/../pipeline-work)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "pipeline.json")
     ap.add_argument("--quick", action="store_true", help="the notebook's --quick grids on both sides")
