@@ -36,10 +36,10 @@ from prefect.tasks import exponential_backoff  # noqa: E402
 
 from flows.landcover import retry_on_io_error  # noqa: E402
 from lcmodel.errors import ConfigError, LcmodelError  # noqa: E402
+from lcmodel.predict import PredictionOptions  # noqa: E402  (runtime: Prefect validates flow parameters by it)
 
 if TYPE_CHECKING:
     from lcmodel.model_io import ModelBundle
-    from lcmodel.predict import PredictionOptions
 
 __all__ = ["landcover_predict", "predict_distributed", "predict_block_groups"]
 
@@ -241,8 +241,6 @@ def landcover_predict(
                                 flow_run_id=str(flow_run.id) if flow_run.id else None)
         try:
             if task_runner == "dask":
-                from lcmodel.predict import PredictionOptions
-
                 options = PredictionOptions(confidence_path=confidence, block_size=block_size, memory_mb=memory_mb)
                 summary = predict_distributed(resolved["bundle_path"], embedding, out, options,
                                               dask_address=dask_address, blocks_per_task=blocks_per_task,
