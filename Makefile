@@ -29,7 +29,7 @@ deploy-local: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m pip install --quiet ruff mypy
 	$(PY) -m ruff check lcmodel flows tests benchmarks
-	$(PY) -m mypy lcmodel
+	$(PY) -m mypy lcmodel flows
 
 # speed and memory against the notebook's method (see benchmarks/); data outside the repository
 BENCH_DATA ?= ../bench-data

@@ -260,7 +260,8 @@ def table(res: dict[str, Any]) -> str:
     nb_oth = (nb["stages"]["grid_stage1"]["others_cpu"], nb["stages"]["grid_stage2"]["others_cpu"])
     rows.append(("  others_cpu (cores)", f"{nb_oth[0]} / {nb_oth[1]}", f"{ours['grid']['others_cpu']}", ""))
     rows.append(("  same best params", "", str(res["ours"]["same_best_params"]), ""))
-    rows.append(("grid peak MB", f"{max(nb['stages']['grid_stage1']['peak_mb'], nb['stages']['grid_stage2']['peak_mb']):.0f}",
+    nb_peak = max(nb['stages']['grid_stage1']['peak_mb'], nb['stages']['grid_stage2']['peak_mb'])
+    rows.append(("grid peak MB", f"{nb_peak:.0f}",
                  f"{ours['grid']['peak_mb']:.0f}", ""))
     nb_f1 = res["ours"]["notebook_params_test_f1"]
     for m in ("grid_oob", "halving", "halving_oob", "optuna"):
@@ -282,7 +283,7 @@ def table(res: dict[str, Any]) -> str:
                          f"{zm['grid']['wall_s'] / o['wall_s']:.1f}x vs our grid / dF1 "
                          f"{o['test_macro_f1'] - zm['grid']['test_macro_f1']:+.4f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in rows)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
 
 
 def main() -> None:

@@ -81,9 +81,9 @@ def run_case(method: str, path: str, n_points: int, seed: int, n_threads: int) -
     import numpy  # noqa: F401  (imports before the stage starts: they are not the method's cost)
     import pandas  # noqa: F401
     import rasterio
+    from benchutil import Stage  # type: ignore[import-not-found]
 
     import lcmodel.reference  # noqa: F401
-    from benchutil import Stage  # type: ignore[import-not-found]
 
     with rasterio.open(path) as src:
         shape = [src.height, src.width]

@@ -1,7 +1,8 @@
 """Where prediction time goes: predict_raster's phases (n_jobs=1) on a 1024 x 1024 x 64 float32 raster.
 
 The forest: 400 trees, max_features 8, trained on 4000 synthetic samples of 8 classes. Each phase is timed around
-the library's own calls: read + decode (rasterio), feature preparation (nodata rule, float32 copy), predict_proba (scikit-learn),
+the library's own calls: read + decode (rasterio), feature preparation (nodata rule, float32 copy),
+predict_proba (scikit-learn),
 labels/confidence, block files (npz) and assembly (GeoTIFF, overviews, COG copy). Then the same prediction
 with n_jobs=2 for pixels per second. Writes benchmarks/results/profile_predict.json.
 

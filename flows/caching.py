@@ -28,7 +28,9 @@ STAGES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     "sample_reference": (("reference", "sampling.random_state"), ("reference.path",), "points"),
     "prepare_points": (("reference.crs", "classes"), ("classes.table", "embedding.path"), "labelled"),
     "extract_samples": (("embedding", "sampling.dedupe_pixels"), ("embedding.path",), "samples"),
-    "make_training_table": (("sampling", "reference.n_points", "reference.kind", "reference.path"), (), "training_table"),
+    "make_training_table": (
+        ("sampling", "reference.n_points", "reference.kind", "reference.path"), (), "training_table"
+    ),
     "tune": (("tuning", "sampling.random_state", "sampling.split", "sampling.block_size"), (), "tuning"),
     "evaluate": (("sampling.random_state", "reference.kind", "reference.path", "sampling.split",
                   "sampling.block_size", "tuning.cv", "tuning.cv_strategy", "tuning.scoring"), (), "metrics"),

@@ -86,7 +86,7 @@ def _stage_task(stage: str, fn: Callable[..., Any]) -> Any:
     body.__name__ = stage
     body.__qualname__ = stage
     body.__doc__ = fn.__doc__
-    return task(
+    return task(  # type: ignore[call-overload]  # Prefect's overloads do not cover **kwargs bodies
         body,
         name=stage,
         retries=2,
@@ -129,7 +129,7 @@ class _PredictProgress:
         pct = 100.0 * done / max(total, 1)
         if int(pct // 5) != self.last or done == total:
             self.last = int(pct // 5)
-            update_progress_artifact(self.artifact_id, progress=pct)
+            update_progress_artifact(self.artifact_id, progress=pct)  # type: ignore[arg-type]  # sync: a UUID
 
 
 @flow(name="landcover", log_prints=False)
@@ -181,7 +181,8 @@ def _landcover(cfg: RunConfig, root: Path, logger: Any) -> dict[str, Any]:
             from flows.predict import predict_distributed
 
             prediction = pipeline.record_prediction(cfg, predict_distributed(
-                str(bundle), str(cfg.embedding.path), str(pipeline.paths_for(cfg).map), pipeline.prediction_options(cfg),
+                str(bundle), str(cfg.embedding.path), str(pipeline.paths_for(cfg).map),
+                pipeline.prediction_options(cfg),
                 dask_address=cfg.prediction.dask_address, blocks_per_task=cfg.prediction.blocks_per_task,
                 n_workers=cfg.prediction.n_jobs or cfg.n_jobs))
         else:

@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m flows.predict MODEL EMBEDDING OUT [CONFIDENCE]", file=sys.stderr)
         return 2
     try:
-        result = landcover_predict(*argv)
+        result = landcover_predict(*argv)  # type: ignore[call-overload]  # positional CLI strings
     except LcmodelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -324,7 +324,7 @@ def _prediction_metrics(summary: Mapping[str, Any]) -> list[Metric]:
 
 
 # ------------------------------------------------------------------------------------------ the pyfunc
-class LandcoverPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class LandcoverPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
     """The registered model: a model bundle behind MLflow's pyfunc interface.
 
     Input: a pixel table, one row per pixel, one column per band named as in the signature (the raster's
@@ -501,7 +501,7 @@ def promotion_decision(client: MlflowClient, name: str, version: str, alias: str
     same test table (same ``lcmodel.training_table_sha256`` tag; the table holds the split).
     """
     new = client.get_model_version(name, version)
-    new_run = client.get_run(new.run_id)
+    new_run = client.get_run(str(new.run_id))
     new_f1 = new_run.data.metrics.get("test_macro_f1")
     if new_f1 is None:
         return f"not promoted: version {version} has no test macro-F1 (run {new.run_id})"

@@ -329,7 +329,8 @@ def assess(map_path: str, labelled: str, out: str | None, reference_column: str)
         area = c["area_ha"] if unit == "ha" else c["area_pixels"]
         ci = c["area_ha_ci95"] if unit == "ha" else c["area_pixels_ci95"]
         click.echo(f"  {key:>6} user's {c['users_accuracy']:.3f} +/- {c['users_ci95']:.3f}  producer's "
-                   f"{c['producers_accuracy']:.3f} +/- {c['producers_ci95']:.3f}  area {area:,.1f} +/- {ci:,.1f} {unit}")
+                   f"{c['producers_accuracy']:.3f} +/- {c['producers_ci95']:.3f}  "
+                   f"area {area:,.1f} +/- {ci:,.1f} {unit}")
 
 
 @cli.command()

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from affine import Affine
 import yaml
+from affine import Affine
 from rasterio.crs import CRS
 from rasterio.warp import Resampling, reproject, transform_bounds
 from scipy.ndimage import gaussian_filter
@@ -150,5 +150,6 @@ def make_demo_data(out_dir: Path | str, *, size: int = 384, seed: int = 0, n_poi
     }
     cfg_path = out / "demo.yaml"
     with atomic_path(cfg_path) as tmp:
-        tmp.write_text("# lcmodel demo run (synthetic data; see lcmodel/demo.py)\n" + yaml.safe_dump(config, sort_keys=False))
+        header = "# lcmodel demo run (synthetic data; see lcmodel/demo.py)\n"
+        tmp.write_text(header + yaml.safe_dump(config, sort_keys=False))
     return cfg_path

@@ -325,7 +325,8 @@ def assessment_markdown(result: Mapping[str, Any], heading: str) -> str:
         rows.append([
             names.get(key, key), c["map_proportion"], c["n_samples"], c["users_accuracy"], c["users_ci95"],
             c["producers_accuracy"], c["producers_ci95"],
-            _fmt(c["area_ha"] if ha else c["area_pixels"], 1), _fmt(c["area_ha_ci95"] if ha else c["area_pixels_ci95"], 1),
+            _fmt(c["area_ha"] if ha else c["area_pixels"], 1),
+            _fmt(c["area_ha_ci95"] if ha else c["area_pixels_ci95"], 1),
             _fmt(c["map_area_ha"] if ha else c["map_pixels"], 1),
         ])
     lines += _md_table(header, rows) + [""]

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 import rasterio
 from rasterio.errors import RasterioIOError
 
@@ -71,7 +70,9 @@ def atomic_path(dest: Path | str, suffix: str | None = None) -> Iterator[Path]:
         tmp_path.unlink(missing_ok=True)
         if isinstance(exc, OutputError):
             raise
-        raise OutputError(f"could not write {str(dest)!r}: {exc.strerror or exc}; check free space and permissions") from None
+        raise OutputError(
+            f"could not write {str(dest)!r}: {exc.strerror or exc}; check free space and permissions"
+        ) from None
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise

@@ -399,7 +399,7 @@ def check_compatible(bundle: ModelBundle, src: DatasetReader) -> NodataRule:
     expected = list(bundle.band_names)
     if _has_real_names(raster_names) and _has_real_names(expected) and raster_names != expected:
         if sorted(raster_names) == sorted(expected):
-            i = next(i for i, (a, b) in enumerate(zip(raster_names, expected)) if a != b)
+            i = next(i for i, (a, b) in enumerate(zip(raster_names, expected, strict=False)) if a != b)
             raise CompatibilityError(
                 f"embedding {name!r} has the model's bands in another order (band {i + 1} is "
                 f"{raster_names[i]!r}, the model expects {expected[i]!r}); reorder the bands to "
@@ -505,6 +505,6 @@ def _describe_estimator(estimator: Any) -> dict[str, Any]:
     out["fitted_with_feature_names"] = hasattr(estimator, "feature_names_in_")
     if hasattr(estimator, "get_params"):
         params = estimator.get_params(deep=False)
-        plain = str | int | float | bool | type(None)
+        plain = (str, int, float, bool, type(None))
         out["params"] = {k: v if isinstance(v, plain) else repr(v) for k, v in params.items()}
     return out

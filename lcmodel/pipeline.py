@@ -271,7 +271,8 @@ def make_training_table(cfg: RunConfig, samples_path: Path) -> Path:
     _write_json(paths_for(cfg).spatial_blocks, {**blocks, "dropped_classes": dropped})
     _warn_small_classes(df, cfg)
     path = write_training_table(df, paths_for(cfg).root)
-    log.info("training table: %d rows (%d test); rare classes dropped: %s", len(df), (df["split"] == "test").sum(), dropped)
+    log.info("training table: %d rows (%d test); rare classes dropped: %s",
+             len(df), (df["split"] == "test").sum(), dropped)
     return path
 
 

@@ -37,7 +37,7 @@ import shutil
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -67,7 +67,8 @@ from lcmodel.errors import (
 )
 from lcmodel.io import atomic_path, open_raster, output_lock
 from lcmodel.model_io import ModelBundle, check_compatible
-from lcmodel.uncertainty import ExtraOutputs, Uncertainty, mark_unclassified as _mark_unclassified
+from lcmodel.uncertainty import ExtraOutputs, Uncertainty
+from lcmodel.uncertainty import mark_unclassified as _mark_unclassified
 from lcmodel.uncertainty import uncertainty_spec as _uncertainty_spec
 
 __all__ = [
@@ -893,7 +894,7 @@ def _iter_results(
     n_workers: int,
     work_dir: Path,
     uncertainty: Uncertainty | None = None,
-) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
+) -> Generator[tuple[int, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]], None, None]:
     """Yield (index, labels, confidence, counts, extras) for the windows ``todo``, in that order."""
     names = _feature_names(bundle.estimator)
     if n_workers == 1 or len(todo) <= 1:
@@ -1196,7 +1197,7 @@ class BlockStore:
         tmp = final.with_name(final.name + ".tmp")
         try:
             with open(tmp, "wb") as f:
-                np.savez_compressed(f, **arrays)
+                np.savez_compressed(f, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as bool
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, final)

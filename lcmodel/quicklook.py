@@ -42,7 +42,10 @@ def write_quicklook(map_path: Path | str, png_path: Path | str, class_table: Cla
     ax = fig.add_subplot()
     ax.imshow(rgba, interpolation="nearest")
     ax.set_axis_off()
-    handles = [Patch(color=np.array(cmap[v][:3]) / 255, label=f"{v} {class_table.name(v)}") for v in present]
+    handles = [
+        Patch(color=(cmap[v][0] / 255, cmap[v][1] / 255, cmap[v][2] / 255), label=f"{v} {class_table.name(v)}")
+        for v in present
+    ]
     if handles:
         ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()

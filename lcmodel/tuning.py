@@ -585,7 +585,7 @@ def _run_stage(
     fixed: Mapping[str, Any],
     X: np.ndarray,
     y: np.ndarray,
-    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    folds: Sequence[tuple[np.ndarray, np.ndarray | None]],
     *,
     scoring: str,
     random_state: int,
@@ -877,10 +877,11 @@ def _run_halving_stage(
     n_fits = 0
     for it, n_rows in enumerate(schedule):
         rows = _stratified_subset(y, n_rows, random_state)
+        folds: list[tuple[np.ndarray, np.ndarray | None]]
         if cv_splits is not None and score_on == "cv":
             # precomputed folds (e.g. spatial blocks): each keeps its rows that are in this round's subset
-            folds = [(np.intersect1d(tr, rows), np.intersect1d(te, rows)) for tr, te in cv_splits]
-            folds = [(tr, te) for tr, te in folds if len(tr) and len(te)]
+            kept = [(np.intersect1d(tr, rows), np.intersect1d(te, rows)) for tr, te in cv_splits]
+            folds = [(tr, te) for tr, te in kept if len(tr) and len(te)]
         else:
             folds = [
                 (rows[tr], None if te is None else rows[te])
@@ -904,11 +905,11 @@ def _run_halving_stage(
     n = len(candidates)
     src = [j if duplicate_of[j] < 0 else duplicate_of[j] for j in range(n)]
     scores_arr = np.array([last_scores[src[j]] for j in range(n)], dtype=np.float64).reshape(n, n_cols)
-    means = np.average(scores_arr, axis=1)
-    stds = np.sqrt(np.average((scores_arr - means[:, np.newaxis]) ** 2, axis=1))
+    mean_arr = np.average(scores_arr, axis=1)
+    std_arr = np.sqrt(np.average((scores_arr - mean_arr[:, np.newaxis]) ** 2, axis=1))
     iteration = np.array([reached[src[j]] for j in range(n)])
     # later rounds rank first; within a round the highest mean; ties share the lower rank
-    filled = np.nan_to_num(means, nan=-np.inf)
+    filled = np.nan_to_num(mean_arr, nan=-np.inf)
     order = sorted(range(n), key=lambda j: (-iteration[j], -filled[j], j))
     ranks = np.empty(n, dtype=np.int32)
     for pos, j in enumerate(order):
@@ -920,8 +921,8 @@ def _run_halving_stage(
     table = pd.DataFrame({"candidate": np.arange(n)})
     for name in sorted(grid):
         table[name] = pd.Series([c[name] for c in candidates], dtype=object)
-    table["mean_score"] = means
-    table["std_score"] = stds
+    table["mean_score"] = mean_arr
+    table["std_score"] = std_arr
     for f in range(n_cols):
         table[f"split{f}"] = scores_arr[:, f]
     table["fit_time"] = [last_time[src[j]] for j in range(n)]
@@ -936,8 +937,8 @@ def _run_halving_stage(
                     "stage": index,
                     "candidate": j,
                     "params": {**fixed, **candidates[j]},
-                    "mean_score": float(means[j]),
-                    "std_score": float(stds[j]),
+                    "mean_score": float(mean_arr[j]),
+                    "std_score": float(std_arr[j]),
                     "fold_scores": [float(v) for v in scores_arr[j]],
                     "fit_time": float(table["fit_time"].iloc[j]),
                     "duplicate_of": None if duplicate_of[j] < 0 else duplicate_of[j],
@@ -951,9 +952,9 @@ def _run_halving_stage(
         grid=grid,
         cv_table=table,
         best_params=dict(candidates[best]),
-        best_score=float(means[best]),
+        best_score=float(mean_arr[best]),
     )
-    logger.info("stage %d halving best %s = %.4f", index, stage.best_params, means[best])
+    logger.info("stage %d halving best %s = %.4f", index, stage.best_params, mean_arr[best])
     return stage, n_fits
 
 

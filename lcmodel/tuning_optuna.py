@@ -178,7 +178,7 @@ def tune_optuna(
         arr = np.asarray(fold_scores, dtype=np.float64)
         mean = float(np.average(arr)) if arr.size else float("nan")
         std = float(np.sqrt(np.average((arr - mean) ** 2))) if arr.size else float("nan")
-        record = {
+        record: dict[str, Any] = {
             "stage": 1,
             "candidate": frozen.number,
             "trial": frozen.number,
@@ -192,7 +192,7 @@ def tune_optuna(
         }
         records.append(record)
         if state == "COMPLETE":
-            complete_by_key.setdefault(effective_key(record["params"], n_features), len(records) - 1)
+            complete_by_key.setdefault(effective_key(dict(record["params"]), n_features), len(records) - 1)
         if callback is not None:
             callback(dict(record))
         if progress is not None:

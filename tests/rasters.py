@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 import rasterio
-from rasterio.crs import CRS
 from affine import Affine
+from rasterio.crs import CRS
 
 UTM20S = CRS.from_epsg(32720)
 

@@ -27,10 +27,10 @@ from sklearn.ensemble import RandomForestClassifier
 
 from lcmodel.classes import ClassTable
 from lcmodel.cli import cli
-from lcmodel.embedding import NodataRule, band_names
+from lcmodel.embedding import NodataRule
 from lcmodel.io import sha256_file
 from lcmodel.model_io import ModelBundle, current_versions, save_bundle, side_file_path, utc_now
-from tests.rasters import UTM20S, origin_transform, write_raster
+from tests.rasters import origin_transform, write_raster
 
 ROOT = Path(__file__).resolve().parents[1]
 H = W = 64

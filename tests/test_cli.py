@@ -61,7 +61,8 @@ def test_missing_config_is_one_line(tmp_path: Path) -> None:
 def test_mistyped_key_is_one_line(tmp_path: Path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("reference: {path: r.tif}\nembedding: {path: e.tif}\nsampling: {n_sampel: 3}\n")
-    _assert_one_line_error(_invoke("train", str(cfg)), r"unknown config key 'sampling.n_sampel'; did you mean 'n_sample'")
+    _assert_one_line_error(_invoke("train", str(cfg)),
+                           r"unknown config key 'sampling.n_sampel'; did you mean 'n_sample'")
 
 
 def test_missing_input_file_is_one_line(tmp_path: Path) -> None:

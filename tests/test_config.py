@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from lcmodel.config import DEFAULT_STAGES, config_from_dict, flatten_config, load_config
 from lcmodel.errors import ConfigError, InputFileError
@@ -87,7 +88,7 @@ def test_missing_and_malformed_files(tmp_path: Path) -> None:
 
 def test_frozen_and_flat(tmp_path: Path) -> None:
     cfg = config_from_dict(MINIMAL, tmp_path)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         cfg.n_jobs = 3  # type: ignore[misc]
     flat = flatten_config(cfg)
     assert flat["sampling.n_sample"] == "5000"

@@ -90,7 +90,7 @@ def test_dedupe_majority_value_and_tie_rules() -> None:
     cols = [3, 3, 3, 1, 1, 0, 2, 2, 2, 2]
     value = [5, 7, 5, 6, 4, 3, 2, 2, 2, 2]
     code = [50, 70, 51, 60, 40, 30, 21, 20, 21, 20]
-    feats = np.array([[r + c / 10, -r] for r, c in zip(rows, cols)])
+    feats = np.array([[r + c / 10, -r] for r, c in zip(rows, cols, strict=True)])
     points = pd.DataFrame({"x": np.arange(10.0), "y": np.arange(10.0), "code": code, "value": value})
     transform = Affine(RES, 0, X0, 0, -RES, Y0)
     samples, stats = build_samples(points, _extraction(rows, cols, feats, transform))

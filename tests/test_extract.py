@@ -77,7 +77,7 @@ def test_bottom_up_raster(tmp_path: Path) -> None:
     ext = extract_values(path, x, y)
     np.testing.assert_array_equal(ext.values, encoded(r, c))
     with rasterio.open(path) as src:
-        np.testing.assert_array_equal(np.array(list(src.sample(zip(x, y)))), ext.values)
+        np.testing.assert_array_equal(np.array(list(src.sample(zip(x, y, strict=True)))), ext.values)
     # The bottom edge of a bottom-up raster is row 0 (inside); its top edge is row == height (outside).
     edge = extract_values(path, [X0 + 5, X0 + 5], [Y0 - RES * H, Y0])
     assert edge.inside.tolist() == [True, False] and edge.row.tolist() == [0, -1]
@@ -197,7 +197,7 @@ def test_real_rasters_match_src_sample(shared_data: Path) -> None:
             b = src.bounds
             x = rng.uniform(b.left, b.right, 2000)
             y = rng.uniform(b.bottom, b.top, 2000)
-            expected = np.array(list(src.sample(zip(x, y))))
+            expected = np.array(list(src.sample(zip(x, y, strict=True))))
             rule = NodataRule.detect(src)
         ext = extract_values(path, x, y)
         assert ext.inside.all()

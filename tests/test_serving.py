@@ -135,7 +135,8 @@ def test_first_version_becomes_champion(trained):
     client = _client(cfg)
     assert result["promotion"] == f"promoted: no champion before; test macro-F1 " \
                                   f"{client.get_run(result['mlflow_run_id']).data.metrics['test_macro_f1']:.4f}"
-    assert {k: str(v) for k, v in client.get_registered_model(NAME).aliases.items()} == {"candidate": "1", "champion": "1"}
+    aliases = {k: str(v) for k, v in client.get_registered_model(NAME).aliases.items()}
+    assert aliases == {"candidate": "1", "champion": "1"}
     assert client.get_model_version(NAME, "1").tags["lcmodel.promotion"] == result["promotion"]
 
 
