@@ -691,6 +691,36 @@ def _run_stage(
     return stage, len(_group_by_n_estimators(distinct_params)) * n_folds
 
 
+
+def _staged_result(
+    method: str,
+    stages: list[StageResult],
+    best_params: dict[str, Any],
+    *,
+    scoring: str,
+    cv: int,
+    n_candidates: int,
+    start: float,
+    n_fits: int,
+    extra: dict[str, Any],
+) -> TuningResult:
+    """The result of staged tuning: the merged best parameters, scored by the last stage's best row."""
+    last = stages[-1]
+    best_row = last.cv_table.iloc[int(last.cv_table["rank"].to_numpy().argmin())]
+    return TuningResult(
+        method=method,
+        best_params=best_params,
+        best_score=float(best_row["mean_score"]),
+        best_std=float(best_row["std_score"]),
+        stages=stages,
+        scoring=scoring,
+        cv=cv,
+        n_candidates=n_candidates,
+        elapsed_s=time.perf_counter() - start,
+        n_fits=n_fits,
+        extra=extra,
+    )
+
 def tune_grid(
     X: Any,
     y: Any,
@@ -783,21 +813,8 @@ def tune_grid(
         results.append(stage)
         fixed = {**fixed, **stage.best_params}
 
-    last = results[-1]
-    best_row = last.cv_table.iloc[int(last.cv_table["rank"].to_numpy().argmin())]
-    return TuningResult(
-        method="grid",
-        best_params=fixed,
-        best_score=float(best_row["mean_score"]),
-        best_std=float(best_row["std_score"]),
-        stages=results,
-        scoring=scoring,
-        cv=cv,
-        n_candidates=total,
-        elapsed_s=time.perf_counter() - start,
-        n_fits=n_fits,
-        extra={"score_on": score_on},
-    )
+    return _staged_result("grid", results, fixed, scoring=scoring, cv=cv, n_candidates=total, start=start,
+                          n_fits=n_fits, extra={"score_on": score_on})
 
 
 def _check_score_on(score_on: str, scoring: str) -> None:
@@ -1036,21 +1053,8 @@ def tune_halving(
         n_fits += fits
         results.append(stage)
         fixed = {**fixed, **stage.best_params}
-    last = results[-1]
-    best_row = last.cv_table.iloc[int(last.cv_table["rank"].to_numpy().argmin())]
-    return TuningResult(
-        method="halving",
-        best_params=fixed,
-        best_score=float(best_row["mean_score"]),
-        best_std=float(best_row["std_score"]),
-        stages=results,
-        scoring=scoring,
-        cv=cv,
-        n_candidates=total,
-        elapsed_s=time.perf_counter() - start,
-        n_fits=n_fits,
-        extra={"score_on": score_on, "factor": factor},
-    )
+    return _staged_result("halving", results, fixed, scoring=scoring, cv=cv, n_candidates=total, start=start,
+                          n_fits=n_fits, extra={"score_on": score_on, "factor": factor})
 
 
 def write_tuning_outputs(result: TuningResult, out_dir: Path | str) -> list[Path]:
