@@ -32,3 +32,15 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is absent (real-data tests need it)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="module")
+def prefect_harness():
+    """A temporary Prefect server (SQLite) for the flow tests of one module."""
+    pytest.importorskip("prefect")
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            yield

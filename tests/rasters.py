@@ -55,3 +55,25 @@ def xy_encoded_embedding(path: Path, height: int = 40, width: int = 50, bands: i
     r, c = np.mgrid[0:height, 0:width]
     data = np.stack([(r * 1000 + c + b / 10).astype(np.float32) for b in range(bands)])
     return write_raster(path, data, **kw)
+
+
+def tiny_demo_config(folder: Path, stages: list[dict[str, Any]] | None = None, **sections: Any) -> Path:
+    """The demo case at 96 x 96 px with a fast grid (seconds end to end), written into ``folder``.
+
+    ``stages`` replaces the tuning stages (default: the demo's, with n_estimators [10, 20]); each keyword
+    replaces a whole config section (e.g. ``tracking={...}``).
+    """
+    import yaml
+
+    from lcmodel.demo import make_demo_data
+
+    cfg_path = make_demo_data(folder, size=96, n_points=700)
+    data = yaml.safe_load(cfg_path.read_text())
+    data["sampling"]["n_sample"] = 500
+    if stages is None:
+        data["tuning"]["stages"][1]["n_estimators"] = [10, 20]
+    else:
+        data["tuning"]["stages"] = stages
+    data.update(sections)
+    cfg_path.write_text(yaml.safe_dump(data))
+    return cfg_path

@@ -11,6 +11,7 @@ import yaml
 from lcmodel import pipeline
 from lcmodel.config import load_config
 from lcmodel.demo import make_demo_data
+from tests.rasters import tiny_demo_config  # noqa: E402
 
 
 def _check_outputs(root: Path) -> dict:
@@ -25,13 +26,8 @@ def _check_outputs(root: Path) -> dict:
 
 
 def test_synthetic_run_reports_both_cv_and_assessment(tmp_path: Path) -> None:
-    cfg_path = make_demo_data(tmp_path, size=96, n_points=700)
-    data = yaml.safe_load(cfg_path.read_text())
-    data["sampling"]["n_sample"] = 500
-    data["tuning"]["stages"] = [{"max_features": ["sqrt"], "n_estimators": [20]}]
-    data["prediction"] = {"probabilities": True, "margin": True, "entropy": True}
-    cfg_path.write_text(yaml.safe_dump(data))
-    cfg = load_config(cfg_path)
+    cfg = load_config(tiny_demo_config(tmp_path, stages=[{"max_features": ["sqrt"], "n_estimators": [20]}],
+                                       prediction={"probabilities": True, "margin": True, "entropy": True}))
     pipeline.run(cfg)
     root = Path(cfg.output.dir)
     metrics = _check_outputs(root)

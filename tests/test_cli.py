@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from sklearn.ensemble import RandomForestClassifier
 
 from lcmodel.cli import cli
-from lcmodel.demo import make_demo_data
 from lcmodel.io import sha256_file
+from tests.rasters import tiny_demo_config  # noqa: E402
 
 
 def _invoke(*args: str) -> object:
@@ -37,13 +37,8 @@ def _assert_one_line_error(result: object, pattern: str) -> None:
 def tiny_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny demo case with a fast grid (a few seconds end to end)."""
     root = tmp_path_factory.mktemp("clidemo")
-    cfg_path = make_demo_data(root, size=96, n_points=700)
-    data = yaml.safe_load(cfg_path.read_text())
-    data["sampling"]["n_sample"] = 500
-    data["tuning"]["stages"] = [{"max_features": ["sqrt"], "min_samples_leaf": [1, 5]},
-                                {"n_estimators": [10, 20]}]
-    cfg_path.write_text(yaml.safe_dump(data))
-    return cfg_path
+    return tiny_demo_config(root, stages=[{"max_features": ["sqrt"], "min_samples_leaf": [1, 5]},
+                                          {"n_estimators": [10, 20]}])
 
 
 def _with_output(cfg_path: Path, out: str) -> Path:

@@ -9,38 +9,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-import yaml
 
 pytest.importorskip("prefect")
 pytest.importorskip("mlflow")
 
 from lcmodel.config import load_config  # noqa: E402
-from lcmodel.demo import make_demo_data  # noqa: E402
 from lcmodel.errors import InputDataError  # noqa: E402
+from tests.rasters import tiny_demo_config  # noqa: E402
 
 STAGE_OUTPUTS = ["reference_points.csv", "points_labelled.csv", "samples.csv", "training_table.csv",
                  "best_params.json", "metrics.json", "model.joblib", "map.tif"]
 
 
 @pytest.fixture(scope="module")
-def harness():
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-            yield
-
-
-@pytest.fixture(scope="module")
-def demo_config(tmp_path_factory, harness):
+def demo_config(tmp_path_factory, prefect_harness):
     root = tmp_path_factory.mktemp("flowdemo")
-    cfg_path = make_demo_data(root / "data", size=96, n_points=700)
-    data = yaml.safe_load(cfg_path.read_text())
-    data["sampling"]["n_sample"] = 500
-    data["tuning"]["stages"][1]["n_estimators"] = [10, 20]
-    cfg_path.write_text(yaml.safe_dump(data))
-    cfg = load_config(cfg_path)
+    cfg = load_config(tiny_demo_config(root / "data"))
     uri = f"sqlite:///{root / 'mlflow.sqlite'}"
     cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"uri": uri})})
     return cfg

@@ -21,13 +21,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
-import yaml
 
 pytest.importorskip("prefect")
 pytest.importorskip("mlflow")
 
 from lcmodel.config import load_config  # noqa: E402
-from lcmodel.demo import make_demo_data  # noqa: E402
+from tests.rasters import tiny_demo_config  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -42,13 +41,8 @@ def _free_port() -> int:
 
 
 def _tiny_config(root: Path, name: str) -> Path:
-    cfg_path = make_demo_data(root / "data", size=96, n_points=700)
-    data = yaml.safe_load(cfg_path.read_text())
-    data["sampling"]["n_sample"] = 500
-    data["tuning"]["stages"][1]["n_estimators"] = [10, 20]
-    data["tracking"] = {"experiment": name, "register_as": name, "uri": f"sqlite:///{root / 'mlflow.sqlite'}"}
-    cfg_path.write_text(yaml.safe_dump(data))
-    return cfg_path
+    return tiny_demo_config(root / "data", tracking={
+        "experiment": name, "register_as": name, "uri": f"sqlite:///{root / 'mlflow.sqlite'}"})
 
 
 def _env(root: Path, **extra: str) -> dict[str, str]:

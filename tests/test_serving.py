@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
-import yaml
 from click.testing import CliRunner
 
 pytest.importorskip("prefect")
@@ -16,37 +15,23 @@ pytest.importorskip("mlflow")
 
 from lcmodel.cli import cli  # noqa: E402
 from lcmodel.config import load_config  # noqa: E402
-from lcmodel.demo import make_demo_data  # noqa: E402
 from lcmodel.errors import InputDataError  # noqa: E402
 from lcmodel.model_io import load_bundle  # noqa: E402
 from lcmodel.pixels import predict_pixel_table  # noqa: E402
+from tests.rasters import tiny_demo_config  # noqa: E402
 
 NAME = "lc-serving"
 
 
 @pytest.fixture(scope="module")
-def harness():
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=120):
-        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-            yield
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory, harness):
+def trained(tmp_path_factory, prefect_harness):
     """One landcover flow run, registered as NAME with promote_if_better (so version 1 is champion)."""
     from flows.landcover import landcover
 
     root = tmp_path_factory.mktemp("serving")
-    cfg_path = make_demo_data(root / "data", size=96, n_points=700)
-    data = yaml.safe_load(cfg_path.read_text())
-    data["sampling"]["n_sample"] = 500
-    data["tuning"]["stages"][1]["n_estimators"] = [10, 20]
-    data["tracking"] = {"experiment": "serving", "register_as": NAME, "promote_if_better": True,
-                        "uri": f"sqlite:///{root / 'mlflow.sqlite'}"}
-    cfg_path.write_text(yaml.safe_dump(data))
+    cfg_path = tiny_demo_config(root / "data", tracking={
+        "experiment": "serving", "register_as": NAME, "promote_if_better": True,
+        "uri": f"sqlite:///{root / 'mlflow.sqlite'}"})
     cfg = load_config(cfg_path)
     result = landcover(cfg)
     return cfg, result
