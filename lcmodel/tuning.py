@@ -692,6 +692,36 @@ def _run_stage(
 
 
 
+
+def _run_stages(
+    grids: list[dict[str, list[Any]]],
+    run_one: Callable[[int, dict[str, list[Any]], dict[str, Any], Callable[[], None]], tuple[StageResult, int]],
+    progress: Progress | None,
+) -> tuple[list[StageResult], dict[str, Any], int, int]:
+    """Run the stages in order, each with the best values of the earlier ones fixed.
+
+    Returns the stage results, the merged best parameters, the number of fits and of candidates.
+    ``progress(done, total)`` counts candidates over all stages.
+    """
+    total = sum(len(ParameterGrid(g)) for g in grids)
+    done = 0
+
+    def on_candidate() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress(done, total)
+
+    results: list[StageResult] = []
+    fixed: dict[str, Any] = {}
+    n_fits = 0
+    for i, grid in enumerate(grids, start=1):
+        stage, fits = run_one(i, grid, fixed, on_candidate)
+        n_fits += fits
+        results.append(stage)
+        fixed = {**fixed, **stage.best_params}
+    return results, fixed, n_fits, total
+
 def _staged_result(
     method: str,
     stages: list[StageResult],
@@ -783,36 +813,12 @@ def tune_grid(
     # precomputed folds (e.g. spatial) when given; out-of-bag scoring needs no folds
     given = None if score_on == "oob" else check_cv_splits(cv_splits, len(ya), cv)
     folds = given or _folds(Xa, ya, cv, score_on)
-    total = sum(len(ParameterGrid(g)) for g in grids)
-    done = 0
+    def run_one(i: int, grid: dict[str, list[Any]], fixed: dict[str, Any],
+                on_candidate: Callable[[], None]) -> tuple[StageResult, int]:
+        return _run_stage(i, grid, fixed, Xa, ya, folds, scoring=scoring, random_state=random_state,
+                          n_jobs=n_jobs, callback=callback, on_candidate=on_candidate)
 
-    def on_candidate() -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
-
-    results: list[StageResult] = []
-    fixed: dict[str, Any] = {}
-    n_fits = 0
-    for i, grid in enumerate(grids, start=1):
-        stage, fits = _run_stage(
-            i,
-            grid,
-            fixed,
-            Xa,
-            ya,
-            folds,
-            scoring=scoring,
-            random_state=random_state,
-            n_jobs=n_jobs,
-            callback=callback,
-            on_candidate=on_candidate,
-        )
-        n_fits += fits
-        results.append(stage)
-        fixed = {**fixed, **stage.best_params}
-
+    results, fixed, n_fits, total = _run_stages(grids, run_one, progress)
     return _staged_result("grid", results, fixed, scoring=scoring, cv=cv, n_candidates=total, start=start,
                           n_fits=n_fits, extra={"score_on": score_on})
 
@@ -1032,27 +1038,15 @@ def tune_halving(
     Xa, ya = prepare_xy(X, y, cv if score_on == "cv" else 1)
     checked_splits = None if score_on == "oob" else check_cv_splits(cv_splits, len(ya), cv)
     grids = [resolve_stage(stage, Xa.shape[1]) for stage in stages]
-    total = sum(len(ParameterGrid(g)) for g in grids)
-    done = 0
-
-    def on_candidate() -> None:
-        nonlocal done
-        done += 1
-        if progress is not None:
-            progress(done, total)
-
-    results: list[StageResult] = []
-    fixed: dict[str, Any] = {}
-    n_fits = 0
-    for i, grid in enumerate(grids, start=1):
-        stage, fits = _run_halving_stage(
+    def run_one(i: int, grid: dict[str, list[Any]], fixed: dict[str, Any],
+                on_candidate: Callable[[], None]) -> tuple[StageResult, int]:
+        return _run_halving_stage(
             i, grid, fixed, Xa, ya, cv=cv, score_on=score_on, factor=factor, scoring=scoring,
             random_state=random_state, n_jobs=n_jobs, callback=callback, on_candidate=on_candidate,
             cv_splits=checked_splits,
         )
-        n_fits += fits
-        results.append(stage)
-        fixed = {**fixed, **stage.best_params}
+
+    results, fixed, n_fits, total = _run_stages(grids, run_one, progress)
     return _staged_result("halving", results, fixed, scoring=scoring, cv=cv, n_candidates=total, start=start,
                           n_fits=n_fits, extra={"score_on": score_on, "factor": factor})
 
