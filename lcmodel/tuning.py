@@ -343,6 +343,15 @@ def check_cv_splits(
     return folds
 
 
+def check_tuning_args(stages: Sequence[Mapping[str, Sequence[Any]]], cv: int, scoring: str) -> None:
+    """The checks every tuning method makes first: at least one stage, cv >= 2, a known scorer."""
+    if not stages:
+        raise ConfigError("no tuning stage given; give at least one, e.g. [{'max_features': ['sqrt']}]")
+    if cv < 2:
+        raise ConfigError(f"cv={cv} folds; cross-validation needs cv >= 2")
+    check_scoring_name(scoring)
+
+
 def check_scoring_name(scoring: str) -> None:
     """Raise :class:`ConfigError` when ``scoring`` is not a scikit-learn scorer name."""
     if scoring not in get_scorer_names():
@@ -802,11 +811,7 @@ def tune_grid(
         A class has fewer samples than ``cv``.
     """
     start = time.perf_counter()
-    if not stages:
-        raise ConfigError("no tuning stage given; give at least one, e.g. [{'max_features': ['sqrt']}]")
-    if cv < 2:
-        raise ConfigError(f"cv={cv} folds; cross-validation needs cv >= 2")
-    check_scoring_name(scoring)
+    check_tuning_args(stages, cv, scoring)
     _check_score_on(score_on, scoring)
     Xa, ya = prepare_xy(X, y, cv if score_on == "cv" else 1)
     grids = [resolve_stage(stage, Xa.shape[1]) for stage in stages]
@@ -1027,13 +1032,9 @@ def tune_halving(
         As :func:`tune_grid`; ``factor`` below 2.
     """
     start = time.perf_counter()
-    if not stages:
-        raise ConfigError("no tuning stage given; give at least one, e.g. [{'max_features': ['sqrt']}]")
-    if cv < 2:
-        raise ConfigError(f"cv={cv} folds; cross-validation needs cv >= 2")
+    check_tuning_args(stages, cv, scoring)
     if factor < 2:
         raise ConfigError(f"halving factor {factor} keeps every candidate; give tuning.halving_factor >= 2")
-    check_scoring_name(scoring)
     _check_score_on(score_on, scoring)
     Xa, ya = prepare_xy(X, y, cv if score_on == "cv" else 1)
     checked_splits = None if score_on == "oob" else check_cv_splits(cv_splits, len(ya), cv)

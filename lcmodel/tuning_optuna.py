@@ -35,7 +35,7 @@ from lcmodel.tuning import (
     StageResult,
     TuningResult,
     check_cv_splits,
-    check_scoring_name,
+    check_tuning_args,
     effective_key,
     fit_and_score,
     prepare_xy,
@@ -125,13 +125,9 @@ def tune_optuna(
         raise LcmodelError(_INSTALL_HINT) from None
 
     start = time.perf_counter()
-    if not stages:
-        raise ConfigError("no tuning stage given; give at least one, e.g. [{'max_features': ['sqrt']}]")
-    if cv < 2:
-        raise ConfigError(f"cv={cv} folds; cross-validation needs cv >= 2")
+    check_tuning_args(stages, cv, scoring)
     if n_trials < 1:
         raise ConfigError(f"n_trials={n_trials}; give tuning.n_trials >= 1")
-    check_scoring_name(scoring)
     Xa, ya = prepare_xy(X, y, cv)
     n_features = Xa.shape[1]
     space = search_space(stages, n_features)
