@@ -86,8 +86,7 @@ def resolve_uri(uri: str | None, workdir: Path | None = None) -> tuple[str, str 
     workdir = Path(workdir or Path.cwd()).resolve()
     uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
     if uri:
-        local = uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri
-        if local and uri.startswith("sqlite:///"):
+        if uri.startswith("sqlite:///"):
             db = Path(uri.removeprefix("sqlite:///"))
             return uri, (db.parent / "mlartifacts").resolve().as_uri()
         return uri, None

@@ -28,7 +28,7 @@ from rasterio.crs import CRS
 from lcmodel.classes import ClassTable, read_class_table
 from lcmodel.config import RunConfig
 from lcmodel.errors import InputFileError
-from lcmodel.io import atomic_path, ensure_output_dir, open_raster, output_lock, sha256_file
+from lcmodel.io import atomic_path, ensure_output_dir, json_ready, open_raster, output_lock, sha256_file, write_json
 
 if TYPE_CHECKING:
     from lcmodel.predict import PredictionOptions
@@ -140,28 +140,10 @@ def paths_for(cfg: RunConfig) -> RunPaths:
     return RunPaths(Path(cfg.output.dir))
 
 
-def _write_json(path: Path, data: Any) -> Path:
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_json_default) + "\n")
-    return path
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
 def _write_points(table: pd.DataFrame, crs: CRS, path: Path) -> Path:
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)
-    _write_json(path.with_suffix(".crs.json"), {"crs_wkt": crs.to_wkt()})
+    write_json({"crs_wkt": crs.to_wkt()}, path.with_suffix(".crs.json"))
     return path
 
 
@@ -225,7 +207,7 @@ def prepare_points(cfg: RunConfig, points_path: Path) -> Path:
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     points, classes = reclassify(points, _class_table(cfg))
-    _write_json(out.class_table, classes.to_dict())
+    write_json(classes.to_dict(), out.class_table)
     return _write_points(points.table, points.crs, out.labelled)
 
 
@@ -244,7 +226,7 @@ def extract_samples(cfg: RunConfig, labelled_path: Path) -> Path:
         n_threads=cfg.n_jobs,
     )
     samples, stats = build_samples(table, extraction, dedupe=cfg.sampling.dedupe_pixels)
-    _write_json(out.sample_stats, stats)
+    write_json(stats, out.sample_stats)
     with atomic_path(out.samples) as tmp:
         samples.to_csv(tmp, index=False)
     log.info("samples: %s", stats)
@@ -268,7 +250,7 @@ def make_training_table(cfg: RunConfig, samples_path: Path) -> Path:
     blocks = _spatial_blocks(cfg, df)
     df = split_train_test(df, s.test_size, random_state=s.random_state, strategy=blocks["split"],
                           block_size=blocks["block_size"])
-    _write_json(paths_for(cfg).spatial_blocks, {**blocks, "dropped_classes": dropped})
+    write_json({**blocks, "dropped_classes": dropped}, paths_for(cfg).spatial_blocks)
     _warn_small_classes(df, cfg)
     path = write_training_table(df, paths_for(cfg).root)
     log.info("training table: %d rows (%d test); rare classes dropped: %s",
@@ -323,7 +305,7 @@ def tune(
     candidates: list[dict[str, Any]] = []
 
     def collect(info: dict[str, Any]) -> None:
-        candidates.append(json.loads(json.dumps(info, default=_json_default)))
+        candidates.append(json_ready(info))
         if callback is not None:
             callback(info)
 
@@ -344,10 +326,10 @@ def tune(
         result = tune_grid(X, y, stages, score_on=t.score_on, **common)
     write_tuning_outputs(result, paths_for(cfg).root)
     # the strict-JSON summary (per-stage bests and scores) plus every candidate's CV scores
-    _write_json(paths_for(cfg).root / "tuning_result.json", {
+    write_json({
         **result.summary(), "candidates": candidates,
         "cv_strategy": blocks["cv_strategy"], "block_size": blocks["block_size"],
-    })
+    }, paths_for(cfg).root / "tuning_result.json")
     return paths_for(cfg).tuning
 
 
@@ -507,7 +489,7 @@ def predict_map(
         unclassified_value=o.unclassified_value,
     )
     data = summary_to_dict(summary, bundle.class_table)
-    _write_json(out.prediction, data)
+    write_json(data, out.prediction)
     return data
 
 
@@ -533,7 +515,7 @@ def prediction_options(
 
 def record_prediction(cfg: RunConfig, data: dict[str, Any]) -> dict[str, Any]:
     """Write a prediction summary (from ``summary_to_dict``) to the run's prediction JSON, as predict_map does."""
-    _write_json(paths_for(cfg).prediction, data)
+    write_json(data, paths_for(cfg).prediction)
     return data
 
 
@@ -659,7 +641,7 @@ def assess_map(cfg: RunConfig, metrics_path: Path | None = None, prediction_path
         result["computed"] = True
         if pred.get("n_unclassified"):
             result["n_unclassified_pixels"] = pred["n_unclassified"]
-    _write_json(out.accuracy_assessment, result)
+    write_json(result, out.accuracy_assessment)
     report = out.root / "report.md"
     if report.is_file():
         text = report.read_text(encoding="utf-8")
