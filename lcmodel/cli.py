@@ -148,14 +148,18 @@ _TRACKING_URI = click.option(
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output map (COG).")
 @click.option("--confidence", type=click.Path(dir_okay=False), default=None, help="Confidence raster (COG).")
 @click.option("--block-size", type=int, default=None, help="Block side in pixels (default: from memory).")
-@click.option("--n-jobs", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option("--n-jobs", type=int, default=1, show_default=True,
+              help="Parallel workers (threads for the compiled forest, else processes).")
 @click.option("--memory-mb", type=int, default=1024, show_default=True, help="Memory per worker for blocks.")
+@click.option("--engine", type=click.Choice(["auto", "sklearn"]), default="auto", show_default=True,
+              help="auto: a plain random forest runs on lcmodel's compiled forest (same map, faster); "
+                   "sklearn: the estimator's own predict_proba.")
 @click.option("--trust-model", is_flag=True,
               help="Load the model even if its SHA-256 cannot be verified against its side file (it is a "
                    "pickle: loading runs code).")
 @_TRACKING_URI
 def predict(model: str, embedding: str, out: str, confidence: str | None, block_size: int | None, n_jobs: int,
-            memory_mb: int, trust_model: bool, tracking_uri: str | None) -> None:
+            memory_mb: int, engine: str, trust_model: bool, tracking_uri: str | None) -> None:
     """Predict a whole embedding raster block by block into a Cloud-Optimized GeoTIFF.
 
     MODEL is a bundle path or a registry reference (models:/NAME@ALIAS, models:/NAME/VERSION).
@@ -166,7 +170,8 @@ def predict(model: str, embedding: str, out: str, confidence: str | None, block_
 
     bundle = _load_model(model, tracking_uri, trust=trust_model)
     summary = predict_raster(bundle, embedding, out, confidence_path=confidence, block_size=block_size,
-                             n_jobs=n_jobs, memory_mb=memory_mb, progress=Progress("predicting blocks"))
+                             n_jobs=n_jobs, memory_mb=memory_mb, progress=Progress("predicting blocks"),
+                             engine=engine)
     _print_prediction(summary_to_dict(summary, bundle.class_table))
 
 

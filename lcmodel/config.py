@@ -276,7 +276,14 @@ class PredictionConfig(_Section):
 
     block_size: int | None = Field(None, ge=16, description="pixels per block side; null = from memory")
     confidence: bool = True
-    n_jobs: int | None = Field(None, ge=1, description="worker processes; null = top-level n_jobs")
+    n_jobs: int | None = Field(
+        None, ge=1, description="parallel workers (threads for the compiled forest, else processes); null = "
+        "top-level n_jobs"
+    )
+    engine: Literal["auto", "sklearn"] = Field(
+        "auto", description="auto: a plain random forest runs on lcmodel's compiled forest (same bits, faster); "
+        "sklearn: the estimator's own predict_proba"
+    )
     memory_mb: int = Field(1024, ge=64, description="memory budget per worker for the automatic block size")
     probabilities: bool = Field(False, description="also write probabilities.tif (one band per class, 0..100)")
     margin: bool = Field(False, description="also write margin.tif (top-1 minus top-2 probability, 0..100)")

@@ -469,7 +469,7 @@ def predict_map(
     if p.task_runner == "dask":
         logging.getLogger(__name__).warning(
             "prediction.task_runner 'dask' applies to the Prefect flows only; predicting with %d local "
-            "worker process(es)", p.n_jobs or cfg.n_jobs,
+            "worker(s)", p.n_jobs or cfg.n_jobs,
         )
     bundle = load_bundle(bundle_path, trust=trust)
     o = prediction_options(cfg, out_path, confidence_path)
@@ -487,6 +487,7 @@ def predict_map(
         entropy_path=o.entropy_path,
         unclassified_below=o.unclassified_below,
         unclassified_value=o.unclassified_value,
+        engine=o.engine,
     )
     data = summary_to_dict(summary, bundle.class_table)
     write_json(data, out.prediction)
@@ -510,6 +511,7 @@ def prediction_options(
         entropy_path=out.entropy if p.entropy and own_map else None,
         unclassified_below=p.unclassified_below,
         unclassified_value=p.unclassified_value,
+        engine=p.engine,
     )
 
 

@@ -8,10 +8,18 @@ rule as at extraction) are turned into float32 C-contiguous features and classif
 returns) and the confidence is ``round(100 * max probability)`` (half up). Nodata pixels are never
 classified: they get the map's nodata value and confidence 255.
 
-With ``n_jobs > 1`` windows are classified by worker processes (each loads the model once and reads
-its own windows with its own dataset handle); the parent writes the results in window order, so the
-output is identical for any ``n_jobs``. The estimator's own ``n_jobs`` is forced to 1 while
-predicting (one level of parallelism, and a fixed summation order of the trees' probabilities).
+Engines (``engine``): with ``"auto"`` (the default) a plain ``RandomForestClassifier`` or
+``ExtraTreesClassifier`` is classified by :class:`lcmodel.forest.CompiledForest`, a branch-free
+compiled walk of the same trees that gives scikit-learn's probabilities bit for bit, faster; any other
+estimator, or ``engine="sklearn"``, uses the estimator's own ``predict_proba``. The map does not
+depend on the engine.
+
+With ``n_jobs > 1`` windows are classified in parallel, each worker reading its own windows with its
+own dataset handle: by threads sharing one model for the compiled forest (its kernel releases the
+GIL), by worker processes (each loading the model once) for scikit-learn's engine. The results are
+written in window order, so the output is identical for any ``n_jobs``. The estimator's own
+``n_jobs`` is forced to 1 while predicting (one level of parallelism, and a fixed summation order of
+the trees' probabilities).
 
 GDAL's COG driver cannot write window by window: blocks go to a tiled DEFLATE GeoTIFF in a temporary
 folder next to the output, overviews are built (mode for classes, average for confidence), the file
@@ -34,11 +42,12 @@ import logging
 import math
 import os
 import shutil
+import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -65,6 +74,7 @@ from lcmodel.errors import (
     OutputError,
     PredictionError,
 )
+from lcmodel.forest import CompiledForest, compile_forest
 from lcmodel.io import atomic_path, open_raster, output_lock
 from lcmodel.model_io import ModelBundle, check_compatible
 from lcmodel.uncertainty import ExtraOutputs, Uncertainty
@@ -88,10 +98,13 @@ __all__ = [
     "overview_factors",
     "CONFIDENCE_NODATA",
     "COG_BLOCKSIZE",
+    "ENGINES",
 ]
 
 logger = logging.getLogger(__name__)
 
+#: Prediction engines: "auto" = the compiled forest when the estimator allows it, else scikit-learn.
+ENGINES = ("auto", "sklearn")
 #: Nodata value of the confidence raster (confidence itself is 0..100).
 CONFIDENCE_NODATA = 255
 #: Tile size of the output COGs.
@@ -119,11 +132,12 @@ class PredictionSummary:
         hectares of a class are ``class_counts[v] * pixel_area_m2 / 10_000``.
     elapsed_s, pixels_per_s : wall time of the whole call and all pixels per second.
     block_size : window side in pixels (tiled rasters) or window height in rows (striped rasters).
-    n_jobs : worker processes used (1 = in-process).
+    n_jobs : parallel workers used (1 = in-process): threads for the compiled forest, else processes.
     output_dtype, output_nodata : data type and nodata value of the class map.
     n_resumed : blocks taken from an interrupted earlier run (see :class:`BlockStore`), not recomputed.
     n_unclassified, unclassified_value : pixels below ``unclassified_below`` and their map value.
     extra_paths : uncertainty COGs written (``probabilities``, ``margin``, ``entropy`` -> path).
+    engine : what classified the pixels: ``"compiled"`` (:mod:`lcmodel.forest`) or ``"sklearn"``.
     """
 
     map_path: Path
@@ -146,6 +160,7 @@ class PredictionSummary:
     n_unclassified: int = 0
     unclassified_value: int | None = None
     extra_paths: dict[str, str] = field(default_factory=dict)
+    engine: str = "sklearn"
 
     def class_areas_ha(self) -> dict[int, float] | None:
         """Predicted area per class value in hectares, or None when the pixel area is unknown."""
@@ -318,6 +333,7 @@ def predict_raster(
     entropy_path: Path | str | None = None,
     unclassified_below: float | None = None,
     unclassified_value: int | None = None,
+    engine: str = "auto",
 ) -> PredictionSummary:
     """Predict a land-cover map (and optionally a confidence map) for a whole embedding raster.
 
@@ -331,7 +347,8 @@ def predict_raster(
     block_size : window side in pixels (row-strip height for striped rasters); rounded down to a
         multiple of the raster's internal block. None: from ``memory_mb``
         (:func:`choose_block_size`), at most :data:`DEFAULT_MAX_WINDOW` pixels on a side.
-    n_jobs : worker processes; 1 predicts in this process. The output does not depend on it.
+    n_jobs : parallel workers (threads for the compiled forest, else processes); 1 predicts in this
+        process. The output does not depend on it.
     memory_mb : memory budget per window (per worker) in MiB, used when ``block_size`` is None.
     progress : called as ``progress(done, total)`` after each written window.
     probabilities_path : optional COG with one uint8 band per class (model class order), band
@@ -345,6 +362,8 @@ def predict_raster(
         ``class_counts``).
     unclassified_value : the reserved map value; None = the map dtype's maximum (its maximum minus 1
         when that is the nodata value). Must not be a class value or the nodata value.
+    engine : ``"auto"`` (the compiled forest when the estimator is a plain random forest, else
+        scikit-learn) or ``"sklearn"``. The output does not depend on it.
 
     Returns
     -------
@@ -361,16 +380,17 @@ def predict_raster(
         A window failed (read error, model error, worker crash); names the window. No output is
         left behind and an earlier file at ``out_path`` is kept.
     ConfigError
-        ``n_jobs``, ``block_size`` or ``memory_mb`` is out of range, or paths collide.
+        ``n_jobs``, ``block_size``, ``memory_mb`` or ``engine`` is out of range, or paths collide.
     OutputError
         An output cannot be written.
 
     Notes
     -----
-    With ``n_jobs > 1`` the workers are started with the "spawn" method (a fork would copy GDAL's
-    block cache and open datasets), so a script that calls this must keep its top-level code under
-    ``if __name__ == "__main__":``, as for any spawned multiprocessing program. Each worker loads
-    the estimator once from a temporary file and opens the embedding once.
+    With scikit-learn's engine and ``n_jobs > 1`` the workers are processes started with the "spawn"
+    method (a fork would copy GDAL's block cache and open datasets), so a script that calls this must
+    keep its top-level code under ``if __name__ == "__main__":``, as for any spawned multiprocessing
+    program. Each worker loads the estimator once from a temporary file and opens the embedding once.
+    The compiled forest's workers are threads of this process sharing the model.
     """
     started = time.perf_counter()
     options = PredictionOptions(
@@ -382,11 +402,13 @@ def predict_raster(
         entropy_path=entropy_path,
         unclassified_below=unclassified_below,
         unclassified_value=unclassified_value,
+        engine=engine,
     )
     job = _prepare(bundle, embedding_path, out_path, options, n_jobs)
     n_workers = min(n_jobs, len(job.windows))
+    predictor = _Predictor(bundle.estimator, engine)
     logger.info(
-        "predicting %s (%d x %d, %d bands) in %d windows of %s %d with %d worker(s)",
+        "predicting %s (%d x %d, %d bands) in %d windows of %s %d with %d %s worker(s), %s engine",
         embedding_path,
         job.width,
         job.height,
@@ -395,12 +417,14 @@ def predict_raster(
         "side" if job.tiled else "rows",
         job.size,
         n_workers,
+        "thread" if predictor.compiled is not None else "process",
+        predictor.engine,
     )
     with _locked(job):  # one run at a time per output folder (also for the flow)
         store = BlockStore.open(partial_dir(job.out_path), job.fingerprint)
         try:
             counts, n_resumed = _predict_missing_blocks(
-                store, bundle, embedding_path, job.windows, job.rule, job.class_out, job.nodata, n_workers,
+                store, predictor, embedding_path, job.windows, job.rule, job.class_out, job.nodata, n_workers,
                 job.conf_out is not None, progress, job.uncertainty,
             )
         except InputFileError:
@@ -408,7 +432,9 @@ def predict_raster(
             raise
         n_unclassified = _assemble(store, job, bundle)
         store.remove()
-    return _summary(job, counts, n_unclassified, time.perf_counter() - started, n_workers, n_resumed)
+    return _summary(
+        job, counts, n_unclassified, time.perf_counter() - started, n_workers, n_resumed, predictor.engine
+    )
 
 
 @dataclass(frozen=True)
@@ -427,6 +453,7 @@ class PredictionOptions:
     entropy_path: Path | str | None = None
     unclassified_below: float | None = None
     unclassified_value: int | None = None
+    engine: str = "auto"  # not in the fingerprint: the blocks are the same bits with either engine
 
 
 @dataclass(frozen=True)
@@ -550,8 +577,8 @@ def predict_blocks(
         progress(len(indices) - len(todo), len(indices))
     try:
         results = _iter_results(
-            bundle, embedding_path, job.windows, todo, job.rule, job.class_out, job.nodata, 1, store.folder,
-            job.uncertainty,
+            _Predictor(bundle.estimator, options.engine), embedding_path, job.windows, todo, job.rule,
+            job.class_out, job.nodata, 1, store.folder, job.uncertainty,
         )
         with contextlib.closing(results):
             for done, (i, labels, conf, block_counts, extra) in enumerate(
@@ -650,7 +677,7 @@ def _prepare(
     """Check arguments, the model against the raster, and plan the windows (no block is read)."""
     out_path = Path(out_path)
     conf_out = Path(o.confidence_path) if o.confidence_path is not None else None
-    _check_arguments(embedding_path, out_path, conf_out, o.block_size, n_jobs, o.memory_mb)
+    _check_arguments(embedding_path, out_path, conf_out, o.block_size, n_jobs, o.memory_mb, o.engine)
     classes = np.asarray(bundle.class_values, dtype=np.int64)
     dtype, nodata = output_dtype(classes)
     # --- uncertainty products (lcmodel.uncertainty): spec checked before any work
@@ -703,7 +730,13 @@ def _assemble(store: BlockStore, job: _Job, bundle: ModelBundle) -> int:
 
 
 def _summary(
-    job: _Job, counts: np.ndarray, n_unclassified: int, elapsed: float, n_workers: int, n_resumed: int
+    job: _Job,
+    counts: np.ndarray,
+    n_unclassified: int,
+    elapsed: float,
+    n_workers: int,
+    n_resumed: int,
+    engine: str = "sklearn",
 ) -> PredictionSummary:
     n_valid = int(counts.sum()) + n_unclassified
     n_pixels = job.width * job.height
@@ -728,6 +761,7 @@ def _summary(
         n_unclassified=n_unclassified,
         unclassified_value=job.uncertainty.unclassified_value,
         extra_paths={k: str(v) for k, v in job.extra_paths.items()},
+        engine=engine,
     )
     logger.info(
         "predicted %d valid of %d pixels in %.1f s (%.0f px/s) -> %s",
@@ -743,9 +777,12 @@ def _check_arguments(
     block_size: int | None,
     n_jobs: int,
     memory_mb: int,
+    engine: str = "auto",
 ) -> None:
     if n_jobs < 1:
-        raise ConfigError(f"n_jobs={n_jobs} is not allowed; use 1 (in-process) or more processes")
+        raise ConfigError(f"n_jobs={n_jobs} is not allowed; use 1 (in-process) or more workers")
+    if engine not in ENGINES:
+        raise ConfigError(f"engine={engine!r} is not an engine; use one of {', '.join(ENGINES)}")
     if block_size is not None and block_size < 1:
         raise ConfigError(
             f"block_size={block_size} is not allowed; use a positive size or None (from memory_mb)"
@@ -790,13 +827,37 @@ def _window_plan(
 _BlockResult = tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]
 
 
+class _Predictor:
+    """Class probabilities of valid pixels, by the compiled forest when it can, else by scikit-learn.
+
+    The caller keeps the estimator single-threaded (:func:`_single_threaded`) around scikit-learn's
+    engine; the compiled forest does the same for the rows it hands back to scikit-learn (NaN).
+    """
+
+    def __init__(self, estimator: Any, engine: str = "auto") -> None:
+        self.estimator = estimator
+        self.names = _feature_names(estimator)
+        self.compiled: CompiledForest | None = compile_forest(estimator) if engine == "auto" else None
+
+    @property
+    def engine(self) -> str:
+        return "compiled" if self.compiled is not None else "sklearn"
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        if self.compiled is not None:
+            return self.compiled.predict_proba(features)
+        X: Any = features
+        if self.names is not None:  # fitted on a DataFrame: same names, no sklearn warning
+            X = pd.DataFrame(features, columns=self.names, copy=False)
+        return np.asarray(self.estimator.predict_proba(X))
+
+
 def _predict_block(
-    estimator: Any,
+    predictor: Callable[[np.ndarray], np.ndarray],
     block: np.ndarray,
     rule: NodataRule,
     class_out: np.ndarray,
     nodata: int,
-    feature_names: list[str] | None,
     uncertainty: Uncertainty | None = None,
 ) -> _BlockResult:
     """Classify the valid pixels of a raw (bands, rows, cols) block.
@@ -811,10 +872,7 @@ def _predict_block(
     n = features.shape[0]
     proba = None
     if n:
-        X: Any = features
-        if feature_names is not None:  # fitted on a DataFrame: same names, no sklearn warning
-            X = pd.DataFrame(features, columns=feature_names, copy=False)
-        proba = np.asarray(estimator.predict_proba(X))
+        proba = predictor(features)
         if proba.shape != (n, len(class_out)):
             raise ValueError(
                 f"predict_proba returned shape {proba.shape}, expected {(n, len(class_out))}"
@@ -884,7 +942,7 @@ def _block_error(
 
 
 def _iter_results(
-    bundle: ModelBundle,
+    predictor: _Predictor,
     embedding_path: Path | str,
     windows: list[Window],
     todo: list[int],
@@ -896,36 +954,78 @@ def _iter_results(
     uncertainty: Uncertainty | None = None,
 ) -> Generator[tuple[int, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]], None, None]:
     """Yield (index, labels, confidence, counts, extras) for the windows ``todo``, in that order."""
-    names = _feature_names(bundle.estimator)
     if n_workers == 1 or len(todo) <= 1:
-        with _single_threaded(bundle.estimator) as est, rasterio.open(embedding_path) as src:
+        with _single_threaded(predictor.estimator), rasterio.open(embedding_path) as src:
             for i in todo:
                 window = windows[i]
                 try:
                     block = src.read(window=window)
-                    result = _predict_block(est, block, rule, class_out, nodata, names, uncertainty)
+                    result = _predict_block(predictor, block, rule, class_out, nodata, uncertainty)
                 except Exception as exc:  # re-raised: any failure stops the run, naming the block
                     raise _block_error(window, i, exc, embedding_path) from exc
                 yield (i, *result)
         return
 
+    if predictor.compiled is not None:  # threads: one model, the kernel releases the GIL
+        handles: list[DatasetReader] = []
+        local = threading.local()
+        opened = threading.Lock()
+
+        def predict_in_thread(k: int) -> _BlockResult:
+            src = getattr(local, "src", None)
+            if src is None:  # one dataset handle per thread: rasterio handles are not thread-safe
+                src = local.src = rasterio.open(embedding_path)
+                with opened:
+                    handles.append(src)
+            return _predict_block(predictor, src.read(window=windows[k]), rule, class_out, nodata, uncertainty)
+
+        try:
+            with _single_threaded(predictor.estimator):
+                threads = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="lcmodel-predict")
+                yield from _in_order(threads, predict_in_thread, windows, todo, n_workers, embedding_path)
+        finally:
+            for src in handles:
+                src.close()
+        return
+
     model_file = work_dir / "estimator.joblib"
-    joblib.dump(bundle.estimator, model_file)  # once; each worker loads it in its initializer
+    joblib.dump(predictor.estimator, model_file)  # once; each worker loads it in its initializer
     executor = ProcessPoolExecutor(
         max_workers=n_workers,
         mp_context=get_context("spawn"),  # no fork of a process holding GDAL caches and handles
         initializer=_worker_init,
-        initargs=(str(model_file), str(embedding_path), rule.to_dict(), class_out, nodata, names, uncertainty),
+        initargs=(str(model_file), str(embedding_path), rule.to_dict(), class_out, nodata, uncertainty),
     )
+
+    def predict_in_process(k: int) -> Future[_BlockResult]:
+        w = windows[k]
+        return executor.submit(_worker_predict, (int(w.col_off), int(w.row_off), int(w.width), int(w.height)))
+
+    yield from _in_order(executor, predict_in_process, windows, todo, n_workers, embedding_path, submit=False)
+
+
+def _in_order(
+    executor: Executor,
+    work: Callable[[int], Any],
+    windows: list[Window],
+    todo: list[int],
+    n_workers: int,
+    embedding_path: Path | str,
+    *,
+    submit: bool = True,
+) -> Generator[tuple[int, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]], None, None]:
+    """Run ``work(k)`` for the windows ``todo`` on the executor, at most 2 per worker ahead; yield in order.
+
+    ``submit=True``: ``work`` is the block function, submitted here; ``False``: ``work`` submits itself
+    and returns the future. The executor is shut down (pending windows cancelled) when this ends.
+    """
     pending: deque[tuple[int, Future[_BlockResult]]] = deque()
     queue = deque(todo)
     try:
         while queue or pending:
             while queue and len(pending) < 2 * n_workers:  # bounded memory
                 k = queue.popleft()
-                w = windows[k]
-                spec = (int(w.col_off), int(w.row_off), int(w.width), int(w.height))
-                pending.append((k, executor.submit(_worker_predict, spec)))
+                pending.append((k, executor.submit(work, k) if submit else work(k)))
             i, future = pending.popleft()
             try:
                 result = future.result()
@@ -943,7 +1043,7 @@ def _iter_results(
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-# --- worker processes --------------------------------------------------------------------------
+# --- worker processes (scikit-learn's engine) --------------------------------------------------
 
 _WORKER: dict[str, Any] = {}
 
@@ -954,7 +1054,6 @@ def _worker_init(
     rule: dict[str, Any],
     class_out: np.ndarray,
     nodata: int,
-    names: list[str] | None,
     uncertainty: Uncertainty | None = None,
 ) -> None:
     """Load the model once per worker (single-threaded) and open the embedding once."""
@@ -963,12 +1062,11 @@ def _worker_init(
     if jobs:
         estimator.set_params(**{k: 1 for k in jobs})
     _WORKER.update(
-        estimator=estimator,
+        predictor=_Predictor(estimator, "sklearn"),
         src=rasterio.open(embedding_path),
         rule=NodataRule.from_dict(rule),
         class_out=class_out,
         nodata=nodata,
-        names=names,
         uncertainty=uncertainty,
     )
 
@@ -977,9 +1075,7 @@ def _worker_predict(spec: tuple[int, int, int, int]) -> _BlockResult:
     """Read and classify one window in a worker process."""
     w = _WORKER
     block = w["src"].read(window=Window(*spec))
-    return _predict_block(
-        w["estimator"], block, w["rule"], w["class_out"], w["nodata"], w["names"], w["uncertainty"]
-    )
+    return _predict_block(w["predictor"], block, w["rule"], w["class_out"], w["nodata"], w["uncertainty"])
 
 
 # --- resumable prediction (reliability) --------------------------------------------------------
@@ -1235,7 +1331,7 @@ class BlockStore:
 
 def _predict_missing_blocks(
     store: BlockStore,
-    bundle: ModelBundle,
+    predictor: _Predictor,
     embedding_path: Path | str,
     windows: list[Window],
     rule: NodataRule,
@@ -1253,7 +1349,7 @@ def _predict_missing_blocks(
         progress(n_resumed, len(windows))
     try:
         results = _iter_results(
-            bundle, embedding_path, windows, todo, rule, class_out, nodata, n_workers, store.folder,
+            predictor, embedding_path, windows, todo, rule, class_out, nodata, n_workers, store.folder,
             uncertainty,
         )
         with contextlib.closing(results):

@@ -351,12 +351,14 @@ def test_geographic_crs_has_no_pixel_area(tmp_path: Path) -> None:
 # --- determinism and parallelism ------------------------------------------------------------------
 
 
-def test_same_inputs_give_identical_files_and_n_jobs_does_not_matter(
+def test_same_inputs_give_identical_files_and_n_jobs_and_engine_do_not_matter(
     tmp_path: Path, embedding: Path, worldcover_rf: RandomForestClassifier
 ) -> None:
+    """Compiled forest in-process and on threads, scikit-learn in-process and in processes: one file."""
     bundle = _bundle(embedding, worldcover_rf)
     runs = {}
-    for name, n_jobs in (("a", 1), ("b", 1), ("c", 2)):
+    cases = {"a": (1, "auto"), "b": (1, "auto"), "c": (2, "auto"), "d": (1, "sklearn"), "e": (2, "sklearn")}
+    for name, (n_jobs, engine) in cases.items():
         runs[name] = predict_raster(
             bundle,
             embedding,
@@ -364,14 +366,22 @@ def test_same_inputs_give_identical_files_and_n_jobs_does_not_matter(
             confidence_path=tmp_path / f"{name}_c.tif",
             block_size=16,
             n_jobs=n_jobs,
+            engine=engine,
         )
     for suffix in ("", "_c"):
-        hashes = {_sha(tmp_path / f"{n}{suffix}.tif") for n in "abc"}
-        assert len(hashes) == 1, f"outputs{suffix} differ between runs or n_jobs"
+        hashes = {_sha(tmp_path / f"{n}{suffix}.tif") for n in cases}
+        assert len(hashes) == 1, f"outputs{suffix} differ between runs, n_jobs or engines"
         np.testing.assert_array_equal(
-            _read(tmp_path / f"a{suffix}.tif"), _read(tmp_path / f"c{suffix}.tif")
+            _read(tmp_path / f"a{suffix}.tif"), _read(tmp_path / f"e{suffix}.tif")
         )
-    assert runs["a"].class_counts == runs["c"].class_counts and runs["c"].n_jobs == 2
+    assert runs["a"].class_counts == runs["e"].class_counts and runs["c"].n_jobs == 2
+    assert [runs[n].engine for n in "acde"] == ["compiled", "compiled", "sklearn", "sklearn"]
+
+
+def test_unknown_engine_is_refused(tmp_path: Path, embedding: Path, worldcover_rf: RandomForestClassifier) -> None:
+    with pytest.raises(ConfigError, match=r"engine='fast' is not an engine; use one of auto, sklearn"):
+        predict_raster(_bundle(embedding, worldcover_rf), embedding, tmp_path / "m.tif", engine="fast")
+    assert not (tmp_path / "m.tif").exists()
 
 
 # --- errors: before any output, and inside a block ------------------------------------------------
@@ -414,6 +424,21 @@ def test_error_in_one_block_names_the_window_and_leaves_no_output(
     # no output; only the hidden resume state (block 1 finished) beside the earlier map
     assert sorted(p.name for p in out_dir.iterdir()) == [".m.tif.partial", "m.tif"]
     assert (out_dir / "m.tif").read_bytes() == b"previous map"
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_error_in_a_block_of_the_compiled_forest_names_the_window(tmp_path: Path, n_jobs: int) -> None:
+    """The compiled engine (threads for n_jobs=2) stops at a bad block like scikit-learn's (processes)."""
+    data = _embedding_data()
+    data[0, 5, 40] = np.inf  # scikit-learn refuses infinity; the compiled forest hands it that row
+    emb = write_raster(tmp_path / "emb.tif", data, blocksize=16)
+    bundle = _bundle(emb, _fit([1, 2, 3]))
+    with pytest.raises(
+        PredictionError,
+        match=r"block 2 at window \(col_off=32, row_off=0, width=18, height=32\): ValueError: .*infinity",
+    ):
+        predict_raster(bundle, emb, tmp_path / "out" / "m.tif", block_size=32, n_jobs=n_jobs)
+    assert not (tmp_path / "out" / "m.tif").exists()
 
 
 # --- pure logic -----------------------------------------------------------------------------------
