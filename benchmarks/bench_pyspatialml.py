@@ -10,9 +10,10 @@ sub-sampling; when both are available they are checked to be the same rows.
 Then, timed: ``Raster([embedding]).predict(forest, file_path=..., dtype="uint8", nodata=0, compress="deflate")``
 over the whole raster, pyspatialml's defaults otherwise (256 x 256 windows, read band by band as masked arrays,
 windows predicted one after the other; ``Raster.predict`` has no n_jobs, the forest's own n_jobs threads run each
-window's trees). pyspatialml only skips pixels that are masked: a band's declared nodata or a non-finite value.
-Our embeddings declare no nodata and mark nodata as all-zero vectors, so pyspatialml predicts those pixels too;
-the JSON counts them and the labels they got.
+window's trees). Nodata in pyspatialml: every pixel of a window is predicted (masked values filled with 0), then
+pixels with any masked band (the band's declared nodata, or NaN/inf) are written as ``nodata``. Our embeddings
+declare no nodata and mark nodata as all-zero vectors, so nothing is masked: those pixels get a class like any
+other, and the map holds no nodata at all. The JSON counts them and the labels they got.
 
 Run it in its own venv (benchmarks/setup_pyspatialml.sh) so that numpy<2 stays out of the project venv::
 
@@ -264,7 +265,7 @@ def main() -> None:
                                        and dst.compression.value}
     valid = valid_mask(embedding, height, width)
     result["nodata"] = {
-        "rule": "all-zero embedding vector (lcmodel's); pyspatialml only masks declared nodata and non-finite values",
+        "rule": "ours: all-zero vector; pyspatialml writes nodata only where a band has declared nodata or NaN/inf",
         "n_all_zero_pixels": int((~valid).sum()),
         "n_predicted_pixels": int((labels != 0).sum()),
         "n_written_as_nodata": int((labels == 0).sum()),
