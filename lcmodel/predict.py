@@ -75,7 +75,7 @@ from lcmodel.errors import (
     PredictionError,
 )
 from lcmodel.forest import CompiledForest, compile_forest
-from lcmodel.io import atomic_path, open_raster, output_lock
+from lcmodel.io import ONE_PASS_CACHE_MB, atomic_path, one_pass_cache, open_raster, output_lock
 from lcmodel.model_io import ModelBundle, check_compatible
 from lcmodel.uncertainty import ExtraOutputs, Uncertainty
 from lcmodel.uncertainty import mark_unclassified as _mark_unclassified
@@ -954,6 +954,24 @@ def _iter_results(
     uncertainty: Uncertainty | None = None,
 ) -> Generator[tuple[int, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]], None, None]:
     """Yield (index, labels, confidence, counts, extras) for the windows ``todo``, in that order."""
+    with one_pass_cache():  # every block is decoded once: a large GDAL cache only raises the peak memory
+        yield from _iter_results_cached(
+            predictor, embedding_path, windows, todo, rule, class_out, nodata, n_workers, work_dir, uncertainty
+        )
+
+
+def _iter_results_cached(
+    predictor: _Predictor,
+    embedding_path: Path | str,
+    windows: list[Window],
+    todo: list[int],
+    rule: NodataRule,
+    class_out: np.ndarray,
+    nodata: int,
+    n_workers: int,
+    work_dir: Path,
+    uncertainty: Uncertainty | None = None,
+) -> Generator[tuple[int, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]], None, None]:
     if n_workers == 1 or len(todo) <= 1:
         with _single_threaded(predictor.estimator), rasterio.open(embedding_path) as src:
             for i in todo:
@@ -1057,6 +1075,7 @@ def _worker_init(
     uncertainty: Uncertainty | None = None,
 ) -> None:
     """Load the model once per worker (single-threaded) and open the embedding once."""
+    os.environ.setdefault("GDAL_CACHEMAX", str(ONE_PASS_CACHE_MB))  # before GDAL's first read here
     estimator = joblib.load(model_file, mmap_mode="r")
     jobs = _n_jobs_params(estimator)
     if jobs:

@@ -35,7 +35,7 @@ import rasterio
 
 from lcmodel.accuracy import confusion_counts, stratified_estimates
 from lcmodel.errors import ConfigError, InputDataError, InputFileError, InsufficientDataError
-from lcmodel.io import atomic_path, open_raster
+from lcmodel.io import atomic_path, one_pass_cache, open_raster
 
 __all__ = [
     "SampleDesign",
@@ -251,7 +251,6 @@ def draw_validation_sample(
     """
     # the reference sampler's block passes, with our own allocation
     from lcmodel.reference import (
-        _GDAL_CACHE_MB,
         _block_windows,
         _count_classes,
         _draw_ranks,
@@ -269,7 +268,7 @@ def draw_validation_sample(
         tags = src.tags()
     readers = _ThreadReaders(path)
     try:
-        with rasterio.Env(GDAL_CACHEMAX=_GDAL_CACHE_MB):
+        with one_pass_cache():
             classes, block_ids, class_ids, block_counts = _count_classes(
                 readers, windows, rule, n_threads, None
             )
