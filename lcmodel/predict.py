@@ -955,71 +955,54 @@ def _iter_results(
 ) -> Generator[tuple[int, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]], None, None]:
     """Yield (index, labels, confidence, counts, extras) for the windows ``todo``, in that order."""
     with one_pass_cache():  # every block is decoded once: a large GDAL cache only raises the peak memory
-        yield from _iter_results_cached(
-            predictor, embedding_path, windows, todo, rule, class_out, nodata, n_workers, work_dir, uncertainty
+        if n_workers == 1 or len(todo) <= 1:
+            with _single_threaded(predictor.estimator), rasterio.open(embedding_path) as src:
+                for i in todo:
+                    window = windows[i]
+                    try:
+                        block = src.read(window=window)
+                        result = _predict_block(predictor, block, rule, class_out, nodata, uncertainty)
+                    except Exception as exc:  # re-raised: any failure stops the run, naming the block
+                        raise _block_error(window, i, exc, embedding_path) from exc
+                    yield (i, *result)
+            return
+
+        if predictor.compiled is not None:  # threads: one model, the kernel releases the GIL
+            handles: list[DatasetReader] = []
+            local = threading.local()
+            opened = threading.Lock()
+
+            def predict_in_thread(k: int) -> _BlockResult:
+                src = getattr(local, "src", None)
+                if src is None:  # one dataset handle per thread: rasterio handles are not thread-safe
+                    src = local.src = rasterio.open(embedding_path)
+                    with opened:
+                        handles.append(src)
+                return _predict_block(predictor, src.read(window=windows[k]), rule, class_out, nodata, uncertainty)
+
+            try:
+                with _single_threaded(predictor.estimator):
+                    threads = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="lcmodel-predict")
+                    yield from _in_order(threads, predict_in_thread, windows, todo, n_workers, embedding_path)
+            finally:
+                for src in handles:
+                    src.close()
+            return
+
+        model_file = work_dir / "estimator.joblib"
+        joblib.dump(predictor.estimator, model_file)  # once; each worker loads it in its initializer
+        executor = ProcessPoolExecutor(
+            max_workers=n_workers,
+            mp_context=get_context("spawn"),  # no fork of a process holding GDAL caches and handles
+            initializer=_worker_init,
+            initargs=(str(model_file), str(embedding_path), rule.to_dict(), class_out, nodata, uncertainty),
         )
 
+        def predict_in_process(k: int) -> Future[_BlockResult]:
+            w = windows[k]
+            return executor.submit(_worker_predict, (int(w.col_off), int(w.row_off), int(w.width), int(w.height)))
 
-def _iter_results_cached(
-    predictor: _Predictor,
-    embedding_path: Path | str,
-    windows: list[Window],
-    todo: list[int],
-    rule: NodataRule,
-    class_out: np.ndarray,
-    nodata: int,
-    n_workers: int,
-    work_dir: Path,
-    uncertainty: Uncertainty | None = None,
-) -> Generator[tuple[int, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]], None, None]:
-    if n_workers == 1 or len(todo) <= 1:
-        with _single_threaded(predictor.estimator), rasterio.open(embedding_path) as src:
-            for i in todo:
-                window = windows[i]
-                try:
-                    block = src.read(window=window)
-                    result = _predict_block(predictor, block, rule, class_out, nodata, uncertainty)
-                except Exception as exc:  # re-raised: any failure stops the run, naming the block
-                    raise _block_error(window, i, exc, embedding_path) from exc
-                yield (i, *result)
-        return
-
-    if predictor.compiled is not None:  # threads: one model, the kernel releases the GIL
-        handles: list[DatasetReader] = []
-        local = threading.local()
-        opened = threading.Lock()
-
-        def predict_in_thread(k: int) -> _BlockResult:
-            src = getattr(local, "src", None)
-            if src is None:  # one dataset handle per thread: rasterio handles are not thread-safe
-                src = local.src = rasterio.open(embedding_path)
-                with opened:
-                    handles.append(src)
-            return _predict_block(predictor, src.read(window=windows[k]), rule, class_out, nodata, uncertainty)
-
-        try:
-            with _single_threaded(predictor.estimator):
-                threads = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="lcmodel-predict")
-                yield from _in_order(threads, predict_in_thread, windows, todo, n_workers, embedding_path)
-        finally:
-            for src in handles:
-                src.close()
-        return
-
-    model_file = work_dir / "estimator.joblib"
-    joblib.dump(predictor.estimator, model_file)  # once; each worker loads it in its initializer
-    executor = ProcessPoolExecutor(
-        max_workers=n_workers,
-        mp_context=get_context("spawn"),  # no fork of a process holding GDAL caches and handles
-        initializer=_worker_init,
-        initargs=(str(model_file), str(embedding_path), rule.to_dict(), class_out, nodata, uncertainty),
-    )
-
-    def predict_in_process(k: int) -> Future[_BlockResult]:
-        w = windows[k]
-        return executor.submit(_worker_predict, (int(w.col_off), int(w.row_off), int(w.width), int(w.height)))
-
-    yield from _in_order(executor, predict_in_process, windows, todo, n_workers, embedding_path, submit=False)
+        yield from _in_order(executor, predict_in_process, windows, todo, n_workers, embedding_path, submit=False)
 
 
 def _in_order(
