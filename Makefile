@@ -37,6 +37,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_sampling.py
 	$(PY) benchmarks/bench_extract.py --data $(BENCH_DATA)
 	$(PY) benchmarks/bench_pipeline.py --data $(BENCH_DATA)/e2048
+	bash benchmarks/setup_pyspatialml.sh .venv-pyspatialml
+	$(PY) benchmarks/bench_predict.py --data $(BENCH_DATA)/e2048
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache
