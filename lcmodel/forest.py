@@ -85,18 +85,17 @@ class CompiledForest:
         X = np.ascontiguousarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"X has shape {X.shape}; expected (rows, {self.n_features})")
-        n = X.shape[0]
-        out = np.zeros((n, self.n_classes), dtype=np.float64)
-        nan_rows = ~np.isfinite(X).all(axis=1)
-        rows = np.flatnonzero(~nan_rows) if nan_rows.any() else None
-        Xk = X if rows is None else np.ascontiguousarray(X[rows])
-        ok = np.zeros((Xk.shape[0], self.n_classes), dtype=np.float64) if rows is not None else out
-        self._run(Xk, ok, n_threads)
-        ok /= self.n_trees
-        if rows is not None:
-            out[rows] = ok
-            with _one_job(self.estimator):
-                out[nan_rows] = self.estimator.predict_proba(X[nan_rows])
+        finite = np.isfinite(X).all(axis=1)
+        Xf = X if finite.all() else np.ascontiguousarray(X[finite])
+        proba = np.zeros((Xf.shape[0], self.n_classes), dtype=np.float64)
+        self._run(Xf, proba, n_threads)
+        proba /= self.n_trees
+        if Xf is X:
+            return proba
+        out = np.empty((X.shape[0], self.n_classes), dtype=np.float64)
+        out[finite] = proba
+        with _one_job(self.estimator):
+            out[~finite] = self.estimator.predict_proba(X[~finite])
         return out
 
     def _run(self, X: np.ndarray, out: np.ndarray, n_threads: int) -> None:
