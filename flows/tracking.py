@@ -335,9 +335,11 @@ class LandcoverPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defi
     """
 
     def load_context(self, context: Any) -> None:
+        from lcmodel.forest import Predictor
         from lcmodel.model_io import load_bundle
 
         self.bundle = load_bundle(context.artifacts["bundle"])
+        self.predictor = Predictor(self.bundle.estimator)  # once: compiles a random forest
 
     def predict(self, context: Any, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:
@@ -345,7 +347,8 @@ class LandcoverPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defi
 
         probabilities = bool((params or {}).get("probabilities", False))
         try:
-            return predict_pixel_table(self.bundle, model_input, probabilities=probabilities)
+            return predict_pixel_table(self.bundle, model_input, probabilities=probabilities,
+                                       predictor=self.predictor)
         except LcmodelError as exc:
             raise MlflowException.invalid_parameter_value(str(exc)) from None
 

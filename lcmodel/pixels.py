@@ -19,12 +19,11 @@ The result is a DataFrame with the column ``class`` (int64) and, when ``probabil
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 
 from lcmodel.errors import InputDataError
+from lcmodel.forest import Predictor
 from lcmodel.model_io import ModelBundle
 
 __all__ = ["predict_pixel_table", "nodata_class", "probability_columns"]
@@ -66,7 +65,7 @@ def _check_columns(bundle: ModelBundle, table: pd.DataFrame) -> pd.DataFrame:
 
 
 def predict_pixel_table(
-    bundle: ModelBundle, table: pd.DataFrame, *, probabilities: bool = False
+    bundle: ModelBundle, table: pd.DataFrame, *, probabilities: bool = False, predictor: Predictor | None = None
 ) -> pd.DataFrame:
     """Class values (and per-class probabilities) of the pixels in ``table``.
 
@@ -75,6 +74,9 @@ def predict_pixel_table(
     bundle : the model bundle.
     table : one row per pixel, one column per band named as ``bundle.band_names``; raw raster values.
     probabilities : also return one ``p_<value>`` column per class.
+    predictor : ``Predictor(bundle.estimator)`` built once by a caller that serves many tables (building
+        compiles the forest); None = build one for this call. For a random forest the probabilities are
+        the map's, bit for bit.
 
     Returns
     -------
@@ -115,11 +117,7 @@ def predict_pixel_table(
     out_class = np.full(len(table), nodata_class(bundle), dtype=np.int64)
     proba = np.zeros((len(table), len(classes)), dtype=np.float64)
     if features.shape[0]:
-        X: Any = features
-        names = getattr(bundle.estimator, "feature_names_in_", None)
-        if names is not None:  # fitted on a DataFrame: pass the same names (no sklearn warning)
-            X = pd.DataFrame(features, columns=[str(n) for n in names], copy=False)
-        p = np.asarray(bundle.estimator.predict_proba(X), dtype=np.float64)
+        p = np.asarray((predictor or Predictor(bundle.estimator))(features), dtype=np.float64)
         out_class[valid] = classes[np.argmax(p, axis=1)]  # what RandomForestClassifier.predict returns
         proba[valid] = p
     result = pd.DataFrame({"class": out_class}, index=table.index)

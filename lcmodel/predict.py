@@ -56,7 +56,6 @@ from typing import Any
 
 import joblib
 import numpy as np
-import pandas as pd
 import rasterio
 import rasterio.shutil
 from rasterio.enums import Resampling
@@ -74,7 +73,7 @@ from lcmodel.errors import (
     OutputError,
     PredictionError,
 )
-from lcmodel.forest import CompiledForest, compile_forest
+from lcmodel.forest import ENGINES, Predictor
 from lcmodel.io import ONE_PASS_CACHE_MB, atomic_path, one_pass_cache, open_raster, output_lock
 from lcmodel.model_io import ModelBundle, check_compatible
 from lcmodel.uncertainty import ExtraOutputs, Uncertainty
@@ -103,8 +102,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Prediction engines: "auto" = the compiled forest when the estimator allows it, else scikit-learn.
-ENGINES = ("auto", "sklearn")
 #: Nodata value of the confidence raster (confidence itself is 0..100).
 CONFIDENCE_NODATA = 255
 #: Tile size of the output COGs.
@@ -406,7 +403,7 @@ def predict_raster(
     )
     job = _prepare(bundle, embedding_path, out_path, options, n_jobs)
     n_workers = min(n_jobs, len(job.windows))
-    predictor = _Predictor(bundle.estimator, engine)
+    predictor = Predictor(bundle.estimator, engine)
     logger.info(
         "predicting %s (%d x %d, %d bands) in %d windows of %s %d with %d %s worker(s), %s engine",
         embedding_path,
@@ -577,7 +574,7 @@ def predict_blocks(
         progress(len(indices) - len(todo), len(indices))
     try:
         results = _iter_results(
-            _Predictor(bundle.estimator, options.engine), embedding_path, job.windows, todo, job.rule,
+            Predictor(bundle.estimator, options.engine), embedding_path, job.windows, todo, job.rule,
             job.class_out, job.nodata, 1, store.folder, job.uncertainty,
         )
         with contextlib.closing(results):
@@ -827,31 +824,6 @@ def _window_plan(
 _BlockResult = tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]
 
 
-class _Predictor:
-    """Class probabilities of valid pixels, by the compiled forest when it can, else by scikit-learn.
-
-    The caller keeps the estimator single-threaded (:func:`_single_threaded`) around scikit-learn's
-    engine; the compiled forest does the same for the rows it hands back to scikit-learn (NaN).
-    """
-
-    def __init__(self, estimator: Any, engine: str = "auto") -> None:
-        self.estimator = estimator
-        self.names = _feature_names(estimator)
-        self.compiled: CompiledForest | None = compile_forest(estimator) if engine == "auto" else None
-
-    @property
-    def engine(self) -> str:
-        return "compiled" if self.compiled is not None else "sklearn"
-
-    def __call__(self, features: np.ndarray) -> np.ndarray:
-        if self.compiled is not None:
-            return self.compiled.predict_proba(features)
-        X: Any = features
-        if self.names is not None:  # fitted on a DataFrame: same names, no sklearn warning
-            X = pd.DataFrame(features, columns=self.names, copy=False)
-        return np.asarray(self.estimator.predict_proba(X))
-
-
 def _predict_block(
     predictor: Callable[[np.ndarray], np.ndarray],
     block: np.ndarray,
@@ -886,12 +858,6 @@ def _predict_block(
     if uncertainty is not None and uncertainty.active:
         extra = uncertainty.compute(proba, mask, labels, counts)
     return labels, conf, counts, extra
-
-
-def _feature_names(estimator: Any) -> list[str] | None:
-    """Column names to pass when the estimator was fitted on a DataFrame (else a bare array)."""
-    names = getattr(estimator, "feature_names_in_", None)
-    return None if names is None else [str(n) for n in names]
 
 
 def _n_jobs_params(estimator: Any) -> dict[str, Any]:
@@ -942,7 +908,7 @@ def _block_error(
 
 
 def _iter_results(
-    predictor: _Predictor,
+    predictor: Predictor,
     embedding_path: Path | str,
     windows: list[Window],
     todo: list[int],
@@ -1064,7 +1030,7 @@ def _worker_init(
     if jobs:
         estimator.set_params(**{k: 1 for k in jobs})
     _WORKER.update(
-        predictor=_Predictor(estimator, "sklearn"),
+        predictor=Predictor(estimator, "sklearn"),
         src=rasterio.open(embedding_path),
         rule=NodataRule.from_dict(rule),
         class_out=class_out,
@@ -1333,7 +1299,7 @@ class BlockStore:
 
 def _predict_missing_blocks(
     store: BlockStore,
-    predictor: _Predictor,
+    predictor: Predictor,
     embedding_path: Path | str,
     windows: list[Window],
     rule: NodataRule,

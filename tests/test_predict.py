@@ -384,6 +384,26 @@ def test_unknown_engine_is_refused(tmp_path: Path, embedding: Path, worldcover_r
     assert not (tmp_path / "m.tif").exists()
 
 
+def test_served_pixel_table_gets_the_maps_probabilities_bit_for_bit(embedding: Path) -> None:
+    """The served model (lcmodel.pixels) classifies through the same compiled forest as the map: the same
+    float64 probabilities, even for a forest whose own n_jobs=2 would sum its trees in any order."""
+    from lcmodel.forest import Predictor
+    from lcmodel.pixels import predict_pixel_table, probability_columns
+
+    rf = _fit([10, 20, 30, 50, 80], n_jobs=2)
+    bundle = _bundle(embedding, rf)
+    with rasterio.open(embedding) as src:
+        data = src.read()
+    pixels = data.reshape(data.shape[0], -1).T
+    finite = np.isfinite(pixels).all(axis=1)  # a served table holds no NaN pixels (they are refused)
+    table = pd.DataFrame(pixels[finite], columns=bundle.band_names)
+    served = predict_pixel_table(bundle, table, probabilities=True, predictor=Predictor(rf))
+    mask, features = bundle.nodata_rule.block_features(data)
+    got = served[probability_columns(bundle)].to_numpy()[mask.ravel()[finite]]
+    assert np.array_equal(got, rf.set_params(n_jobs=1).predict_proba(features))
+    assert np.array_equal(predict_pixel_table(bundle, table)["class"], served["class"])  # own Predictor
+
+
 # --- errors: before any output, and inside a block ------------------------------------------------
 
 
