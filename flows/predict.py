@@ -82,7 +82,7 @@ def check_compatibility(bundle_path: str, embedding: str) -> str:
 
 @task(name="predict_blocks", **_IO_RETRIES)
 def predict_blocks(bundle_path: str, embedding: str, out: str, confidence: str | None,
-                   block_size: int | None, n_jobs: int, memory_mb: int) -> dict[str, Any]:
+                   block_size: int | None, n_jobs: int, memory_mb: int, engine: str = "auto") -> dict[str, Any]:
     """Block-wise prediction into a COG (and a confidence COG); the JSON-friendly summary."""
     from lcmodel.model_io import load_bundle
     from lcmodel.pipeline import summary_to_dict
@@ -90,7 +90,7 @@ def predict_blocks(bundle_path: str, embedding: str, out: str, confidence: str |
 
     bundle = load_bundle(bundle_path)
     summary = predict_raster(bundle, embedding, out, confidence_path=confidence, block_size=block_size,
-                             n_jobs=n_jobs, memory_mb=memory_mb)
+                             n_jobs=n_jobs, memory_mb=memory_mb, engine=engine)
     return summary_to_dict(summary, bundle.class_table)
 
 
@@ -219,14 +219,16 @@ def landcover_predict(
     task_runner: Literal["threads", "dask"] = "threads",
     dask_address: str | None = None,
     blocks_per_task: int = 16,
+    engine: Literal["auto", "sklearn"] = "auto",
 ) -> dict[str, Any]:
     """Predict ``embedding`` with ``model`` into the COG ``out`` (and ``confidence``), tracked in MLflow.
 
     ``model`` is a model.joblib path or ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION``;
     ``tracking_uri`` defaults to MLFLOW_TRACKING_URI, else ``sqlite:///<cwd>/mlflow.db``.
-    ``task_runner="threads"`` predicts with ``n_jobs`` worker processes on this machine; ``"dask"`` maps groups
+    ``task_runner="threads"`` predicts with ``n_jobs`` workers on this machine; ``"dask"`` maps groups
     of ``blocks_per_task`` windows over the Dask cluster at ``dask_address`` (None: a local cluster of
-    ``n_jobs`` processes) and assembles one COG.
+    ``n_jobs`` processes) and assembles one COG. ``engine``: ``"auto"`` (a random forest runs on lcmodel's
+    compiled forest, same map) or ``"sklearn"``.
     """
     from flows.tracking import PredictionRun
 
@@ -241,13 +243,14 @@ def landcover_predict(
                                 flow_run_id=str(flow_run.id) if flow_run.id else None)
         try:
             if task_runner == "dask":
-                options = PredictionOptions(confidence_path=confidence, block_size=block_size, memory_mb=memory_mb)
+                options = PredictionOptions(confidence_path=confidence, block_size=block_size, memory_mb=memory_mb,
+                                            engine=engine)
                 summary = predict_distributed(resolved["bundle_path"], embedding, out, options,
                                               dask_address=dask_address, blocks_per_task=blocks_per_task,
                                               n_workers=n_jobs)
             else:
                 summary = predict_blocks(resolved["bundle_path"], embedding, out, confidence, block_size,
-                                         n_jobs, memory_mb)
+                                         n_jobs, memory_mb, engine)
             tracker.log_summary(summary)
         except BaseException as exc:
             tracker.finish(error=exc)
