@@ -12,7 +12,7 @@ from other processes):
    with the forest's own two threads, every pixel predicted (nodata too).
 2. ``ours compiled n_jobs=1`` and ``n_jobs=2``: ``predict_raster`` with the default engine (the compiled
    forest, lcmodel.forest; threads), and ``ours sklearn n_jobs=2``: the same with ``engine="sklearn"``
-   (scikit-learn in two worker processes). All three write byte-identical maps (checked).
+   (scikit-learn on two threads). All three write byte-identical maps (checked).
 3. ``pyspatialml`` (when ``--pyspatialml-python`` names a venv's python; ``benchmarks/setup_pyspatialml.sh``
    makes one): benchmarks/bench_pyspatialml.py, ``Raster.predict`` on the same training table and parameters.
 4. The read floor: every internal block read and decoded with two threads, no model.

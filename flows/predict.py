@@ -228,7 +228,7 @@ def landcover_predict(
     ``task_runner="threads"`` predicts with ``n_jobs`` workers on this machine; ``"dask"`` maps groups
     of ``blocks_per_task`` windows over the Dask cluster at ``dask_address`` (None: a local cluster of
     ``n_jobs`` processes) and assembles one COG. ``engine``: ``"auto"`` (a random forest runs on lcmodel's
-    compiled forest, same map) or ``"sklearn"``.
+    compiled forest when that is faster, same map) or ``"sklearn"``.
     """
     from flows.tracking import PredictionRun
 

@@ -149,10 +149,10 @@ _TRACKING_URI = click.option(
 @click.option("--confidence", type=click.Path(dir_okay=False), default=None, help="Confidence raster (COG).")
 @click.option("--block-size", type=int, default=None, help="Block side in pixels (default: from memory).")
 @click.option("--n-jobs", type=int, default=1, show_default=True,
-              help="Parallel workers (threads for the compiled forest, else processes).")
+              help="Parallel workers (threads for a random forest, else processes).")
 @click.option("--memory-mb", type=int, default=1024, show_default=True, help="Memory per worker for blocks.")
 @click.option("--engine", type=click.Choice(["auto", "sklearn"]), default="auto", show_default=True,
-              help="auto: a plain random forest runs on lcmodel's compiled forest (same map, faster); "
+              help="auto: a random forest runs on lcmodel's compiled forest when that is faster (same map); "
                    "sklearn: the estimator's own predict_proba.")
 @click.option("--trust-model", is_flag=True,
               help="Load the model even if its SHA-256 cannot be verified against its side file (it is a "

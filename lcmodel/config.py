@@ -277,11 +277,12 @@ class PredictionConfig(_Section):
     block_size: int | None = Field(None, ge=16, description="pixels per block side; null = from memory")
     confidence: bool = True
     n_jobs: int | None = Field(
-        None, ge=1, description="parallel workers (threads for the compiled forest, else processes); null = "
+        None, ge=1, description="parallel workers (threads for a random forest, else processes); null = "
         "top-level n_jobs"
     )
     engine: Literal["auto", "sklearn"] = Field(
-        "auto", description="auto: a plain random forest runs on lcmodel's compiled forest (same bits, faster); "
+        "auto", description="auto: a random forest runs on lcmodel's compiled forest when that is faster (same "
+        "bits); "
         "sklearn: the estimator's own predict_proba"
     )
     memory_mb: int = Field(1024, ge=64, description="memory budget per worker for the automatic block size")

@@ -29,9 +29,11 @@ Only plain single-output ``RandomForestClassifier`` and ``ExtraTreesClassifier``
 
 from __future__ import annotations
 
-import contextlib
+import copy
+import logging
 import math
-from collections.abc import Iterator
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -41,13 +43,17 @@ import pandas as pd
 from numba import njit
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 
-__all__ = ["CompiledForest", "compile_forest", "Predictor", "ENGINES"]
+__all__ = ["CompiledForest", "compile_forest", "Predictor", "ENGINES", "CALIBRATION_ROWS"]
 
 #: Prediction engines: "auto" = the compiled forest when the estimator allows it, else scikit-learn.
 ENGINES = ("auto", "sklearn")
 
 # rows per kernel call: large enough to amortise the call, small enough to spread over threads
 _CHUNK_ROWS = 16_384
+#: ``Predictor(engine="auto")`` times both engines on the first call with at least this many rows.
+CALIBRATION_ROWS = 16_384
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,10 @@ class CompiledForest:
         a leaf's own index).
     value : (nodes, classes) float64 class fractions of each node, as scikit-learn stores them.
     roots, depths : each tree's root index and ``max_depth`` (steps walked).
-    estimator : the fitted forest, for the rows this kernel does not take (NaN, infinity).
+    estimator : a single-threaded shallow copy of the fitted forest, for the rows this kernel does not
+        take (NaN, infinity).
+    expected_steps : steps scikit-learn walks per row, summed over the trees (leaf depths weighted by the
+        training rows reaching them).
     """
 
     feature: np.ndarray
@@ -72,10 +81,17 @@ class CompiledForest:
     depths: np.ndarray
     n_features: int
     estimator: Any
+    expected_steps: float = 0.0
 
     @property
     def n_trees(self) -> int:
         return int(self.roots.shape[0])
+
+    @property
+    def step_ratio(self) -> float:
+        """Steps this kernel walks per row (every tree to its ``max_depth``) over the steps scikit-learn
+        walks (each tree's leaf depth, averaged over its training rows): the kernel's waste."""
+        return float(self.depths.sum()) / self.expected_steps if self.expected_steps > 0 else 1.0
 
     @property
     def n_classes(self) -> int:
@@ -98,8 +114,7 @@ class CompiledForest:
             return proba
         out = np.empty((X.shape[0], self.n_classes), dtype=np.float64)
         out[finite] = proba
-        with _one_job(self.estimator):
-            out[~finite] = self.estimator.predict_proba(X[~finite])
+        out[~finite] = self.estimator.predict_proba(X[~finite])  # a single-threaded copy: tree order
         return out
 
     def _run(self, X: np.ndarray, out: np.ndarray, n_threads: int) -> None:
@@ -120,13 +135,19 @@ class CompiledForest:
 
 
 class Predictor:
-    """Class probabilities of feature rows: the compiled forest when it can, else the estimator's own.
+    """Class probabilities of feature rows: the compiled forest or the estimator's own, whichever is faster.
 
-    ``engine="auto"`` compiles a plain random forest (:func:`compile_forest`); anything else, or
-    ``engine="sklearn"``, calls the estimator's ``predict_proba`` (with its feature names when it was
-    fitted on a DataFrame, so scikit-learn does not warn). Build it once per model and call it per block
-    or request: compiling takes ~0.1 s for 400 trees. The map (:mod:`lcmodel.predict`) and a served
-    model (:mod:`lcmodel.pixels`) classify through it, so both give the same probabilities.
+    ``engine="auto"`` compiles a plain random forest (:func:`compile_forest`). Both engines give the same
+    bits, so which one runs is a matter of speed only, and that depends on the trees: the compiled walk
+    always goes ``max_depth`` steps, so on deep, unbalanced trees (``max_depth=None`` on large tables) it
+    can lose to scikit-learn's. The first call with at least :data:`CALIBRATION_ROWS` rows therefore times
+    both on those rows and keeps the faster one for the following calls (``choice`` says what was timed).
+    ``engine="sklearn"``, or an estimator that is not a plain forest, always calls ``predict_proba`` (with
+    the estimator's feature names when it was fitted on a DataFrame, so scikit-learn does not warn).
+
+    Build it once per model and call it per block or request (compiling takes ~0.1 s for 400 trees); calls
+    may come from several threads. The map (:mod:`lcmodel.predict`) and a served model
+    (:mod:`lcmodel.pixels`) classify through it.
     """
 
     def __init__(self, estimator: Any, engine: str = "auto") -> None:
@@ -134,30 +155,73 @@ class Predictor:
         names = getattr(estimator, "feature_names_in_", None)
         self.names = None if names is None else [str(n) for n in names]
         self.compiled = compile_forest(estimator) if engine == "auto" else None
+        # a forest's scikit-learn engine on a single-threaded copy: the map's bits, whatever its n_jobs
+        self._sklearn_estimator = _single_threaded_copy(estimator) if self.gil_free else estimator
+        self._use_compiled: bool | None = None if self.compiled is not None else False
+        self._lock = threading.Lock()
+        self.choice: dict[str, float] = {}
 
     @property
     def engine(self) -> str:
-        """``"compiled"`` or ``"sklearn"``."""
-        return "compiled" if self.compiled is not None else "sklearn"
+        """``"compiled"`` or ``"sklearn"``: what classifies rows now (before calibration: compiled)."""
+        return "sklearn" if self._use_compiled is False else "compiled"
+
+    @property
+    def gil_free(self) -> bool:
+        """True when calls from several threads run in parallel: both engines release the GIL for a forest."""
+        return type(self.estimator) in (RandomForestClassifier, ExtraTreesClassifier)
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
-        if self.compiled is not None:
-            return self.compiled.predict_proba(features)
+        if self._use_compiled is None and self.compiled is not None and len(features) >= CALIBRATION_ROWS:
+            with self._lock:
+                if self._use_compiled is None:
+                    return self._calibrate(self.compiled, features)
+        if self._use_compiled is False or self.compiled is None:
+            return self._sklearn(features)
+        return self.compiled.predict_proba(features)
+
+    def _sklearn(self, features: np.ndarray) -> np.ndarray:
         X: Any = features
         if self.names is not None:  # fitted on a DataFrame: same names, no sklearn warning
             X = pd.DataFrame(features, columns=self.names, copy=False)
-        return np.asarray(self.estimator.predict_proba(X))
+        return np.asarray(self._sklearn_estimator.predict_proba(X))
+
+    def _calibrate(self, compiled: CompiledForest, features: np.ndarray) -> np.ndarray:
+        """Time both engines on the first rows, keep the faster; return the compiled result for all rows.
+
+        Each engine's cost per row is its time on :data:`CALIBRATION_ROWS` rows minus its time on 8 rows
+        (scikit-learn's fixed cost per call, validation and a loop over the trees, is then left out: over a
+        whole block it does not count).
+        """
+        head, tiny = features[:CALIBRATION_ROWS], features[:8]
+        compiled.predict_proba(tiny)  # first calls load (or compile) the kernel, warm caches: not timed
+        self._sklearn(tiny)
+        costs, results = [], []
+        for run in (compiled.predict_proba, self._sklearn):
+            t0 = time.perf_counter()
+            run(tiny)
+            t1 = time.perf_counter()
+            results.append(run(head))
+            t2 = time.perf_counter()
+            costs.append((t2 - t1) - (t1 - t0))
+        proba = results[0]
+        self._use_compiled = costs[0] <= costs[1]
+        self.choice = {"compiled_s": costs[0], "sklearn_s": costs[1], "rows": float(len(head))}
+        logger.info(
+            "engine: %s (compiled forest %.0f ms, scikit-learn %.0f ms for %d rows; same probabilities)",
+            self.engine, 1000 * costs[0], 1000 * costs[1], len(head),
+        )
+        if len(features) == len(head):
+            return proba
+        return np.concatenate([proba, self(features[len(head):])])
 
 
-@contextlib.contextmanager
-def _one_job(estimator: Any) -> Iterator[None]:
-    """The forest's ``n_jobs`` set to 1 (tree order fixes the sum, so the bits) for the duration."""
-    saved = estimator.n_jobs
-    estimator.n_jobs = 1
-    try:
-        yield
-    finally:
-        estimator.n_jobs = saved
+def _single_threaded_copy(forest: Any) -> Any:
+    """A shallow copy (the same trees) with ``n_jobs=1``: tree order fixes the sum, so the bits, and the
+    shared estimator is never modified (calls may come from several threads)."""
+    single = copy.copy(forest)
+    single.n_jobs = 1
+    return single
 
 
 def compile_forest(estimator: Any) -> CompiledForest | None:
@@ -173,11 +237,13 @@ def compile_forest(estimator: Any) -> CompiledForest | None:
         return None
     n_classes = int(estimator.n_classes_)
     features, thresholds, children, values, roots, depths = [], [], [], [], [], []
-    base = 0
+    base, expected_steps = 0, 0.0
     for tree in trees:
         t = tree.tree_
-        order, left = _breadth_first(t.children_left, t.children_right)
+        order, left, depth = _breadth_first(t.children_left, t.children_right)
         internal = left >= 0
+        weight = t.weighted_n_node_samples[order][~internal]  # training rows reaching each leaf
+        expected_steps += float(np.dot(weight, depth[~internal]) / weight.sum()) if weight.sum() > 0 else 0.0
         feature = np.where(internal, t.feature[order], 0).astype(np.int32)
         threshold = np.full(order.shape[0], np.inf, dtype=np.float32)
         threshold[internal] = _float32_at_most(t.threshold[order][internal])
@@ -199,24 +265,31 @@ def compile_forest(estimator: Any) -> CompiledForest | None:
         roots=np.asarray(roots, dtype=np.int64),
         depths=np.asarray(depths, dtype=np.int64),
         n_features=int(estimator.n_features_in_),
-        estimator=estimator,
+        estimator=_single_threaded_copy(estimator),
+        expected_steps=expected_steps,
     )
 
 
-def _breadth_first(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Old node ids in breadth-first order, children adjacent; and each new node's left child (-1: leaf)."""
+@njit(cache=True)
+def _breadth_first(
+    left: np.ndarray, right: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Old node ids in breadth-first order, children adjacent; each new node's left child (-1: leaf) and depth."""
     order = np.empty(left.shape[0], dtype=np.int64)
     new_left = np.full(left.shape[0], -1, dtype=np.int64)
+    depth = np.zeros(left.shape[0], dtype=np.int64)
     order[0] = 0
     head, tail = 0, 1
     while head < tail:
         old = order[head]
         if left[old] != -1:
-            order[tail], order[tail + 1] = left[old], right[old]
+            order[tail] = left[old]
+            order[tail + 1] = right[old]
             new_left[head] = tail
+            depth[tail] = depth[tail + 1] = depth[head] + 1
             tail += 2
         head += 1
-    return order, new_left
+    return order, new_left, depth
 
 
 def _float32_at_most(t: np.ndarray) -> np.ndarray:

@@ -8,16 +8,18 @@ rule as at extraction) are turned into float32 C-contiguous features and classif
 returns) and the confidence is ``round(100 * max probability)`` (half up). Nodata pixels are never
 classified: they get the map's nodata value and confidence 255.
 
-Engines (``engine``): with ``"auto"`` (the default) a plain ``RandomForestClassifier`` or
-``ExtraTreesClassifier`` is classified by :class:`lcmodel.forest.CompiledForest`, a branch-free
-compiled walk of the same trees that gives scikit-learn's probabilities bit for bit, faster; any other
-estimator, or ``engine="sklearn"``, uses the estimator's own ``predict_proba``. The map does not
-depend on the engine.
+Engines (``engine``, :class:`lcmodel.forest.Predictor`): with ``"auto"`` (the default) a plain
+``RandomForestClassifier`` or ``ExtraTreesClassifier`` is also compiled
+(:class:`lcmodel.forest.CompiledForest`, a branch-free walk of the same trees that gives scikit-learn's
+probabilities bit for bit); the first large block times both engines and the faster one classifies
+the rest (the compiled walk wins on trees of bounded depth, scikit-learn can win on very deep,
+unbalanced trees). ``engine="sklearn"``, or any other estimator, uses the estimator's own
+``predict_proba``. The map does not depend on the engine.
 
 With ``n_jobs > 1`` windows are classified in parallel, each worker reading its own windows with its
-own dataset handle: by threads sharing one model for the compiled forest (its kernel releases the
-GIL), by worker processes (each loading the model once) for scikit-learn's engine. The results are
-written in window order, so the output is identical for any ``n_jobs``. The estimator's own
+own dataset handle: for a plain forest by threads sharing one model (both engines release the GIL in
+the tree walk), for other estimators by worker processes (each loading the model once). The results
+are written in window order, so the output is identical for any ``n_jobs``. The estimator's own
 ``n_jobs`` is forced to 1 while predicting (one level of parallelism, and a fixed summation order of
 the trees' probabilities).
 
@@ -129,7 +131,7 @@ class PredictionSummary:
         hectares of a class are ``class_counts[v] * pixel_area_m2 / 10_000``.
     elapsed_s, pixels_per_s : wall time of the whole call and all pixels per second.
     block_size : window side in pixels (tiled rasters) or window height in rows (striped rasters).
-    n_jobs : parallel workers used (1 = in-process): threads for the compiled forest, else processes.
+    n_jobs : parallel workers used (1 = in-process): threads for a plain forest, else processes.
     output_dtype, output_nodata : data type and nodata value of the class map.
     n_resumed : blocks taken from an interrupted earlier run (see :class:`BlockStore`), not recomputed.
     n_unclassified, unclassified_value : pixels below ``unclassified_below`` and their map value.
@@ -344,7 +346,7 @@ def predict_raster(
     block_size : window side in pixels (row-strip height for striped rasters); rounded down to a
         multiple of the raster's internal block. None: from ``memory_mb``
         (:func:`choose_block_size`), at most :data:`DEFAULT_MAX_WINDOW` pixels on a side.
-    n_jobs : parallel workers (threads for the compiled forest, else processes); 1 predicts in this
+    n_jobs : parallel workers (threads for a plain forest, else processes); 1 predicts in this
         process. The output does not depend on it.
     memory_mb : memory budget per window (per worker) in MiB, used when ``block_size`` is None.
     progress : called as ``progress(done, total)`` after each written window.
@@ -359,8 +361,8 @@ def predict_raster(
         ``class_counts``).
     unclassified_value : the reserved map value; None = the map dtype's maximum (its maximum minus 1
         when that is the nodata value). Must not be a class value or the nodata value.
-    engine : ``"auto"`` (the compiled forest when the estimator is a plain random forest, else
-        scikit-learn) or ``"sklearn"``. The output does not depend on it.
+    engine : ``"auto"`` (for a plain random forest the faster of the compiled forest and scikit-learn,
+        timed on the first large block) or ``"sklearn"``. The output does not depend on it.
 
     Returns
     -------
@@ -383,11 +385,11 @@ def predict_raster(
 
     Notes
     -----
-    With scikit-learn's engine and ``n_jobs > 1`` the workers are processes started with the "spawn"
-    method (a fork would copy GDAL's block cache and open datasets), so a script that calls this must
-    keep its top-level code under ``if __name__ == "__main__":``, as for any spawned multiprocessing
-    program. Each worker loads the estimator once from a temporary file and opens the embedding once.
-    The compiled forest's workers are threads of this process sharing the model.
+    For an estimator other than a plain random forest and ``n_jobs > 1`` the workers are processes
+    started with the "spawn" method (a fork would copy GDAL's block cache and open datasets), so a script
+    that calls this must keep its top-level code under ``if __name__ == "__main__":``, as for any spawned
+    multiprocessing program. Each worker loads the estimator once from a temporary file and opens the
+    embedding once. A plain forest's workers are threads of this process sharing the model.
     """
     started = time.perf_counter()
     options = PredictionOptions(
@@ -405,7 +407,7 @@ def predict_raster(
     n_workers = min(n_jobs, len(job.windows))
     predictor = Predictor(bundle.estimator, engine)
     logger.info(
-        "predicting %s (%d x %d, %d bands) in %d windows of %s %d with %d %s worker(s), %s engine",
+        "predicting %s (%d x %d, %d bands) in %d windows of %s %d with %d %s worker(s)",
         embedding_path,
         job.width,
         job.height,
@@ -414,8 +416,7 @@ def predict_raster(
         "side" if job.tiled else "rows",
         job.size,
         n_workers,
-        "thread" if predictor.compiled is not None else "process",
-        predictor.engine,
+        "thread" if predictor.gil_free else "process",
     )
     with _locked(job):  # one run at a time per output folder (also for the flow)
         store = BlockStore.open(partial_dir(job.out_path), job.fingerprint)
@@ -933,7 +934,7 @@ def _iter_results(
                     yield (i, *result)
             return
 
-        if predictor.compiled is not None:  # threads: one model, the kernel releases the GIL
+        if predictor.gil_free:  # threads: one model; both engines release the GIL in the tree walk
             handles: list[DatasetReader] = []
             local = threading.local()
             opened = threading.Lock()
@@ -1010,7 +1011,7 @@ def _in_order(
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-# --- worker processes (scikit-learn's engine) --------------------------------------------------
+# --- worker processes (estimators other than a plain forest) -----------------------------------
 
 _WORKER: dict[str, Any] = {}
 

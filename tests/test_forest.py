@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+import time
 from typing import Any
 
 import numpy as np
 import pytest
 from sklearn.ensemble import ExtraTreesClassifier, GradientBoostingClassifier, RandomForestClassifier
 
-from lcmodel.forest import _float32_at_most, compile_forest
+from lcmodel.forest import CALIBRATION_ROWS, CompiledForest, Predictor, _float32_at_most, compile_forest
 
 
 def _data(seed: int, n: int = 600, d: int = 8, k: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -130,3 +132,52 @@ def test_wrong_feature_count_is_refused() -> None:
     assert compiled is not None
     with pytest.raises(ValueError, match=r"expected \(rows, 8\)"):
         compiled.predict_proba(X[:, :5])
+
+
+# --- Predictor: the engine that classifies the map and served tables ---------------------------------
+
+
+def test_predictor_times_both_engines_once_and_keeps_the_faster(monkeypatch: pytest.MonkeyPatch) -> None:
+    X, y = _data(11)
+    model = RandomForestClassifier(n_estimators=10, random_state=11, n_jobs=2).fit(X, y)
+    rows = _data(12, n=CALIBRATION_ROWS + 500)[0]
+    expected = RandomForestClassifier.predict_proba(_single(model), rows)
+
+    fast = Predictor(model)
+    assert fast.engine == "compiled" and fast.gil_free
+    assert np.array_equal(fast(rows[:100]), expected[:100])  # small calls do not calibrate
+    assert fast.choice == {}
+    assert np.array_equal(fast(rows), expected)  # calibrates on the first CALIBRATION_ROWS rows
+    assert set(fast.choice) == {"compiled_s", "sklearn_s", "rows"} and fast.choice["rows"] == CALIBRATION_ROWS
+    assert fast.engine == ("compiled" if fast.choice["compiled_s"] <= fast.choice["sklearn_s"] else "sklearn")
+
+    original = CompiledForest.predict_proba
+
+    def slow(self: CompiledForest, X: np.ndarray, n_threads: int = 1) -> np.ndarray:
+        time.sleep(20e-6 * len(X))  # a cost per row (a fixed cost per call would not count)
+        return original(self, X, n_threads)
+
+    monkeypatch.setattr(CompiledForest, "predict_proba", slow)
+    slowed = Predictor(model)
+    assert np.array_equal(slowed(rows), expected)
+    assert slowed.engine == "sklearn" and slowed.choice["compiled_s"] > slowed.choice["sklearn_s"]
+    assert np.array_equal(slowed(rows[:50]), expected[:50])
+    assert model.n_jobs == 2  # the shared estimator is never modified
+
+
+def test_predictor_engine_sklearn_and_other_estimators() -> None:
+    X, y = _data(13, n=200)
+    model = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
+    forced = Predictor(model, "sklearn")
+    assert forced.compiled is None and forced.engine == "sklearn" and forced.gil_free
+    assert np.array_equal(forced(X), model.predict_proba(X))
+    boosting = GradientBoostingClassifier(n_estimators=3).fit(X, y)
+    other = Predictor(boosting)
+    assert other.compiled is None and other.engine == "sklearn" and not other.gil_free
+    assert np.array_equal(other(X), boosting.predict_proba(X))
+
+
+def _single(model: Any) -> Any:
+    single = copy.copy(model)
+    single.n_jobs = 1
+    return single
