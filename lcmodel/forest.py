@@ -146,8 +146,8 @@ class Predictor:
     the estimator's feature names when it was fitted on a DataFrame, so scikit-learn does not warn).
 
     Build it once per model and call it per block or request (compiling takes ~0.1 s for 400 trees); calls
-    may come from several threads. The map (:mod:`lcmodel.predict`) and a served model
-    (:mod:`lcmodel.pixels`) classify through it.
+    may come from several threads (while one thread times the engines, the others use the compiled one).
+    The map (:mod:`lcmodel.predict`) and a served model (:mod:`lcmodel.pixels`) classify through it.
     """
 
     def __init__(self, estimator: Any, engine: str = "auto") -> None:
@@ -172,10 +172,19 @@ class Predictor:
         return type(self.estimator) in (RandomForestClassifier, ExtraTreesClassifier)
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
-        if self._use_compiled is None and self.compiled is not None and len(features) >= CALIBRATION_ROWS:
-            with self._lock:
-                if self._use_compiled is None:
-                    return self._calibrate(self.compiled, features)
+        if (
+            self._use_compiled is None
+            and self.compiled is not None
+            and len(features) >= CALIBRATION_ROWS
+            and self._lock.acquire(blocking=False)  # one thread times; the others go on meanwhile
+        ):
+            try:
+                head = self._calibrate(self.compiled, features) if self._use_compiled is None else None
+            finally:
+                self._lock.release()
+            if head is not None:
+                rest = features[len(head):]
+                return np.concatenate([head, self(rest)]) if len(rest) else head
         if self._use_compiled is False or self.compiled is None:
             return self._sklearn(features)
         return self.compiled.predict_proba(features)
@@ -187,7 +196,7 @@ class Predictor:
         return np.asarray(self._sklearn_estimator.predict_proba(X))
 
     def _calibrate(self, compiled: CompiledForest, features: np.ndarray) -> np.ndarray:
-        """Time both engines on the first rows, keep the faster; return the compiled result for all rows.
+        """Time both engines on the first rows and keep the faster; return the result for those rows.
 
         Each engine's cost per row is its time on :data:`CALIBRATION_ROWS` rows minus its time on 8 rows
         (scikit-learn's fixed cost per call, validation and a loop over the trees, is then left out: over a
@@ -211,9 +220,7 @@ class Predictor:
             "engine: %s (compiled forest %.0f ms, scikit-learn %.0f ms for %d rows; same probabilities)",
             self.engine, 1000 * costs[0], 1000 * costs[1], len(head),
         )
-        if len(features) == len(head):
-            return proba
-        return np.concatenate([proba, self(features[len(head):])])
+        return proba
 
 
 def _single_threaded_copy(forest: Any) -> Any:
