@@ -50,6 +50,8 @@ ENGINES = ("auto", "sklearn")
 
 # rows per kernel call: large enough to amortise the call, small enough to spread over threads
 _CHUNK_ROWS = 16_384
+# the forests compiled and predicted on threads (a subclass may change how probabilities are formed)
+_PLAIN_FORESTS = (RandomForestClassifier, ExtraTreesClassifier)
 #: ``Predictor(engine="auto")`` times both engines on the first call with at least this many rows.
 CALIBRATION_ROWS = 16_384
 
@@ -169,7 +171,7 @@ class Predictor:
     @property
     def gil_free(self) -> bool:
         """True when calls from several threads run in parallel: both engines release the GIL for a forest."""
-        return type(self.estimator) in (RandomForestClassifier, ExtraTreesClassifier)
+        return type(self.estimator) in _PLAIN_FORESTS
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
         if (
@@ -237,7 +239,7 @@ def compile_forest(estimator: Any) -> CompiledForest | None:
     Supported: ``RandomForestClassifier`` and ``ExtraTreesClassifier`` themselves (a subclass may
     change how probabilities are formed, so it keeps scikit-learn's code), fitted, one output.
     """
-    if type(estimator) not in (RandomForestClassifier, ExtraTreesClassifier):
+    if type(estimator) not in _PLAIN_FORESTS:
         return None
     trees = getattr(estimator, "estimators_", None)
     if not trees or getattr(estimator, "n_outputs_", 1) != 1:

@@ -136,7 +136,8 @@ class PredictionSummary:
     n_resumed : blocks taken from an interrupted earlier run (see :class:`BlockStore`), not recomputed.
     n_unclassified, unclassified_value : pixels below ``unclassified_below`` and their map value.
     extra_paths : uncertainty COGs written (``probabilities``, ``margin``, ``entropy`` -> path).
-    engine : what classified the pixels: ``"compiled"`` (:mod:`lcmodel.forest`) or ``"sklearn"``.
+    engine : what classified the pixels: ``"compiled"`` (:mod:`lcmodel.forest`) or ``"sklearn"``; from
+        :func:`assemble_prediction`, the ``engine`` option (each block group chose its own).
     """
 
     map_path: Path
@@ -643,7 +644,8 @@ def assemble_prediction(
             counts += store.done[i]
         n_unclassified = _assemble(store, job, bundle)
         store.remove()
-    return _summary(job, counts, n_unclassified, time.time() - wall_start, n_jobs, 0)
+    # the groups chose their engine each: report the option ("auto" or "sklearn")
+    return _summary(job, counts, n_unclassified, time.time() - wall_start, n_jobs, 0, options.engine)
 
 
 @dataclass
@@ -947,10 +949,12 @@ def _iter_results(
                         handles.append(src)
                 return _predict_block(predictor, src.read(window=windows[k]), rule, class_out, nodata, uncertainty)
 
+            # no _single_threaded here: a forest's Predictor calls single-threaded copies, never the shared one
+            threads = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="lcmodel-predict")
             try:
-                with _single_threaded(predictor.estimator):
-                    threads = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="lcmodel-predict")
-                    yield from _in_order(threads, predict_in_thread, windows, todo, n_workers, embedding_path)
+                yield from _in_order(
+                    threads, lambda k: threads.submit(predict_in_thread, k), windows, todo, n_workers, embedding_path
+                )
             finally:
                 for src in handles:
                     src.close()
@@ -969,31 +973,26 @@ def _iter_results(
             w = windows[k]
             return executor.submit(_worker_predict, (int(w.col_off), int(w.row_off), int(w.width), int(w.height)))
 
-        yield from _in_order(executor, predict_in_process, windows, todo, n_workers, embedding_path, submit=False)
+        yield from _in_order(executor, predict_in_process, windows, todo, n_workers, embedding_path)
 
 
 def _in_order(
     executor: Executor,
-    work: Callable[[int], Any],
+    submit: Callable[[int], Future[_BlockResult]],
     windows: list[Window],
     todo: list[int],
     n_workers: int,
     embedding_path: Path | str,
-    *,
-    submit: bool = True,
 ) -> Generator[tuple[int, np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]], None, None]:
-    """Run ``work(k)`` for the windows ``todo`` on the executor, at most 2 per worker ahead; yield in order.
-
-    ``submit=True``: ``work`` is the block function, submitted here; ``False``: ``work`` submits itself
-    and returns the future. The executor is shut down (pending windows cancelled) when this ends.
-    """
+    """Submit window ``k`` with ``submit(k)`` for the windows ``todo``, at most 2 per worker ahead; yield the
+    results in that order. The executor is shut down (pending windows cancelled) when this ends."""
     pending: deque[tuple[int, Future[_BlockResult]]] = deque()
     queue = deque(todo)
     try:
         while queue or pending:
             while queue and len(pending) < 2 * n_workers:  # bounded memory
                 k = queue.popleft()
-                pending.append((k, executor.submit(work, k) if submit else work(k)))
+                pending.append((k, submit(k)))
             i, future = pending.popleft()
             try:
                 result = future.result()
