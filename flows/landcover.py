@@ -1,117 +1,151 @@
-"""The `landcover` Prefect flow: the pipeline's stages as retryable, cached tasks, tracked in MLflow.
+"""The `landcover` Prefect flow: the declared stages as cached, retried tasks, tracked in MLflow.
 
-Each task wraps one library call (lcmodel.pipeline) and passes paths, never arrays. Retries (exponential
-backoff) only for I/O failures: our own errors (LcmodelError: a user's mistake) are never retried. Each
-task's cache key covers exactly what the stage depends on (flows/caching.py), with results and cache records
-persisted in the output folder, so a rerun skips the stages whose inputs did not change.
+One task per stage, each its own function around the library's stage (lcmodel.pipeline), so Prefect's
+``TASK_SOURCE`` means something. Tasks pass artifacts (paths with content digests), never arrays. A task's
+cache key is the stage's own key (flows/cache.py): its settings, the digests of what it consumes, its code
+version and lcmodel's version; results and cache records persist in ``OUTPUT/.lcmodel/``. A stage whose
+recorded outputs no longer hold what was recorded runs again. Retries (exponential backoff) only for I/O
+failures: our own errors (LcmodelError: a user's mistake) are never retried.
+
+A rerun with nothing changed executes no stage and registers nothing new: the MLflow run and the Prefect
+summary say which stages were reused and which run produced them.
 
 Run it with ``lcmodel run CONFIG`` or ``python -m flows.landcover CONFIG``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.artifacts import (  # noqa: E402
-    create_markdown_artifact,
-    create_progress_artifact,
-    update_progress_artifact,
-)
-from prefect.cache_policies import TASK_SOURCE, CachePolicy  # noqa: E402
-from prefect.runtime import flow_run  # noqa: E402
-from prefect.tasks import exponential_backoff  # noqa: E402
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
+from prefect.runtime import flow_run
 
-from flows.caching import cache_key_fn, write_manifest  # noqa: E402
-from lcmodel import pipeline  # noqa: E402
-from lcmodel.config import RunConfig, load_config  # noqa: E402
-from lcmodel.errors import LcmodelError  # noqa: E402
-from lcmodel.io import output_lock  # noqa: E402
+from flows.cache import stage_cache_policy, state_dir
+from flows.tasks import STAGE_TASK_OPTIONS, library_logs_to_prefect
+from lcmodel import pipeline
+from lcmodel.config import RunConfig, load_config
+from lcmodel.errors import LcmodelError
+from lcmodel.io import output_lock
+from lcmodel.pipeline import STAGES, Artifacts, Stage, StageOutcome, StageSettings, cached, execute, read_record
+from lcmodel.pipeline import artifacts as a
+from lcmodel.pipeline import settings as s
 
-__all__ = ["landcover", "retry_on_io_error"]
+__all__ = ["landcover", "STAGE_TASKS"]
 
 
-
-@contextlib.contextmanager
-def _library_logs_to_prefect() -> Iterator[None]:
-    """While the flow runs, send the library's log lines (logger "lcmodel") to Prefect's handlers.
-
-    The same as PREFECT_LOGGING_EXTRA_LOGGERS=lcmodel, but independent of import order, with a level (Prefect
-    leaves extra loggers at the root's WARNING), without propagation (no line printed twice), and undone when
-    the flow ends (outside a flow run, Prefect's API handler would warn on every library line).
-    """
-    lib = logging.getLogger("lcmodel")
-    saved = (lib.level, lib.propagate)
-    added = [h for h in logging.getLogger("prefect.extra").handlers if h not in lib.handlers]
-    for handler in added:
-        lib.addHandler(handler)
-    if added:
-        lib.propagate = False
-    if lib.level == logging.NOTSET or lib.level > logging.INFO:
-        lib.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        for handler in added:
-            lib.removeHandler(handler)
-        lib.setLevel(saved[0])
-        lib.propagate = saved[1]
+# ------------------------------------------------------------------ one task per stage, each its own function
+def _execute(name: str, settings: StageSettings, inputs: dict[str, Any], out: Path, produced_by: dict[str, str],
+             **runtime: Any) -> Artifacts:
+    return execute(STAGES[name], settings, inputs, root=out, produced_by=produced_by, **runtime).outputs
 
 
-def retry_on_io_error(_task: Any, _task_run: Any, state: Any) -> bool:
-    """Retry only I/O failures (a flaky disk or network share); never our own bad-input errors."""
-    exc = state.result(raise_on_failure=False)
-    if isinstance(exc, LcmodelError):
-        return False
-    return isinstance(exc, OSError | TimeoutError)
+@task(name="sample_reference", **STAGE_TASK_OPTIONS)
+def sample_reference(settings: s.SampleReferenceSettings, reference: a.ReferenceSource, *, out: Path,
+                     produced_by: dict[str, str]) -> a.PointsFile:
+    return _execute("sample_reference", settings, {"reference": reference}, out, produced_by)  # type: ignore[return-value]
 
 
-def _stage_task(stage: str, fn: Callable[..., Any]) -> Any:
-    """A task for one stage: retried on I/O errors, cached by the stage's own key."""
-
-    def body(cfg: RunConfig, **upstream: Any) -> Any:
-        extra = upstream.pop("_extra", {})
-        result = fn(cfg, **upstream, **extra)
-        write_manifest(stage, cfg, upstream)
-        return result
-
-    body.__name__ = stage
-    body.__qualname__ = stage
-    body.__doc__ = fn.__doc__
-    return task(  # type: ignore[call-overload]  # Prefect's overloads do not cover **kwargs bodies
-        body,
-        name=stage,
-        retries=2,
-        retry_delay_seconds=exponential_backoff(backoff_factor=2),
-        retry_condition_fn=retry_on_io_error,
-        cache_policy=TASK_SOURCE + CachePolicy.from_cache_key_fn(cache_key_fn(stage)),
-        persist_result=True,
-    )
+@task(name="prepare_points", **STAGE_TASK_OPTIONS)
+def prepare_points(settings: s.PreparePointsSettings, points: a.PointsFile, embedding: a.EmbeddingSource,
+                   classes: a.ClassTableSource | None = None, *, out: Path,
+                   produced_by: dict[str, str]) -> a.LabelledPoints:
+    return _execute("prepare_points", settings, {"points": points, "embedding": embedding, "classes": classes},  # type: ignore[return-value]
+                    out, produced_by)
 
 
-sample_reference = _stage_task("sample_reference", pipeline.sample_reference)
-prepare_points = _stage_task("prepare_points", pipeline.prepare_points)
-extract_samples = _stage_task("extract_samples", pipeline.extract_samples)
-make_training_table = _stage_task("make_training_table", pipeline.make_training_table)
-tune = _stage_task("tune", pipeline.tune)
-evaluate = _stage_task("evaluate", pipeline.evaluate)
-fit_final = _stage_task("fit_final", pipeline.fit_final)
-predict_map = _stage_task("predict_map", pipeline.predict_map)
-assess_map = _stage_task("assess_map", pipeline.assess_map)
+@task(name="extract_samples", **STAGE_TASK_OPTIONS)
+def extract_samples(settings: s.ExtractSettings, labelled: a.LabelledPoints, embedding: a.EmbeddingSource, *,
+                    out: Path, produced_by: dict[str, str]) -> a.Samples:
+    return _execute("extract_samples", settings, {"labelled": labelled, "embedding": embedding}, out,  # type: ignore[return-value]
+                    produced_by)
 
 
-def _in_folder(t: Any, root: Path) -> Any:
-    """Persist the task's results and cache records in the run's output folder."""
-    state_dir = root / ".lcmodel"
-    return t.with_options(
-        result_storage=state_dir / "results",
-        cache_policy=t.cache_policy.configure(key_storage=state_dir / "cache"),
-    )
+@task(name="make_training_table", **STAGE_TASK_OPTIONS)
+def make_training_table(settings: s.TrainingTableSettings, samples: a.Samples, *, out: Path,
+                        produced_by: dict[str, str]) -> a.TrainingTable:
+    return _execute("make_training_table", settings, {"samples": samples}, out, produced_by)  # type: ignore[return-value]
+
+
+@task(name="tune", **STAGE_TASK_OPTIONS)
+def tune(settings: s.TuneSettings, table: a.TrainingTable, *, out: Path, produced_by: dict[str, str]) -> a.Tuning:
+    return _execute("tune", settings, {"table": table}, out, produced_by)  # type: ignore[return-value]
+
+
+@task(name="evaluate", **STAGE_TASK_OPTIONS)
+def evaluate(settings: s.EvaluateSettings, table: a.TrainingTable, tuning: a.Tuning, labelled: a.LabelledPoints,
+             *, out: Path, produced_by: dict[str, str]) -> a.Evaluation:
+    return _execute("evaluate", settings, {"table": table, "tuning": tuning, "labelled": labelled}, out,  # type: ignore[return-value]
+                    produced_by)
+
+
+@task(name="fit_final", **STAGE_TASK_OPTIONS)
+def fit_final(settings: s.FitSettings, table: a.TrainingTable, tuning: a.Tuning, evaluation: a.Evaluation,
+              labelled: a.LabelledPoints, embedding: a.EmbeddingSource, *, out: Path,
+              produced_by: dict[str, str]) -> a.Model:
+    inputs = {"table": table, "tuning": tuning, "evaluation": evaluation, "labelled": labelled,
+              "embedding": embedding}
+    return _execute("fit_final", settings, inputs, out, produced_by)  # type: ignore[return-value]
+
+
+@task(name="predict_map", **STAGE_TASK_OPTIONS)
+def predict_map(settings: s.PredictSettings, model: a.Model, embedding: a.EmbeddingSource, *, out: Path,
+                produced_by: dict[str, str], progress: Any = None) -> a.Prediction:
+    return _execute("predict_map", settings, {"model": model, "embedding": embedding}, out, produced_by,  # type: ignore[return-value]
+                    progress=progress)
+
+
+@task(name="write_quicklook", **STAGE_TASK_OPTIONS)
+def write_quicklook(settings: s.NoSettings, prediction: a.Prediction, labelled: a.LabelledPoints, *, out: Path,
+                    produced_by: dict[str, str]) -> a.Quicklook:
+    return _execute("write_quicklook", settings, {"prediction": prediction, "labelled": labelled}, out,  # type: ignore[return-value]
+                    produced_by)
+
+
+@task(name="assess_map", **STAGE_TASK_OPTIONS)
+def assess_map(settings: s.ReportSettings, prediction: a.Prediction, evaluation: a.Evaluation,
+               table: a.TrainingTable, labelled: a.LabelledPoints, *, out: Path,
+               produced_by: dict[str, str]) -> a.Assessment:
+    inputs = {"prediction": prediction, "evaluation": evaluation, "table": table, "labelled": labelled}
+    return _execute("assess_map", settings, inputs, out, produced_by)  # type: ignore[return-value]
+
+
+@task(name="report", **STAGE_TASK_OPTIONS)
+def report(settings: s.ReportSettings, evaluation: a.Evaluation, assessment: a.Assessment | None = None, *,
+           out: Path, produced_by: dict[str, str]) -> a.Report:
+    return _execute("report", settings, {"evaluation": evaluation, "assessment": assessment}, out, produced_by)  # type: ignore[return-value]
+
+
+#: stage name -> its Prefect task
+STAGE_TASKS: dict[str, Any] = {t.name: t for t in (
+    sample_reference, prepare_points, extract_samples, make_training_table, tune, evaluate, fit_final,
+    predict_map, write_quicklook, assess_map, report)}
+
+
+class FlowStageRun(pipeline.StageRun):
+    """The plain runner's wiring, with every stage run as its cached Prefect task."""
+
+    def __init__(self, cfg: RunConfig, produced_by: dict[str, str]) -> None:
+        super().__init__(cfg, produced_by=produced_by)
+        results = state_dir(self.root) / "results"
+        self.tasks = {name: t.with_options(result_storage=results, cache_policy=stage_cache_policy(name, self.root))
+                      for name, t in STAGE_TASKS.items()}
+
+    def run_stage(self, st: Stage, settings: StageSettings, inputs: dict[str, Artifacts | None],
+                  **runtime: Any) -> StageOutcome:
+        key = pipeline.stage_key(st, settings, inputs)
+        valid = cached(st, key, self.root) is not None
+        call = dict(inputs, out=self.root, produced_by=self.produced_by, **runtime)
+        outputs = self.tasks[st.name].with_options(refresh_cache=not valid)(settings, **call)
+        record = read_record(self.root, st.name)
+        if valid and record is not None and outputs.to_dict() != record.artifacts:
+            # Prefect kept an older result for this key than the files now recorded: run it for real
+            outputs = self.tasks[st.name].with_options(refresh_cache=True)(settings, **call)
+            record, valid = read_record(self.root, st.name), False
+        assert record is not None  # written by execute, or validated by cached()
+        return StageOutcome(outputs, valid, record)
 
 
 class _PredictProgress:
@@ -131,72 +165,56 @@ class _PredictProgress:
 
 @flow(name="landcover", log_prints=False)
 def landcover(config: RunConfig | str) -> dict[str, Any]:
-    """Reference -> points -> extraction -> training table -> tuning -> evaluation -> final fit -> map.
+    """Reference -> points -> extraction -> training table -> tuning -> evaluation -> final fit -> map -> report.
 
     ``config`` is a validated RunConfig, or the path of a YAML/TOML config file (for deployments).
     """
     cfg = load_config(config) if isinstance(config, str | Path) else config
-    logger = get_run_logger()
     root = Path(cfg.output.dir)
     root.mkdir(parents=True, exist_ok=True)
     # one run per output folder; predict_map resumes after a crash or retry
-    with output_lock(root), _library_logs_to_prefect():
-        return _landcover(cfg, root, logger)
+    with output_lock(root), library_logs_to_prefect():
+        return _landcover(cfg, root, get_run_logger())
 
 
 def _landcover(cfg: RunConfig, root: Path, logger: Any) -> dict[str, Any]:
     from flows.tracking import Tracker
 
-    tracker = Tracker(cfg, flow_run_id=str(flow_run.id) if flow_run.id else None)
+    flow_run_id = str(flow_run.id) if flow_run.id else None
+    tracker = Tracker(cfg, flow_run_id=flow_run_id)
     logger.info("MLflow run %s in experiment %r (%s)", tracker.run_id, cfg.tracking.experiment, tracker.ui_hint)
     try:
         tracker.log_config()
         tracker.log_inputs({"reference": cfg.reference.path, "embedding": cfg.embedding.path,
                             "classes": cfg.classes.table})
-        t = {name: _in_folder(obj, root) for name, obj in {
-            "sample_reference": sample_reference, "prepare_points": prepare_points,
-            "extract_samples": extract_samples, "make_training_table": make_training_table, "tune": tune,
-            "evaluate": evaluate, "fit_final": fit_final, "predict_map": predict_map, "assess_map": assess_map}.items()}
-        points = t["sample_reference"](cfg)
-        labelled = t["prepare_points"](cfg, points_path=points)
-        samples = t["extract_samples"](cfg, labelled_path=labelled)
-        table = t["make_training_table"](cfg, samples_path=samples)
-        logger.info("training table %s", table)
-        tuning = t["tune"](cfg, table_path=table)
-        summary = pipeline.read_tuning_summary(cfg)
-        for cand in summary.get("candidates", []):
-            tracker.log_candidate(cand)
-        tracker.log_tuning(summary, pipeline.tuning_files(cfg))
-        logger.info("tuning: best %s = %.4f with %s", summary["scoring"], summary["best_score"],
-                    summary["best_params"])
-        metrics = t["evaluate"](cfg, table_path=table, tuning_path=tuning)
-        data = tracker.log_metrics(metrics)
-        tracker.log_cv_comparison(metrics)
-        bundle = t["fit_final"](cfg, table_path=table, tuning_path=tuning, metrics_path=metrics)
-        model = tracker.log_model(bundle, cfg.tracking.register_as)
+        produced_by = {"flow_run_id": flow_run_id or "", "mlflow_run_id": tracker.run_id}
+        r = FlowStageRun(cfg, produced_by)
+        for st in pipeline.TRAINING:
+            r(st)
+            _track(tracker, st.name, r, logger)
+        model = tracker.log_model(r.outcomes["fit_final"], cfg.tracking.register_as)
         if cfg.prediction.task_runner == "dask":  # block groups on a Dask cluster (flows/predict.py)
-            from flows.predict import predict_distributed
-
-            prediction = pipeline.record_prediction(cfg, predict_distributed(
-                str(bundle), str(cfg.embedding.path), str(pipeline.paths_for(cfg).map),
-                pipeline.prediction_options(cfg),
-                dask_address=cfg.prediction.dask_address, blocks_per_task=cfg.prediction.blocks_per_task,
-                n_workers=cfg.prediction.n_jobs or cfg.n_jobs))
+            _predict_on_dask(cfg, r)
         else:
-            prediction = t["predict_map"](cfg, bundle_path=bundle, _extra={"progress": _PredictProgress()})
-        tracker.log_prediction(prediction)
-        quicklook = pipeline.write_quicklook(cfg)
-        assessment = t["assess_map"](cfg, metrics_path=metrics, prediction_path=pipeline.paths_for(cfg).prediction)
-        tracker.log_assessment(assessment)
+            progress = None if _is_cached(r, STAGES["predict_map"]) else _PredictProgress()
+            r(STAGES["predict_map"], progress=progress)
+        for name in ("write_quicklook", "assess_map", "report"):
+            r(STAGES[name])
+        for name in ("predict_map", "assess_map"):
+            _track(tracker, name, r, logger)
         paths = pipeline.paths_for(cfg)
-        tracker.log_artifacts([paths.metrics, root / "report.md", root / "confusion_matrix.png",
-                               root / "classification_report.txt", root / "feature_importances.csv",
-                               root / "feature_importances.png", paths.training_table, quicklook])
-        tracker.log_artifacts(pipeline.tuning_files(cfg), "tuning")
-        result = {"mlflow_run_id": tracker.run_id, "map": prediction["map_path"],
-                  "confidence": prediction.get("confidence_path"), "metrics": str(metrics),
-                  "report": str(root / "report.md"), "bundle": str(bundle), **model}
-        create_markdown_artifact(_summary_markdown(cfg, data, prediction, result, tracker),
+        evaluation: a.Evaluation = r.outputs[a.Evaluation]  # type: ignore[assignment]
+        tracker.log_artifacts([p.path for _, p in evaluation.files()] + [paths.report, paths.training_table,
+                                                                       paths.quicklook])
+        tracker.log_artifacts(pipeline.tuning_files(r.outputs[a.Tuning]), "tuning")  # type: ignore[arg-type]
+        tracker.log_stages(r.outcomes)
+        prediction = r.outputs[a.Prediction]
+        data = _read(prediction.summary.path)  # type: ignore[attr-defined]
+        result = {"mlflow_run_id": tracker.run_id, "map": data["map_path"],
+                  "confidence": data.get("confidence_path"), "metrics": str(paths.metrics),
+                  "report": str(paths.report), "bundle": str(paths.bundle),
+                  "executed": r.executed(), "cached": [n for n, o in r.outcomes.items() if o.cached], **model}
+        create_markdown_artifact(_summary_markdown(cfg, _read(paths.metrics), data, result, r, tracker),
                                  key="landcover-summary", description="Run summary")
     except BaseException as exc:
         tracker.finish(error=exc)
@@ -205,8 +223,69 @@ def _landcover(cfg: RunConfig, root: Path, logger: Any) -> dict[str, Any]:
     return result
 
 
+def _read(path: Path) -> dict[str, Any]:
+    import json
+
+    return dict(json.loads(Path(path).read_text()))
+
+
+def _is_cached(r: FlowStageRun, st: Stage) -> bool:
+    """Whether ``st`` would be reused (its recorded outputs are valid for the key of this run)."""
+    inputs = r.inputs_for(st)
+    return cached(st, pipeline.stage_key(st, st.settings.from_config(r.cfg), inputs), r.root) is not None
+
+
+def _predict_on_dask(cfg: RunConfig, r: FlowStageRun) -> None:
+    """Block groups of ``predict_map`` on a Dask cluster, recorded like the stage itself."""
+    from flows.predict import predict_distributed
+
+    st = STAGES["predict_map"]
+    settings = st.settings.from_config(cfg)
+    inputs = r.inputs_for(st)
+    key = pipeline.stage_key(st, settings, inputs)
+    record = cached(st, key, r.root)
+    if record is not None:
+        r.outputs[a.Prediction], r.outcomes[st.name] = record.outputs(st), StageOutcome(record.outputs(st), True,
+                                                                                       record)
+        return
+    paths = pipeline.paths_for(cfg)
+    options = pipeline.prediction_options(settings, paths)  # type: ignore[arg-type]
+
+    def distributed(settings: StageSettings, model: a.Model, embedding: a.EmbeddingSource, *, out: Path
+                    ) -> a.Prediction:
+        data = predict_distributed(str(model.bundle.path), str(embedding.path), str(paths.map), options,
+                                   dask_address=cfg.prediction.dask_address,
+                                   blocks_per_task=cfg.prediction.blocks_per_task,
+                                   n_workers=cfg.prediction.n_jobs or cfg.n_jobs)
+        return pipeline.prediction_artifacts(options, paths, data)
+
+    outcome = execute(st, settings, inputs, root=r.root, produced_by=r.produced_by, fn=distributed)
+    r.outputs[a.Prediction], r.outcomes[st.name] = outcome.outputs, outcome
+
+
+def _track(tracker: Any, name: str, r: FlowStageRun, logger: Any) -> None:
+    """What MLflow records after a stage (the same whether the stage ran or was reused)."""
+    outputs = r.outcomes[name].outputs
+    if name == "tune":
+        summary = _read(outputs.summary.path)  # type: ignore[attr-defined]
+        for cand in summary.get("candidates", []):
+            tracker.log_candidate(cand)
+        tracker.log_tuning(summary, pipeline.tuning_files(outputs))  # type: ignore[arg-type]
+        logger.info("tuning: best %s = %.4f with %s", summary["scoring"], summary["best_score"],
+                    summary["best_params"])
+    elif name == "evaluate":
+        tracker.log_metrics(outputs.metrics.path)  # type: ignore[attr-defined]
+        tracker.log_cv_comparison(outputs.metrics.path)  # type: ignore[attr-defined]
+    elif name == "make_training_table":
+        logger.info("training table %s", outputs.table.path)  # type: ignore[attr-defined]
+    elif name == "predict_map":
+        tracker.log_prediction(_read(outputs.summary.path))  # type: ignore[attr-defined]
+    elif name == "assess_map":
+        tracker.log_assessment(outputs.assessment.path)  # type: ignore[attr-defined]
+
+
 def _summary_markdown(cfg: RunConfig, metrics: dict[str, Any], prediction: dict[str, Any],
-                      result: dict[str, Any], tracker: Any) -> str:
+                      result: dict[str, Any], r: FlowStageRun, tracker: Any) -> str:
     test = metrics.get("test", {})
     cv = metrics.get("cv", {})
     lines = [
@@ -222,6 +301,18 @@ def _summary_markdown(cfg: RunConfig, metrics: dict[str, Any], prediction: dict[
         f"| prediction speed | {prediction['pixels_per_s']:,.0f} px/s |",
         "",
         "Test figures describe the model tuned on the training part, before the final refit on all samples.",
+        "",
+        "| stage | this run | produced by |",
+        "|---|---|---|",
+    ]
+    for name, outcome in r.outcomes.items():
+        who = outcome.record.produced_by
+        source = f"MLflow run `{who.get('mlflow_run_id', '-')}`, flow run `{who.get('flow_run_id', '-')}`" \
+            if who.get("mlflow_run_id") else ", ".join(f"{k} {v}" for k, v in who.items())
+        lines.append(f"| {name} | {'cached' if outcome.cached else 'ran'} | {source} ({outcome.record.finished}) |")
+    if not result["executed"]:
+        lines += ["", "Nothing changed since the runs above: every stage was reused and no model was registered."]
+    lines += [
         "",
         f"- map: `{result['map']}`",
         f"- report: `{result['report']}`",

@@ -32,9 +32,8 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90") 
 
 from prefect import flow, get_run_logger, task  # noqa: E402
 from prefect.runtime import flow_run  # noqa: E402
-from prefect.tasks import exponential_backoff  # noqa: E402
 
-from flows.landcover import retry_on_io_error  # noqa: E402
+from flows.tasks import IO_RETRIES  # noqa: E402
 from lcmodel.errors import ConfigError, LcmodelError  # noqa: E402
 from lcmodel.predict import PredictionOptions  # noqa: E402  (runtime: Prefect validates flow parameters by it)
 
@@ -43,8 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ["landcover_predict", "predict_distributed", "predict_block_groups"]
 
-_IO_RETRIES: dict[str, Any] = dict(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2),
-                                   retry_condition_fn=retry_on_io_error, persist_result=False)
+_IO_RETRIES: dict[str, Any] = dict(IO_RETRIES, persist_result=False)
 
 
 @task(name="resolve_model", **_IO_RETRIES)

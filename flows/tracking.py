@@ -31,6 +31,7 @@ from mlflow.models import infer_signature
 from lcmodel.config import RunConfig, flatten_config
 from lcmodel.errors import LcmodelError
 from lcmodel.model_io import side_file_path
+from lcmodel.pipeline import StageOutcome
 
 __all__ = [
     "CHAMPION",
@@ -242,38 +243,92 @@ class Tracker:
             if p is not None and Path(p).is_file():
                 self.client.log_artifact(self.run_id, str(p), folder)
 
-    def log_model(self, bundle_path: Path, register_as: str | None = None) -> dict[str, Any]:
-        """Log the bundle as an MLflow pyfunc (:class:`LandcoverPyfunc`) and register it if asked.
+    def log_model(self, fit: StageOutcome, register_as: str | None = None) -> dict[str, Any]:
+        """Log the bundle as an MLflow pyfunc (:class:`LandcoverPyfunc`) and register it if asked: once per bundle.
+
+        A model version is keyed by the bundle's SHA-256 (tag ``lcmodel.bundle_sha256``): a bundle already
+        registered under ``register_as`` is not registered again, and a bundle reused from an earlier run
+        (``fit_final`` cached) points to the model that run logged. Either way this run is tagged with the
+        model's URI and ``lcmodel.model_reused``.
 
         The pyfunc carries the bundle (estimator, band names, class table, nodata rule) as its artifact
-        ``model.joblib``; the bundle and its side file are also logged under ``bundle/``. When
-        ``register_as`` is set, the new version gets the alias ``candidate``, and, with
-        ``tracking.promote_if_better``, ``champion`` when it beats the current champion (see
-        :meth:`promote_if_better`).
+        ``model.joblib``; the bundle and its side file are also logged under ``bundle/``. When a new version
+        is registered it gets the alias ``candidate``, and, with ``tracking.promote_if_better``,
+        ``champion`` when it beats the current champion (see :meth:`promote_if_better`).
         """
         from lcmodel.model_io import load_bundle
 
+        bundle_path, sha = fit.outputs.bundle.path, fit.outputs.bundle.sha256  # type: ignore[attr-defined]
+        self.client.log_param(self.run_id, "bundle.sha256", sha)
+        reused = self._registered_version(register_as, sha) if register_as else None
+        if reused is None and fit.cached and not register_as:
+            reused = self._model_of_run(fit.record.produced_by.get("mlflow_run_id"))
+        if reused is not None:
+            self.client.log_batch(self.run_id, tags=[RunTag("lcmodel.model_uri", reused["model_uri"]),
+                                                     RunTag("lcmodel.model_reused", "true")])
+            log.info("model bundle %s... is already logged as %s: nothing registered", sha[:12],
+                     reused["model_uri"])
+            return reused
         bundle = load_bundle(bundle_path)  # verified against the SHA-256 recorded at training
-        if bundle.source_sha256:
-            self.client.log_param(self.run_id, "bundle.sha256", bundle.source_sha256)
         info = log_pyfunc_model(self.run_id, bundle_path, bundle, register_as)
         self.client.log_artifact(self.run_id, str(bundle_path), "bundle")
         side = Path(str(bundle_path) + ".json")
         if side.is_file():
             self.client.log_artifact(self.run_id, str(side), "bundle")
-        tags = {"lcmodel.model_uri": info.model_uri}
+        tags = {"lcmodel.model_uri": info.model_uri, "lcmodel.model_reused": "false"}
         if bundle.training_table_sha256:
             tags["lcmodel.training_table_sha256"] = bundle.training_table_sha256
         self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         out: dict[str, Any] = {"model_uri": info.model_uri}
         if register_as:
             version = str(info.registered_model_version)
+            self.client.set_model_version_tag(register_as, version, "lcmodel.bundle_sha256", sha)
             self.client.set_registered_model_alias(register_as, "candidate", version)
             self.client.set_tag(self.run_id, "lcmodel.registered", f"{register_as}/{version}")
             out.update(name=register_as, version=version)
             if self.cfg.tracking.promote_if_better:
                 out["promotion"] = self.promote_if_better(register_as, version)
         return out
+
+    def _registered_version(self, name: str, sha: str) -> dict[str, Any] | None:
+        """The version of ``name`` registered for the bundle with this SHA-256, if any."""
+        try:
+            versions = self.client.search_model_versions(f"name='{name}'")
+        except MlflowException:
+            return None
+        for mv in versions:
+            if (mv.tags or {}).get("lcmodel.bundle_sha256") == sha:
+                return {"model_uri": f"models:/{name}/{mv.version}", "name": name, "version": str(mv.version),
+                        "reused_from_run": mv.run_id}
+        return None
+
+    def _model_of_run(self, run_id: str | None) -> dict[str, Any] | None:
+        """The model an earlier training run logged (its ``lcmodel.model_uri`` tag)."""
+        if not run_id:
+            return None
+        try:
+            uri = self.client.get_run(run_id).data.tags.get("lcmodel.model_uri")
+        except MlflowException:
+            return None
+        return {"model_uri": uri, "reused_from_run": run_id} if uri else None
+
+    def log_stages(self, outcomes: Mapping[str, StageOutcome]) -> None:
+        """Which stages ran and which were reused (and which run produced them): tags and ``stages.json``."""
+        cached = [n for n, o in outcomes.items() if o.cached]
+        ran = [n for n, o in outcomes.items() if not o.cached]
+        state = "all" if not ran else "none" if not cached else "partial"
+        tags = [RunTag("lcmodel.cached", state), RunTag("lcmodel.stages_run", ",".join(ran) or "-"),
+                RunTag("lcmodel.stages_cached", ",".join(cached) or "-")]
+        producers = {o.record.produced_by.get("mlflow_run_id") for o in outcomes.values() if o.cached}
+        producers.discard(None)
+        producers.discard(self.run_id)
+        if producers:
+            tags.append(RunTag("lcmodel.cached_from_runs", ",".join(sorted(p for p in producers if p))))
+        self.client.log_batch(self.run_id, tags=tags)
+        self.client.log_dict(self.run_id, {n: {"cached": o.cached, "key": o.record.key,
+                                               "produced_by": o.record.produced_by, "finished": o.record.finished,
+                                               "artifacts": o.record.artifacts}
+                                           for n, o in outcomes.items()}, "stages.json")
 
     def promote_if_better(self, name: str, version: str, alias: str = CHAMPION) -> str:
         """Give ``version`` the alias ``champion`` when its test macro-F1 beats the champion's.

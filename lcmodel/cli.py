@@ -98,14 +98,9 @@ def _load(config: str) -> Any:
 def sample(config: str) -> None:
     """Write the training table (reference points -> embedding values -> split)."""
     from lcmodel import pipeline
-    from lcmodel.io import output_lock
 
     cfg = _load(config)
-    with output_lock(pipeline.paths_for(cfg).root):
-        points = pipeline.sample_reference(cfg, progress=Progress("sampling reference"))
-        labelled = pipeline.prepare_points(cfg, points)
-        samples = pipeline.extract_samples(cfg, labelled)
-        table = pipeline.make_training_table(cfg, samples)
+    table = pipeline.sample(cfg, progress=Progress("sampling reference")).table.path
     stats = json.loads(pipeline.paths_for(cfg).sample_stats.read_text())
     click.echo(f"training table: {table}")
     click.echo("  " + ", ".join(f"{k}={v}" for k, v in stats.items()))

@@ -45,6 +45,9 @@ __all__ = [
     "load_config",
     "config_from_dict",
     "flatten_config",
+    "resolve_reference_kind",
+    "POINT_SUFFIXES",
+    "GridValue",
 ]
 
 
@@ -352,10 +355,18 @@ class RunConfig(_Section):
 
     @property
     def reference_kind(self) -> Literal["raster", "points"]:
-        if self.reference.kind != "auto":
-            return self.reference.kind
-        suffix = self.reference.path.suffix.lower()
-        return "points" if suffix in {".csv", ".txt", ".tsv"} else "raster"
+        return resolve_reference_kind(self.reference.kind, self.reference.path)
+
+
+#: Reference files read as labelled points when ``reference.kind`` is ``auto``; anything else is a raster.
+POINT_SUFFIXES = (".csv", ".txt", ".tsv")
+
+
+def resolve_reference_kind(kind: str, path: Path) -> Literal["raster", "points"]:
+    """``reference.kind``, with ``auto`` resolved by the file's suffix (points for .csv/.txt/.tsv)."""
+    if kind in ("raster", "points"):
+        return kind  # type: ignore[return-value]
+    return "points" if Path(path).suffix.lower() in POINT_SUFFIXES else "raster"
 
 
 def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:

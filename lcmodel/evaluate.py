@@ -41,6 +41,7 @@ __all__ = [
     "PRE_REFIT_SENTENCE",
     "cv_comparison_markdown",
     "assessment_markdown",
+    "report_markdown",
 ]
 
 logger = logging.getLogger(__name__)
@@ -215,7 +216,8 @@ def _md_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]
     return lines
 
 
-def _report_markdown(metrics: Mapping[str, Any], notes: Sequence[str]) -> str:
+def report_markdown(metrics: Mapping[str, Any], notes: Sequence[str]) -> str:
+    """The model report (``report.md``) from the ``metrics.json`` layout and the notes."""
     test = metrics["test"]
     cv = metrics.get("cv")
     lines = ["# Land-cover model report", "", PRE_REFIT_SENTENCE, ""]
@@ -369,6 +371,7 @@ def write_reports(
     class_table: ClassTable | None = None,
     tuning: TuningResult | Mapping[str, Any] | None = None,
     notes: Sequence[str] = (),
+    markdown: bool = True,
 ) -> dict[str, Path]:
     """Write ``metrics.json``, ``report.md``, ``classification_report.txt`` and the confusion matrix.
 
@@ -379,6 +382,7 @@ def write_reports(
     class_table : fills in class names that ``metrics`` lacks (names equal to the value).
     tuning : merged into ``metrics.json`` as ``cv`` and ``best_params`` (see :func:`assemble_metrics`).
     notes : lines added to the report (e.g. what the reference data can and cannot measure).
+    markdown : also write ``report.md`` (the pipeline's ``report`` stage writes it itself, with the assessment).
 
     Returns
     -------
@@ -414,9 +418,10 @@ def write_reports(
 
     paths: dict[str, Path] = {}
     paths["metrics"] = write_json(full, out / "metrics.json")
-    paths["report"] = out / "report.md"
-    with atomic_path(paths["report"]) as tmp:
-        tmp.write_text(_report_markdown(full, notes) + "\n", encoding="utf-8")
+    if markdown:
+        paths["report"] = out / "report.md"
+        with atomic_path(paths["report"]) as tmp:
+            tmp.write_text(report_markdown(full, notes) + "\n", encoding="utf-8")
     if test.get("classification_report"):
         paths["classification_report"] = out / "classification_report.txt"
         with atomic_path(paths["classification_report"]) as tmp:

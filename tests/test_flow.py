@@ -151,7 +151,7 @@ def test_failure_marks_mlflow_run_failed(demo_config, tmp_path):
 def test_retry_condition_never_retries_our_errors():
     from prefect.states import Failed
 
-    from flows.landcover import retry_on_io_error
+    from flows.tasks import retry_on_io_error
 
     assert retry_on_io_error(None, None, Failed(data=OSError("disk hiccup"))) is True
     assert retry_on_io_error(None, None, Failed(data=InputDataError("bad column"))) is False

@@ -1,0 +1,216 @@
+"""The mapping stages: predict the embedding into COGs, a quicklook, the area-adjusted assessment, the report."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from lcmodel.classes import ClassTable
+from lcmodel.io import atomic_path, write_json
+from lcmodel.pipeline.artifacts import (
+    Artifact,
+    Assessment,
+    EmbeddingSource,
+    Evaluation,
+    LabelledPoints,
+    Model,
+    Prediction,
+    Quicklook,
+    Report,
+    TrainingTable,
+    artifact,
+)
+from lcmodel.pipeline.declare import stage
+from lcmodel.pipeline.modelling import read_blocks
+from lcmodel.pipeline.paths import Progress, RunPaths
+from lcmodel.pipeline.sampling import read_class_table_artifact
+from lcmodel.pipeline.settings import NoSettings, PredictSettings, ReportSettings
+
+if TYPE_CHECKING:
+    from lcmodel.predict import PredictionOptions
+
+__all__ = [
+    "predict_map",
+    "write_quicklook",
+    "assess_map",
+    "report",
+    "prediction_options",
+    "prediction_artifacts",
+    "summary_to_dict",
+    "ASSESSMENT_HEADING",
+]
+
+log = logging.getLogger(__name__)
+
+ASSESSMENT_HEADING = "## Area-adjusted accuracy and class areas (Olofsson et al. 2014)"
+
+
+def prediction_options(settings: PredictSettings, paths: RunPaths) -> PredictionOptions:
+    """The output options of the run's own map (confidence and uncertainty COGs beside it)."""
+    from lcmodel.predict import PredictionOptions
+
+    s = settings
+    return PredictionOptions(
+        confidence_path=paths.confidence if s.confidence else None,
+        block_size=s.block_size,
+        memory_mb=s.memory_mb,
+        probabilities_path=paths.probabilities if s.probabilities else None,
+        margin_path=paths.margin if s.margin else None,
+        entropy_path=paths.entropy if s.entropy else None,
+        unclassified_below=s.unclassified_below,
+        unclassified_value=s.unclassified_value,
+        engine=s.engine,
+    )
+
+
+def prediction_artifacts(options: PredictionOptions, paths: RunPaths, data: dict[str, Any]) -> Prediction:
+    """Record a prediction summary (from :func:`summary_to_dict`) as the run's ``prediction.json``."""
+    write_json(data, paths.prediction)
+    return Prediction(
+        map=Artifact.of(paths.map),
+        summary=Artifact.of(paths.prediction),
+        confidence=artifact(options.confidence_path),
+        probabilities=artifact(options.probabilities_path),
+        margin=artifact(options.margin_path),
+        entropy=artifact(options.entropy_path),
+    )
+
+
+@stage(about="predict the whole embedding raster block by block into COGs (resumable after a crash)")
+def predict_map(
+    settings: PredictSettings,
+    model: Model,
+    embedding: EmbeddingSource,
+    *,
+    out: Path,
+    progress: Progress | None = None,
+) -> Prediction:
+    """Resumable: a call after a crash or a kill (a retried flow task, a rerun) predicts only the blocks the
+    interrupted call had not finished (see :class:`lcmodel.predict.BlockStore`)."""
+    from lcmodel.model_io import load_bundle
+    from lcmodel.predict import predict_raster
+
+    paths = RunPaths(out)
+    bundle = load_bundle(model.bundle.path)
+    o = prediction_options(settings, paths)
+    summary = predict_raster(
+        bundle, embedding.path, paths.map,
+        confidence_path=o.confidence_path, block_size=o.block_size, n_jobs=settings.n_jobs,
+        memory_mb=o.memory_mb, progress=progress, probabilities_path=o.probabilities_path,
+        margin_path=o.margin_path, entropy_path=o.entropy_path, unclassified_below=o.unclassified_below,
+        unclassified_value=o.unclassified_value, engine=o.engine,
+    )
+    return prediction_artifacts(o, paths, summary_to_dict(summary, bundle.class_table))
+
+
+@stage(about="a PNG quicklook of the map in its class colours")
+def write_quicklook(settings: NoSettings, prediction: Prediction, labelled: LabelledPoints, *, out: Path
+                    ) -> Quicklook:
+    from lcmodel.quicklook import write_quicklook as _write
+
+    path = _write(prediction.map.path, RunPaths(out).quicklook, read_class_table_artifact(labelled))
+    return Quicklook(Artifact.of(path))
+
+
+@stage(about="area-adjusted accuracy and class areas (Olofsson et al. 2014) from the test part and the map")
+def assess_map(
+    settings: ReportSettings,
+    prediction: Prediction,
+    evaluation: Evaluation,
+    table: TrainingTable,
+    labelled: LabelledPoints,
+    *,
+    out: Path,
+) -> Assessment:
+    """Map labels at the test points are the predictions of the model scored in ``evaluate`` (before the
+    final refit, which has seen the test points); the strata sizes are the delivered map's class counts."""
+    from lcmodel.accuracy import confusion_counts, stratified_estimates
+
+    pred = json.loads(prediction.summary.path.read_text())
+    test = pd.read_csv(evaluation.test_predictions.path)
+    blocks = read_blocks(table)
+    counts = {int(k): int(v) for k, v in pred["class_counts"].items()}
+    classes = sorted(set(counts) | set(test["reference"].astype(int)) | set(test["predicted"].astype(int)))
+    names = read_class_table_artifact(labelled)
+    result: dict[str, Any] = {"design": design_text(settings, blocks), "split": blocks["split"],
+                              "class_names": {str(c): names.name(c) if c in names.values else str(c) for c in classes}}
+    unsampled = [c for c in classes if counts.get(c, 0) > 0 and not (test["predicted"] == c).any()]
+    if unsampled:
+        result["computed"] = False
+        result["reason"] = (f"map classes {unsampled} have pixels but no test point is predicted as them; the "
+                            "stratified estimator needs every map class sampled (use `lcmodel validation-sample`)")
+    else:
+        matrix = confusion_counts(test["predicted"].to_numpy(), test["reference"].to_numpy(), classes)
+        result.update(stratified_estimates(matrix, [counts.get(c, 0) for c in classes], classes=classes,
+                                           pixel_area_m2=pred.get("pixel_area_m2")))
+        result["computed"] = True
+        if pred.get("n_unclassified"):
+            result["n_unclassified_pixels"] = pred["n_unclassified"]
+    path = write_json(result, RunPaths(out).accuracy_assessment)
+    return Assessment(Artifact.of(path))
+
+
+def design_text(settings: ReportSettings, blocks: dict[str, Any]) -> list[str]:
+    """The sampling design of the test part, in sentences, for the assessment."""
+    lines = []
+    if settings.kind == "raster":
+        lines.append(
+            f"Sampling design: the test points are drawn from the reference raster {settings.reference_name} by "
+            "stratified random sampling with proportional allocation (equal inclusion probabilities: a simple "
+            "random sample of its valid pixels, de-duplicated per embedding pixel), post-stratified by map class."
+        )
+        lines.append(
+            "They estimate agreement with that reference, not with ground truth (e.g. ESA WorldCover itself is about "
+            "75 % accurate); for accuracy against the ground, label a sample from `lcmodel validation-sample` "
+            "and run `lcmodel assess`."
+        )
+    else:
+        lines.append(
+            "Sampling design: the labelled points come from a file whose design lcmodel does not know; the "
+            "estimator treats them as a simple random sample of the map, post-stratified by map class. If they "
+            "were not drawn at random, these are not unbiased estimates."
+        )
+    if blocks.get("split") == "spatial":
+        lines.append(
+            "The test part is made of whole spatial blocks (a cluster sample): the standard errors treat points "
+            "as independent, so they are too small."
+        )
+    if blocks.get("dropped_classes"):
+        lines.append(f"Classes {blocks['dropped_classes']} were dropped as rare: their pixels are not in the sample.")
+    lines.append(
+        "Map labels at the test points come from the model scored on the test part (before the final refit); "
+        "the strata sizes are the delivered map's class pixel counts."
+    )
+    return lines
+
+
+@stage(about="report.md: test metrics, tuning, random vs spatial CV, and the area-adjusted assessment when mapped")
+def report(settings: ReportSettings, evaluation: Evaluation, assessment: Assessment | None = None, *, out: Path
+           ) -> Report:
+    from lcmodel.evaluate import assessment_markdown, report_markdown
+
+    metrics = json.loads(evaluation.metrics.path.read_text())
+    text = report_markdown(metrics, metrics.get("notes") or []) + "\n"
+    if assessment is not None:
+        result = json.loads(assessment.assessment.path.read_text())
+        text = text.rstrip("\n") + "\n\n" + assessment_markdown(result, ASSESSMENT_HEADING)
+    path = RunPaths(out).report
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Report(Artifact.of(path))
+
+
+def summary_to_dict(summary: Any, classes: ClassTable) -> dict[str, Any]:
+    """A JSON-friendly prediction summary with class areas in hectares when the pixel area is known."""
+    data = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(summary).items()}
+    data["class_counts"] = {str(k): int(v) for k, v in summary.class_counts.items()}
+    if summary.pixel_area_m2:
+        data["class_area_ha"] = {
+            str(k): round(int(v) * summary.pixel_area_m2 / 10_000, 4) for k, v in summary.class_counts.items()
+        }
+    data["class_names"] = {str(v): classes.name(v) for v in classes.values}
+    return data

@@ -1,0 +1,107 @@
+"""Where each stage writes inside ``output.dir``, and the callback types stages take."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RunPaths", "Progress", "Callback"]
+
+#: ``progress(done, total)``
+Progress = Callable[[int, int], None]
+#: ``callback(info)``: one tuning candidate's scores
+Callback = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where each stage writes, inside ``output.dir``."""
+
+    root: Path
+
+    @property
+    def points(self) -> Path:
+        return self.root / "reference_points.csv"
+
+    @property
+    def labelled(self) -> Path:
+        return self.root / "points_labelled.csv"
+
+    @property
+    def class_table(self) -> Path:
+        return self.root / "class_table.json"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples.csv"
+
+    @property
+    def sample_stats(self) -> Path:
+        return self.root / "sample_stats.json"
+
+    @property
+    def training_table(self) -> Path:
+        return self.root / "training_table.csv"
+
+    @property
+    def tuning(self) -> Path:
+        return self.root / "best_params.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.json"
+
+    @property
+    def bundle(self) -> Path:
+        return self.root / "model.joblib"
+
+    @property
+    def map(self) -> Path:
+        return self.root / "map.tif"
+
+    @property
+    def confidence(self) -> Path:
+        return self.root / "confidence.tif"
+
+    @property
+    def quicklook(self) -> Path:
+        return self.root / "map_quicklook.png"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
+
+    @property
+    def tuning_summary(self) -> Path:
+        return self.root / "tuning_result.json"
+
+    @property
+    def prediction(self) -> Path:
+        return self.root / "prediction.json"
+
+    # --- accuracy: spatial blocks, test predictions, area-adjusted assessment, uncertainty rasters
+    @property
+    def spatial_blocks(self) -> Path:
+        return self.root / "spatial_blocks.json"
+
+    @property
+    def test_predictions(self) -> Path:
+        return self.root / "test_predictions.csv"
+
+    @property
+    def accuracy_assessment(self) -> Path:
+        return self.root / "accuracy_assessment.json"
+
+    @property
+    def probabilities(self) -> Path:
+        return self.root / "probabilities.tif"
+
+    @property
+    def margin(self) -> Path:
+        return self.root / "margin.tif"
+
+    @property
+    def entropy(self) -> Path:
+        return self.root / "entropy.tif"

@@ -1,0 +1,114 @@
+"""The plain runner: the declared stages of a config in order, each reused when its recorded outputs are valid.
+
+``train(cfg)`` runs :data:`~lcmodel.pipeline.stages.TRAINING` and the report; ``run(cfg)`` also predicts
+the map, its quicklook and assessment. A rerun that changes nothing runs nothing; a changed setting or input
+re-runs exactly the stages whose key it changes (and those downstream of outputs that changed). The Prefect
+flow (flows/landcover.py) runs the same stages with the same keys, one task each.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from lcmodel.config import RunConfig
+from lcmodel.io import ensure_output_dir, output_lock
+from lcmodel.pipeline.artifacts import Artifacts, Model, Prediction, TrainingTable
+from lcmodel.pipeline.declare import Stage
+from lcmodel.pipeline.paths import Callback, Progress, RunPaths
+from lcmodel.pipeline.records import StageOutcome, run_or_reuse
+from lcmodel.pipeline.settings import StageSettings
+from lcmodel.pipeline.stages import MAPPING, SAMPLING, STAGES, TRAINING, source_files
+
+__all__ = ["StageRun", "sample", "train", "run", "paths_for"]
+
+log = logging.getLogger(__name__)
+
+
+def paths_for(cfg: RunConfig) -> RunPaths:
+    return RunPaths(Path(cfg.output.dir))
+
+
+class StageRun:
+    """One run of a config's stages: wires each stage's inputs by type from the outputs so far."""
+
+    def __init__(self, cfg: RunConfig, *, use_cache: bool = True,
+                 produced_by: Mapping[str, str] | None = None) -> None:
+        self.cfg = cfg
+        self.root = ensure_output_dir(cfg.output.dir)
+        self.use_cache = use_cache
+        self.produced_by = dict(produced_by) if produced_by else None
+        self.outputs: dict[type[Artifacts], Artifacts] = {type(s): s for s in source_files(cfg)}
+        self.outcomes: dict[str, StageOutcome] = {}
+
+    def inputs_for(self, st: Stage) -> dict[str, Artifacts | None]:
+        """The artifacts ``st`` consumes, from the sources and the stages run so far."""
+        found: dict[str, Artifacts | None] = {}
+        for inp in st.inputs:
+            value = self.outputs.get(inp.type)
+            if value is None and not inp.optional:
+                raise RuntimeError(f"stage {st.name} needs {inp.type.__name__}, which no earlier stage produced")
+            found[inp.name] = value
+        return found
+
+    def __call__(self, st: Stage, **runtime: Any) -> Artifacts:
+        outcome = self.run_stage(st, st.settings.from_config(self.cfg), self.inputs_for(st), **runtime)
+        self.outputs[st.output] = outcome.outputs
+        self.outcomes[st.name] = outcome
+        return outcome.outputs
+
+    def run_stage(self, st: Stage, settings: StageSettings, inputs: dict[str, Artifacts | None],
+                  **runtime: Any) -> StageOutcome:
+        """Run or reuse one stage (the Prefect flow overrides this to run it as a cached task)."""
+        return run_or_reuse(st, settings, inputs, root=self.root, use_cache=self.use_cache,
+                            produced_by=self.produced_by, **runtime)
+
+    def executed(self) -> list[str]:
+        """The stages that ran in this run (the others were reused)."""
+        return [name for name, o in self.outcomes.items() if not o.cached]
+
+
+def _training(r: StageRun, callback: Callback | None, progress: Progress | None) -> Model:
+    for st in TRAINING:
+        r(st, **({"callback": callback, "progress": progress} if st.name == "tune" else {}))
+    return r.outputs[Model]  # type: ignore[return-value]
+
+
+def sample(cfg: RunConfig, progress: Progress | None = None, *, use_cache: bool = True) -> TrainingTable:
+    """The sampling stages: reference -> ... -> the training table."""
+    with output_lock(paths_for(cfg).root):
+        r = StageRun(cfg, use_cache=use_cache)
+        for st in SAMPLING:
+            r(st, **({"progress": progress} if st.name == "sample_reference" else {}))
+        return r.outputs[TrainingTable]  # type: ignore[return-value]
+
+
+def train(cfg: RunConfig, callback: Callback | None = None, progress: Progress | None = None, *,
+          use_cache: bool = True) -> Path:
+    """The training stages and the report; the bundle's path. Holds the output folder's lock."""
+    with output_lock(paths_for(cfg).root):
+        r = StageRun(cfg, use_cache=use_cache)
+        model = _training(r, callback, progress)
+        r(STAGES["report"])
+        return model.bundle.path
+
+
+def run(cfg: RunConfig, callback: Callback | None = None, progress: Progress | None = None,
+        predict_progress: Progress | None = None, *, use_cache: bool = True) -> dict[str, Any]:
+    """Every stage: train, predict OUTPUT/map.tif (+ confidence), quicklook, assessment, report.
+
+    Returns the prediction summary (``prediction.json``).
+    """
+    import json
+
+    with output_lock(paths_for(cfg).root):
+        r = StageRun(cfg, use_cache=use_cache)
+        _training(r, callback, progress)
+        for st in MAPPING:
+            r(st, **({"progress": predict_progress} if st.name == "predict_map" else {}))
+        r(STAGES["report"])
+        log.info("stages run: %s", ", ".join(r.executed()) or "none (all reused)")
+        prediction: Prediction = r.outputs[Prediction]  # type: ignore[assignment]
+        return dict(json.loads(prediction.summary.path.read_text()))

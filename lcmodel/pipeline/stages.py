@@ -1,0 +1,48 @@
+"""The declared stages of a run, in order, and the user's files they start from.
+
+``TRAINING`` ends with the model bundle; ``MAPPING`` predicts the config's embedding and assesses the map;
+``report`` closes both. Each stage's settings type, inputs and outputs come from its signature
+(:mod:`lcmodel.pipeline.declare`); DESIGN.md's stage table is generated from :data:`STAGES`.
+"""
+
+from __future__ import annotations
+
+from lcmodel.config import RunConfig
+from lcmodel.errors import InputFileError
+from lcmodel.io import open_raster
+from lcmodel.pipeline.artifacts import ClassTableSource, EmbeddingSource, ReferenceSource, Source
+from lcmodel.pipeline.declare import Stage
+from lcmodel.pipeline.mapping import assess_map, predict_map, report, write_quicklook
+from lcmodel.pipeline.modelling import evaluate, fit_final, tune
+from lcmodel.pipeline.sampling import extract_samples, make_training_table, prepare_points, sample_reference
+
+__all__ = ["SAMPLING", "TRAINING", "MAPPING", "STAGES", "source_files"]
+
+#: reference -> training table
+SAMPLING: tuple[Stage, ...] = (sample_reference, prepare_points, extract_samples, make_training_table)
+#: ... -> the model bundle
+TRAINING: tuple[Stage, ...] = (*SAMPLING, tune, evaluate, fit_final)
+#: the bundle -> the map, its quicklook, its assessment
+MAPPING: tuple[Stage, ...] = (predict_map, write_quicklook, assess_map)
+#: every stage by name, in run order
+STAGES: dict[str, Stage] = {s.name: s for s in (*TRAINING, *MAPPING, report)}
+
+
+def source_files(cfg: RunConfig) -> list[Source]:
+    """The user's input files as content-addressed sources, each checked (exists, readable) before any work."""
+    ref = cfg.reference.path
+    if cfg.reference_kind == "raster":
+        with open_raster(ref, "reference raster"):
+            pass
+    elif not ref.is_file():
+        raise InputFileError(f"points file {str(ref)!r} does not exist; check reference.path in the config")
+    with open_raster(cfg.embedding.path, "embedding raster"):
+        pass
+    found: list[Source] = [ReferenceSource.at(ref), EmbeddingSource.at(cfg.embedding.path)]
+    if cfg.classes.table is not None:
+        if not cfg.classes.table.is_file():
+            raise InputFileError(
+                f"class table {str(cfg.classes.table)!r} does not exist; check classes.table in the config"
+            )
+        found.append(ClassTableSource.at(cfg.classes.table))
+    return found
