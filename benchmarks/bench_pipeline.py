@@ -260,13 +260,8 @@ def notebook_grid(
 def zion(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from lcmodel.config import DEFAULT_STAGES, config_from_dict
     from lcmodel.dataset import read_training_table
-    from lcmodel.pipeline import (
-        _xy,
-        extract_samples,
-        make_training_table,
-        prepare_points,
-        sample_reference,
-    )
+    from lcmodel.pipeline import features_and_labels as _xy
+    from lcmodel.pipeline import sample as sample_table
 
     z = SHARED / "data" / "zion"
     cfg = config_from_dict(
@@ -277,8 +272,7 @@ def zion(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "output": {"dir": str(work / "zion")},
         }
     )
-    table = make_training_table(cfg, extract_samples(cfg, prepare_points(cfg, sample_reference(cfg))))
-    df = read_training_table(table)
+    df = read_training_table(sample_table(cfg).table.path)
     X, y = _xy(df, "train")
     Xt, yt = _xy(df, "test")
     stages = QUICK_STAGES if args.quick else [dict(s) for s in DEFAULT_STAGES]

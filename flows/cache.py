@@ -9,10 +9,13 @@ Prefect trusts its record of a key; lcmodel trusts a result only if the files st
 So before each call the flow asks :func:`lcmodel.pipeline.cached` whether the stage's recorded outputs are
 valid for this key; when they are not (a file truncated, altered, deleted, or overwritten by a run with
 another config), the task runs with ``refresh_cache=True`` and replaces Prefect's record under the same key.
+The task body itself reuses valid recorded outputs too (:func:`lcmodel.pipeline.run_or_reuse`), so a folder
+copied elsewhere, whose Prefect records do not apply, re-runs nothing either.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,11 @@ class StageCachePolicy(CachePolicy):
     def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any],
                     **kwargs: Any) -> str | None:
         st = STAGES[self.stage]
-        return f"{st.name}-{stage_key(st, inputs['settings'], {i.name: inputs.get(i.name) for i in st.inputs})}"
+        key = stage_key(st, inputs["settings"], {i.name: inputs.get(i.name) for i in st.inputs})
+        # salted with the output folder: Prefect's records name the folder they were made in, so a copied or
+        # moved folder must not find them (its stage records still make the stages reusable, see below)
+        folder = hashlib.sha256(str(Path(inputs["out"]).resolve()).encode()).hexdigest()[:12]
+        return f"{st.name}-{key}-{folder}"
 
 
 def state_dir(root: Path | str) -> Path:

@@ -29,7 +29,17 @@ from lcmodel import pipeline
 from lcmodel.config import RunConfig, load_config
 from lcmodel.errors import LcmodelError
 from lcmodel.io import output_lock
-from lcmodel.pipeline import STAGES, Artifacts, Stage, StageOutcome, StageSettings, cached, execute, read_record
+from lcmodel.pipeline import (
+    STAGES,
+    Artifacts,
+    Stage,
+    StageOutcome,
+    StageSettings,
+    cached,
+    execute,
+    read_record,
+    run_or_reuse,
+)
 from lcmodel.pipeline import artifacts as a
 from lcmodel.pipeline import settings as s
 
@@ -39,7 +49,8 @@ __all__ = ["landcover", "STAGE_TASKS"]
 # ------------------------------------------------------------------ one task per stage, each its own function
 def _execute(name: str, settings: StageSettings, inputs: dict[str, Any], out: Path, produced_by: dict[str, str],
              **runtime: Any) -> Artifacts:
-    return execute(STAGES[name], settings, inputs, root=out, produced_by=produced_by, **runtime).outputs
+    """The stage's outputs: its valid recorded ones, else those of running it (recorded)."""
+    return run_or_reuse(STAGES[name], settings, inputs, root=out, produced_by=produced_by, **runtime).outputs
 
 
 @task(name="sample_reference", **STAGE_TASK_OPTIONS)
@@ -125,35 +136,69 @@ STAGE_TASKS: dict[str, Any] = {t.name: t for t in (
 
 
 class FlowStageRun(pipeline.StageRun):
-    """The plain runner's wiring, with every stage run as its cached Prefect task."""
+    """The plain runner's wiring and order, with every stage run as its cached Prefect task.
 
-    def __init__(self, cfg: RunConfig, produced_by: dict[str, str]) -> None:
-        super().__init__(cfg, produced_by=produced_by)
+    ``prediction.task_runner: dask`` runs ``predict_map`` as block groups on a Dask cluster instead (same
+    key, same record, the same map byte for byte).
+    """
+
+    def __init__(self, cfg: RunConfig, produced_by: dict[str, str], after_stage: Any = None) -> None:
+        super().__init__(cfg, produced_by=produced_by, after_stage=after_stage)
         results = state_dir(self.root) / "results"
         self.tasks = {name: t.with_options(result_storage=results, cache_policy=stage_cache_policy(name, self.root))
                       for name, t in STAGE_TASKS.items()}
 
     def run_stage(self, st: Stage, settings: StageSettings, inputs: dict[str, Artifacts | None],
                   **runtime: Any) -> StageOutcome:
+        runtime = {k: v for k, v in runtime.items() if v is not None}  # no plain-CLI callbacks in the flow
         key = pipeline.stage_key(st, settings, inputs)
         valid = cached(st, key, self.root) is not None
+        if st.name == "predict_map" and self.cfg.prediction.task_runner == "dask":
+            return self._predict_on_dask(st, settings, inputs, valid)
+        if st.name == "predict_map":
+            runtime["progress"] = _PredictProgress(cached=valid)
         call = dict(inputs, out=self.root, produced_by=self.produced_by, **runtime)
         outputs = self.tasks[st.name].with_options(refresh_cache=not valid)(settings, **call)
         record = read_record(self.root, st.name)
-        if valid and record is not None and outputs.to_dict() != record.artifacts:
-            # Prefect kept an older result for this key than the files now recorded: run it for real
-            outputs = self.tasks[st.name].with_options(refresh_cache=True)(settings, **call)
-            record, valid = read_record(self.root, st.name), False
         assert record is not None  # written by execute, or validated by cached()
+        if valid:
+            # the files hold what the record says (checked above): they, not Prefect's stored copy of the
+            # result (which names the paths of the folder it was made in), are this stage's outputs
+            outputs = record.outputs(st, self.root)
         return StageOutcome(outputs, valid, record)
+
+    def _predict_on_dask(self, st: Stage, settings: StageSettings, inputs: dict[str, Artifacts | None],
+                         valid: bool) -> StageOutcome:
+        from flows.predict import predict_distributed
+
+        if valid:
+            record = read_record(self.root, st.name)
+            assert record is not None
+            return StageOutcome(record.outputs(st, self.root), True, record)
+        cfg, paths = self.cfg, pipeline.paths_for(self.cfg)
+        options = pipeline.prediction_options(settings, paths)  # type: ignore[arg-type]
+
+        def distributed(settings: StageSettings, model: a.Model, embedding: a.EmbeddingSource, *, out: Path
+                        ) -> a.Prediction:
+            data = predict_distributed(str(model.bundle.path), str(embedding.path), str(paths.map), options,
+                                       dask_address=cfg.prediction.dask_address,
+                                       blocks_per_task=cfg.prediction.blocks_per_task,
+                                       n_workers=cfg.prediction.n_jobs or cfg.n_jobs)
+            return pipeline.prediction_artifacts(options, paths, data)
+
+        return execute(st, settings, inputs, root=self.root, produced_by=self.produced_by, fn=distributed)
 
 
 class _PredictProgress:
     """Prefect progress artifact for block prediction, updated every 5 %."""
 
-    def __init__(self) -> None:
-        self.artifact_id = create_progress_artifact(progress=0.0, key="prediction-progress",
-                                                    description="Block prediction")
+    def __init__(self, cached: bool = False) -> None:
+        if cached:  # the map of an earlier run is reused: the artifact says so, at 100 %
+            self.artifact_id = create_progress_artifact(progress=100.0, key="prediction-progress",
+                                                        description="Block prediction: cached (map unchanged)")
+        else:
+            self.artifact_id = create_progress_artifact(progress=0.0, key="prediction-progress",
+                                                        description="Block prediction")
         self.last = -1
 
     def __call__(self, done: int, total: int) -> None:
@@ -188,20 +233,14 @@ def _landcover(cfg: RunConfig, root: Path, logger: Any) -> dict[str, Any]:
         tracker.log_inputs({"reference": cfg.reference.path, "embedding": cfg.embedding.path,
                             "classes": cfg.classes.table})
         produced_by = {"flow_run_id": flow_run_id or "", "mlflow_run_id": tracker.run_id}
-        r = FlowStageRun(cfg, produced_by)
-        for st in pipeline.TRAINING:
-            r(st)
-            _track(tracker, st.name, r, logger)
-        model = tracker.log_model(r.outcomes["fit_final"], cfg.tracking.register_as)
-        if cfg.prediction.task_runner == "dask":  # block groups on a Dask cluster (flows/predict.py)
-            _predict_on_dask(cfg, r)
-        else:
-            progress = None if _is_cached(r, STAGES["predict_map"]) else _PredictProgress()
-            r(STAGES["predict_map"], progress=progress)
-        for name in ("write_quicklook", "assess_map", "report"):
-            r(STAGES[name])
-        for name in ("predict_map", "assess_map"):
-            _track(tracker, name, r, logger)
+        model: dict[str, Any] = {}
+
+        def track(name: str, outcome: StageOutcome) -> None:
+            _track(tracker, name, outcome, logger)
+            if name == "fit_final":
+                model.update(tracker.log_model(outcome, cfg.tracking.register_as))
+
+        r = pipeline.run_stages(FlowStageRun(cfg, produced_by, after_stage=track), mapping=True)
         paths = pipeline.paths_for(cfg)
         evaluation: a.Evaluation = r.outputs[a.Evaluation]  # type: ignore[assignment]
         tracker.log_artifacts([p.path for _, p in evaluation.files()] + [paths.report, paths.training_table,
@@ -229,43 +268,9 @@ def _read(path: Path) -> dict[str, Any]:
     return dict(json.loads(Path(path).read_text()))
 
 
-def _is_cached(r: FlowStageRun, st: Stage) -> bool:
-    """Whether ``st`` would be reused (its recorded outputs are valid for the key of this run)."""
-    inputs = r.inputs_for(st)
-    return cached(st, pipeline.stage_key(st, st.settings.from_config(r.cfg), inputs), r.root) is not None
-
-
-def _predict_on_dask(cfg: RunConfig, r: FlowStageRun) -> None:
-    """Block groups of ``predict_map`` on a Dask cluster, recorded like the stage itself."""
-    from flows.predict import predict_distributed
-
-    st = STAGES["predict_map"]
-    settings = st.settings.from_config(cfg)
-    inputs = r.inputs_for(st)
-    key = pipeline.stage_key(st, settings, inputs)
-    record = cached(st, key, r.root)
-    if record is not None:
-        r.outputs[a.Prediction], r.outcomes[st.name] = record.outputs(st), StageOutcome(record.outputs(st), True,
-                                                                                       record)
-        return
-    paths = pipeline.paths_for(cfg)
-    options = pipeline.prediction_options(settings, paths)  # type: ignore[arg-type]
-
-    def distributed(settings: StageSettings, model: a.Model, embedding: a.EmbeddingSource, *, out: Path
-                    ) -> a.Prediction:
-        data = predict_distributed(str(model.bundle.path), str(embedding.path), str(paths.map), options,
-                                   dask_address=cfg.prediction.dask_address,
-                                   blocks_per_task=cfg.prediction.blocks_per_task,
-                                   n_workers=cfg.prediction.n_jobs or cfg.n_jobs)
-        return pipeline.prediction_artifacts(options, paths, data)
-
-    outcome = execute(st, settings, inputs, root=r.root, produced_by=r.produced_by, fn=distributed)
-    r.outputs[a.Prediction], r.outcomes[st.name] = outcome.outputs, outcome
-
-
-def _track(tracker: Any, name: str, r: FlowStageRun, logger: Any) -> None:
+def _track(tracker: Any, name: str, outcome: StageOutcome, logger: Any) -> None:
     """What MLflow records after a stage (the same whether the stage ran or was reused)."""
-    outputs = r.outcomes[name].outputs
+    outputs = outcome.outputs
     if name == "tune":
         summary = _read(outputs.summary.path)  # type: ignore[attr-defined]
         for cand in summary.get("candidates", []):
@@ -285,7 +290,7 @@ def _track(tracker: Any, name: str, r: FlowStageRun, logger: Any) -> None:
 
 
 def _summary_markdown(cfg: RunConfig, metrics: dict[str, Any], prediction: dict[str, Any],
-                      result: dict[str, Any], r: FlowStageRun, tracker: Any) -> str:
+                      result: dict[str, Any], r: pipeline.StageRun, tracker: Any) -> str:
     test = metrics.get("test", {})
     cv = metrics.get("cv", {})
     lines = [

@@ -40,7 +40,9 @@ def test_synthetic_run_reports_both_cv_and_assessment(tmp_path: Path) -> None:
         assert 0 < assessment["overall_accuracy"] <= 1
     report = (root / "report.md").read_text()
     assert report.count("## Area-adjusted accuracy") == 1
-    pipeline.assess_map(cfg)  # a rerun replaces the section
+    runner = pipeline.StageRun(cfg, use_cache=False)  # a rerun of assess_map and the report replaces the section
+    for name in (*[st.name for st in pipeline.TRAINING], "predict_map", "assess_map", "report"):
+        runner(pipeline.STAGES[name])
     assert (root / "report.md").read_text().count("## Area-adjusted accuracy") == 1
     for name in ("probabilities.tif", "margin.tif", "entropy.tif"):
         assert (root / name).is_file()
@@ -55,17 +57,17 @@ def test_random_split_and_cv_when_asked(tmp_path: Path) -> None:
     )
     cfg_path.write_text(yaml.safe_dump(data))
     cfg = load_config(cfg_path)
-    table = pipeline.make_training_table(
-        cfg,
-        pipeline.extract_samples(cfg, pipeline.prepare_points(cfg, pipeline.sample_reference(cfg))),
-    )
-    blocks = pipeline.read_spatial_blocks(cfg)
+    runner = pipeline.StageRun(cfg)
+    for st in pipeline.SAMPLING:
+        runner(st)
+    blocks = pipeline.read_blocks(runner.outputs[pipeline.TrainingTable])
     assert (
         blocks["split"] == "random"
         and blocks["cv_strategy"] == "random"
         and blocks["block_size"] > 0
     )
-    pipeline.evaluate(cfg, table, pipeline.tune(cfg, table))
+    for name in ("tune", "evaluate", "report"):
+        runner(pipeline.STAGES[name])
     _check_outputs(Path(cfg.output.dir))
 
 

@@ -40,7 +40,7 @@ from lcmodel.pipeline.mapping import (
 from lcmodel.pipeline.modelling import features_and_labels, read_blocks, tuning_files
 from lcmodel.pipeline.paths import Callback, Progress, RunPaths
 from lcmodel.pipeline.records import StageOutcome, StageRecord, cached, execute, read_record, run_or_reuse
-from lcmodel.pipeline.run import StageRun, paths_for, run, sample, train
+from lcmodel.pipeline.run import StageRun, paths_for, run, run_stages, sample, train
 from lcmodel.pipeline.sampling import read_class_table_artifact
 from lcmodel.pipeline.settings import StageSettings
 from lcmodel.pipeline.stages import MAPPING, SAMPLING, STAGES, TRAINING, source_files
@@ -88,6 +88,7 @@ __all__ = [
     "read_record",
     "run",
     "run_or_reuse",
+    "run_stages",
     "sample",
     "source_files",
     "stage",

@@ -164,6 +164,9 @@ class Artifacts:
 class Source(Artifacts):
     """A user's input file, named in the config; its digest is that of its content."""
 
+    #: the config key that names the file
+    config_key: ClassVar[str] = ""
+
     file: Artifact
 
     @property
@@ -177,17 +180,20 @@ class Source(Artifacts):
 
 @dataclass(frozen=True)
 class ReferenceSource(Source):
-    about: ClassVar[str] = "the reference file (`reference.path`): a class raster or labelled points"
+    about: ClassVar[str] = "the reference file: a class raster or labelled points"
+    config_key: ClassVar[str] = "reference.path"
 
 
 @dataclass(frozen=True)
 class EmbeddingSource(Source):
-    about: ClassVar[str] = "the embedding raster (`embedding.path`)"
+    about: ClassVar[str] = "the embedding raster"
+    config_key: ClassVar[str] = "embedding.path"
 
 
 @dataclass(frozen=True)
 class ClassTableSource(Source):
-    about: ClassVar[str] = "the code -> value class table (`classes.table`), when given"
+    about: ClassVar[str] = "the code -> value class table, when given"
+    config_key: ClassVar[str] = "classes.table"
 
 
 def digest_of(value: Any) -> str:

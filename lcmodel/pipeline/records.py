@@ -44,8 +44,29 @@ class StageRecord:
     finished: str = ""
     elapsed_s: float = 0.0
 
-    def outputs(self, st: Stage) -> Artifacts:
-        return st.output.from_dict(self.artifacts)
+    def outputs(self, st: Stage, root: Path | str) -> Artifacts:
+        """The recorded artifacts, their paths resolved against the output folder ``root``."""
+        return st.output.from_dict(_paths(self.artifacts, lambda p: str(Path(root) / p)))
+
+
+def _paths(data: Any, change: Callable[[str], str]) -> Any:
+    """``data`` (a record's artifacts) with every ``path`` passed through ``change``."""
+    if isinstance(data, dict):
+        return {k: (change(v) if k == "path" and isinstance(v, str) else _paths(v, change)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_paths(v, change) for v in data]
+    return data
+
+
+def _relative(data: Any, root: Path) -> Any:
+    """Paths inside ``root`` recorded relative to it, so a moved or copied output folder keeps valid records."""
+    def rel(p: str) -> str:
+        try:
+            return str(Path(p).resolve().relative_to(root.resolve()))
+        except ValueError:
+            return p
+
+    return _paths(data, rel)
 
 
 def read_record(root: Path | str, name: str) -> StageRecord | None:
@@ -76,7 +97,7 @@ def cached(st: Stage, key: str, root: Path | str) -> StageRecord | None:
         log.info("%s: inputs or settings changed since its last run; running it", st.name)
         return None
     try:
-        problems = record.outputs(st).problems()
+        problems = record.outputs(st, root).problems()
     except (KeyError, TypeError, ValueError):
         problems = ["its record is unreadable"]
     if problems:
@@ -109,7 +130,7 @@ def execute(
     record = StageRecord(
         stage=st.name,
         key=key,
-        artifacts=outputs.to_dict(),
+        artifacts=_relative(outputs.to_dict(), Path(root)),
         produced_by=dict(produced_by or {"runner": "plain"}),
         finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         elapsed_s=round(time.monotonic() - started, 3),
@@ -134,7 +155,7 @@ def run_or_reuse(
         record = cached(st, stage_key(st, settings, inputs), root)
         if record is not None:
             log.info("%s: unchanged, reusing its outputs (%s)", st.name, _producer(record))
-            return StageOutcome(record.outputs(st), True, record)
+            return StageOutcome(record.outputs(st, root), True, record)
     return execute(st, settings, inputs, root=root, produced_by=produced_by, **runtime)
 
 

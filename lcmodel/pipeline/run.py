@@ -8,8 +8,9 @@ flow (flows/landcover.py) runs the same stages with the same keys, one task each
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from lcmodel.pipeline.records import StageOutcome, run_or_reuse
 from lcmodel.pipeline.settings import StageSettings
 from lcmodel.pipeline.stages import MAPPING, SAMPLING, STAGES, TRAINING, source_files
 
-__all__ = ["StageRun", "sample", "train", "run", "paths_for"]
+__all__ = ["StageRun", "run_stages", "sample", "train", "run", "paths_for"]
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +35,15 @@ def paths_for(cfg: RunConfig) -> RunPaths:
 class StageRun:
     """One run of a config's stages: wires each stage's inputs by type from the outputs so far."""
 
-    def __init__(self, cfg: RunConfig, *, use_cache: bool = True,
-                 produced_by: Mapping[str, str] | None = None) -> None:
+    def __init__(self, cfg: RunConfig, *, use_cache: bool = True, produced_by: Mapping[str, str] | None = None,
+                 after_stage: Callable[[str, StageOutcome], None] | None = None) -> None:
         self.cfg = cfg
         self.root = ensure_output_dir(cfg.output.dir)
         self.use_cache = use_cache
         self.produced_by = dict(produced_by) if produced_by else None
         self.outputs: dict[type[Artifacts], Artifacts] = {type(s): s for s in source_files(cfg)}
         self.outcomes: dict[str, StageOutcome] = {}
+        self.after_stage = after_stage
 
     def inputs_for(self, st: Stage) -> dict[str, Artifacts | None]:
         """The artifacts ``st`` consumes, from the sources and the stages run so far."""
@@ -57,6 +59,8 @@ class StageRun:
         outcome = self.run_stage(st, st.settings.from_config(self.cfg), self.inputs_for(st), **runtime)
         self.outputs[st.output] = outcome.outputs
         self.outcomes[st.name] = outcome
+        if self.after_stage is not None:
+            self.after_stage(st.name, outcome)
         return outcome.outputs
 
     def run_stage(self, st: Stage, settings: StageSettings, inputs: dict[str, Artifacts | None],
@@ -70,10 +74,20 @@ class StageRun:
         return [name for name, o in self.outcomes.items() if not o.cached]
 
 
-def _training(r: StageRun, callback: Callback | None, progress: Progress | None) -> Model:
+def run_stages(r: StageRun, *, mapping: bool, callback: Callback | None = None, progress: Progress | None = None,
+               predict_progress: Progress | None = None) -> StageRun:
+    """The stages in order on ``r``: training, then (``mapping``) the map, quicklook and assessment; the report.
+
+    The one sequence both the plain commands and the Prefect flow run.
+    """
     for st in TRAINING:
         r(st, **({"callback": callback, "progress": progress} if st.name == "tune" else {}))
-    return r.outputs[Model]  # type: ignore[return-value]
+    if mapping:
+        for st in MAPPING:
+            r(st, **({"progress": predict_progress} if st.name == "predict_map" else {}))
+    r(STAGES["report"])
+    log.info("stages run: %s", ", ".join(r.executed()) or "none (all reused)")
+    return r
 
 
 def sample(cfg: RunConfig, progress: Progress | None = None, *, use_cache: bool = True) -> TrainingTable:
@@ -89,10 +103,8 @@ def train(cfg: RunConfig, callback: Callback | None = None, progress: Progress |
           use_cache: bool = True) -> Path:
     """The training stages and the report; the bundle's path. Holds the output folder's lock."""
     with output_lock(paths_for(cfg).root):
-        r = StageRun(cfg, use_cache=use_cache)
-        model = _training(r, callback, progress)
-        r(STAGES["report"])
-        return model.bundle.path
+        r = run_stages(StageRun(cfg, use_cache=use_cache), mapping=False, callback=callback, progress=progress)
+        return r.outputs[Model].bundle.path  # type: ignore[attr-defined]
 
 
 def run(cfg: RunConfig, callback: Callback | None = None, progress: Progress | None = None,
@@ -101,14 +113,8 @@ def run(cfg: RunConfig, callback: Callback | None = None, progress: Progress | N
 
     Returns the prediction summary (``prediction.json``).
     """
-    import json
-
     with output_lock(paths_for(cfg).root):
-        r = StageRun(cfg, use_cache=use_cache)
-        _training(r, callback, progress)
-        for st in MAPPING:
-            r(st, **({"progress": predict_progress} if st.name == "predict_map" else {}))
-        r(STAGES["report"])
-        log.info("stages run: %s", ", ".join(r.executed()) or "none (all reused)")
+        r = run_stages(StageRun(cfg, use_cache=use_cache), mapping=True, callback=callback, progress=progress,
+                       predict_progress=predict_progress)
         prediction: Prediction = r.outputs[Prediction]  # type: ignore[assignment]
         return dict(json.loads(prediction.summary.path.read_text()))

@@ -15,6 +15,7 @@ from lcmodel.pipeline.declare import Stage
 from lcmodel.pipeline.mapping import assess_map, predict_map, report, write_quicklook
 from lcmodel.pipeline.modelling import evaluate, fit_final, tune
 from lcmodel.pipeline.sampling import extract_samples, make_training_table, prepare_points, sample_reference
+from lcmodel.pipeline.settings import config_value
 
 __all__ = ["SAMPLING", "TRAINING", "MAPPING", "STAGES", "source_files"]
 
@@ -38,11 +39,12 @@ def source_files(cfg: RunConfig) -> list[Source]:
         raise InputFileError(f"points file {str(ref)!r} does not exist; check reference.path in the config")
     with open_raster(cfg.embedding.path, "embedding raster"):
         pass
-    found: list[Source] = [ReferenceSource.at(ref), EmbeddingSource.at(cfg.embedding.path)]
-    if cfg.classes.table is not None:
-        if not cfg.classes.table.is_file():
-            raise InputFileError(
-                f"class table {str(cfg.classes.table)!r} does not exist; check classes.table in the config"
-            )
-        found.append(ClassTableSource.at(cfg.classes.table))
+    table = cfg.classes.table
+    if table is not None and not table.is_file():
+        raise InputFileError(f"class table {str(table)!r} does not exist; check classes.table in the config")
+    found: list[Source] = []
+    for kind in (ReferenceSource, EmbeddingSource, ClassTableSource):
+        path = config_value(cfg, kind.config_key)
+        if path is not None:
+            found.append(kind.at(path))
     return found

@@ -1,0 +1,71 @@
+"""A stage reads only what it is given: every file a stage opens for reading (Python's open, rasterio.open) is
+one of its input artifacts or a file it wrote itself in that run (its hidden working state, such as prediction's
+resume folder, included). Checked on a whole plain run."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import rasterio
+
+from lcmodel import pipeline
+from lcmodel.config import load_config
+from tests.rasters import tiny_demo_config
+
+_STATE: dict[str, Any] = {"stage": None, "reads": [], "writes": set()}
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if event != "open" or _STATE["stage"] is None or not isinstance(args[0], str | Path):
+        return
+    path, mode = Path(args[0]), args[1] if len(args) > 1 else "r"
+    flags = args[2] if len(args) > 2 else 0
+    writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or bool(flags & 0o3)
+    (_STATE["writes"].add(path.resolve()) if writing else _STATE["reads"].append((_STATE["stage"], path)))
+
+
+sys.addaudithook(_audit)  # audit hooks cannot be removed; this one does nothing outside the test below
+
+
+def _private(path: Path, root: Path) -> bool:
+    """A stage's own hidden working state (e.g. prediction's resume folder ``.map.tif.partial/``)."""
+    try:
+        parts = path.resolve().relative_to(root.resolve()).parts
+    except ValueError:
+        return False
+    return any(part.startswith(".") for part in parts)
+
+
+class _Watched(pipeline.StageRun):
+    def run_stage(self, st: pipeline.Stage, settings: Any, inputs: dict[str, Any], **runtime: Any) -> Any:
+        _STATE.update(stage=st.name, reads=[], writes=set())
+        try:
+            outcome = super().run_stage(st, settings, inputs, **runtime)
+        finally:
+            reads, writes, _STATE["stage"] = _STATE["reads"], _STATE["writes"], None
+        given = {a.path.resolve() for v in inputs.values() if v is not None for _, a in v.files()}
+        own = {a.path.resolve() for _, a in outcome.outputs.files()} | writes
+        watched = (self.root.resolve(), Path(self.cfg.embedding.path).resolve().parent)
+        strays = sorted({str(p) for stage, p in reads
+                         if p.resolve().is_relative_to(watched[0]) or p.resolve().is_relative_to(watched[1])
+                         if p.resolve() not in given | own and not _private(p, self.root)})
+        assert not strays, f"stage {st.name} read files it was not given: {strays}"
+        return outcome
+
+
+def test_every_stage_reads_only_its_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = load_config(tiny_demo_config(tmp_path / "data", stages=[{"max_features": ["sqrt"], "n_estimators": [8]}]))
+    real_open = rasterio.open
+
+    def watched_open(fp: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if _STATE["stage"] is not None and isinstance(fp, str | Path):
+            path = Path(fp)
+            (_STATE["writes"].add(path.resolve()) if "w" in mode else _STATE["reads"].append((_STATE["stage"], path)))
+        return real_open(fp, mode, *args, **kwargs)
+
+    monkeypatch.setattr(rasterio, "open", watched_open)
+    r = pipeline.run_stages(_Watched(cfg, use_cache=False), mapping=True)
+    assert r.executed() == list(pipeline.STAGES)
