@@ -35,7 +35,7 @@ import rasterio
 
 from lcmodel.accuracy import confusion_counts, stratified_estimates
 from lcmodel.errors import ConfigError, InputDataError, InputFileError, InsufficientDataError
-from lcmodel.io import atomic_path, one_pass_cache, open_raster
+from lcmodel.io import atomic_path, open_raster
 
 __all__ = [
     "SampleDesign",
@@ -250,44 +250,27 @@ def draw_validation_sample(
         empty), sorted by class then position, and the map's CRS.
     """
     # the reference sampler's block passes, with our own allocation
-    from lcmodel.reference import (
-        _block_windows,
-        _count_classes,
-        _draw_ranks,
-        _locate_pixels,
-        _ThreadReaders,
-        _ValidRule,
-    )
+    from lcmodel.reference import ClassPixelSampler
 
     path = Path(map_path)
     with open_raster(path, "class map") as src:
         crs = src.crs
         transform = src.transform
-        rule = _ValidRule(np.dtype(src.dtypes[0]), src.nodata)
-        windows = _block_windows(src)
+        sampler = ClassPixelSampler(path, src)
         tags = src.tags()
-    readers = _ThreadReaders(path)
-    try:
-        with one_pass_cache():
-            classes, block_ids, class_ids, block_counts = _count_classes(
-                readers, windows, rule, n_threads, None
+    want = dict(zip(design.classes, design.allocation, strict=True))
+
+    def allocation(classes: np.ndarray, totals: np.ndarray) -> np.ndarray:
+        taken = np.array([int(want.get(int(c), 0)) for c in classes], dtype=np.int64)
+        short = [int(c) for c, t, a in zip(classes, totals, taken, strict=True) if a > t]
+        if short:
+            raise InputDataError(
+                f"map classes {short} have fewer pixels than the design asks; redesign it from this map"
             )
-            want = dict(zip(design.classes, design.allocation, strict=True))
-            taken = np.array([int(want.get(int(c), 0)) for c in classes], dtype=np.int64)
-            totals = np.zeros(classes.size, dtype=np.int64)
-            np.add.at(totals, class_ids, block_counts)
-            short = [int(c) for c, t, a in zip(classes, totals, taken, strict=True) if a > t]
-            if short:
-                raise InputDataError(
-                    f"map classes {short} have fewer pixels than the design asks; redesign it from this map"
-                )
-            rng = np.random.default_rng(random_state)
-            draws = _draw_ranks(rng, taken, block_ids, class_ids, block_counts)
-            rows, cols, codes = _locate_pixels(
-                readers, windows, rule, classes, draws, n_threads, None, 0
-            )
-    finally:
-        readers.close()
+        return taken
+
+    drawn = sampler.draw(allocation, random_state=random_state, n_threads=n_threads)
+    rows, cols, codes = drawn.rows, drawn.cols, drawn.codes
     xs = transform.c + (cols + 0.5) * transform.a + (rows + 0.5) * transform.b
     ys = transform.f + (cols + 0.5) * transform.d + (rows + 0.5) * transform.e
     codes = codes.astype(np.int64)
