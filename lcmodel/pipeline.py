@@ -524,8 +524,8 @@ def record_prediction(cfg: RunConfig, data: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------- accuracy: spatial CV, assessment
 def _spatial_blocks(cfg: RunConfig, df: pd.DataFrame) -> dict[str, Any]:
     """Resolved split and CV strategies and the block size (configured, or from the label variogram)."""
+    from lcmodel.accuracy import auto_block_size, resolve_strategy
     from lcmodel.errors import InsufficientDataError
-    from lcmodel.spatial import auto_block_size, resolve_strategy
 
     split = resolve_strategy(cfg.sampling.split, cfg.reference_kind, len(df))
     cv_strategy = resolve_strategy(cfg.tuning.cv_strategy, cfg.reference_kind, len(df))
@@ -558,7 +558,7 @@ def read_spatial_blocks(cfg: RunConfig) -> dict[str, Any]:
 def _folds(cfg: RunConfig, table: pd.DataFrame, strategy: str, block_size: float | None
            ) -> list[tuple[np.ndarray, np.ndarray]] | None:
     """Spatial CV folds of the training part (None for random: the tuners' own StratifiedKFold)."""
-    from lcmodel.spatial import cv_splits
+    from lcmodel.accuracy import cv_splits
 
     if strategy != "spatial":
         return None
@@ -573,8 +573,8 @@ def cv_comparison(cfg: RunConfig, table: pd.DataFrame, params: dict[str, Any]) -
     Returns ``{random: {...}, spatial: {...}, scoring, folds}``; each strategy has ``mean, std, fold_scores``
     (and ``block_size`` for spatial), or ``error`` when its folds cannot be made.
     """
+    from lcmodel.accuracy import cv_splits
     from lcmodel.errors import LcmodelError
-    from lcmodel.spatial import cv_splits
     from lcmodel.tuning import _mean_std, fit_and_score
 
     t = cfg.tuning
