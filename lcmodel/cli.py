@@ -281,7 +281,7 @@ def demo(directory: str, size: int, plain: bool) -> None:
                    "(then open http://127.0.0.1:5000)")
 
 
-# --- accuracy: validation sample design and assessment (lcmodel.validation) -----------------------------
+# --- accuracy: validation sample design and assessment (lcmodel.accuracy) -------------------------------
 @cli.command("validation-sample")
 @click.argument("map_path", metavar="MAP", type=click.Path(dir_okay=False))
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="points.csv or points.gpkg")
@@ -296,7 +296,7 @@ def demo(directory: str, size: int, plain: bool) -> None:
 def validation_sample(map_path: str, out: str, n: int | None, target_se: float, expected_ua: float,
                       min_per_class: int, seed: int, exclude: tuple[int, ...]) -> None:
     """Draw a stratified random sample of MAP's pixels for people to label (Olofsson et al. 2014)."""
-    from lcmodel.validation import design_sample, draw_validation_sample, write_sample
+    from lcmodel.accuracy import design_sample, draw_validation_sample, write_sample
 
     design = design_sample(map_path, n=n, target_se=target_se, expected_users=expected_ua,
                            min_per_class=min_per_class, exclude=exclude)
@@ -316,8 +316,8 @@ def validation_sample(map_path: str, out: str, n: int | None, target_se: float, 
 @click.option("--reference-column", default="reference", show_default=True, help="Column of the labels.")
 def assess(map_path: str, labelled: str, out: str | None, reference_column: str) -> None:
     """Area-adjusted accuracy and class areas of MAP from LABELLED_POINTS (Olofsson et al. 2014)."""
+    from lcmodel.accuracy import assess_labelled
     from lcmodel.io import write_json
-    from lcmodel.validation import assess_labelled
 
     result = assess_labelled(map_path, labelled, reference_column=reference_column)
     if out:

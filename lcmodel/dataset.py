@@ -347,9 +347,9 @@ def split_train_test(
         Column to stratify on.
     strategy : {"random", "spatial"}, default "random"
         ``spatial``: whole blocks of side ``block_size`` (grid in the x/y CRS) go to the test part, chosen by
-        :func:`lcmodel.spatial.spatial_test_mask` to keep each class near ``test_size`` as far as blocks allow.
+        :func:`lcmodel.accuracy.spatial_test_mask` to keep each class near ``test_size`` as far as blocks allow.
     block_size : float, optional
-        Block side for ``spatial`` (e.g. from :func:`lcmodel.spatial.auto_block_size`).
+        Block side for ``spatial`` (e.g. from :func:`lcmodel.accuracy.auto_block_size`).
 
     Returns
     -------
@@ -404,7 +404,7 @@ def _split_spatial(
     df: pd.DataFrame, test_size: float, random_state: int, class_column: str, block_size: float | None
 ) -> pd.DataFrame:
     """The spatial branch of :func:`split_train_test`: whole blocks in the test part."""
-    from lcmodel.spatial import spatial_test_mask
+    from lcmodel.accuracy import spatial_test_mask
 
     if block_size is None:
         raise ConfigError("a spatial split needs a block size; set sampling.block_size or let the pipeline choose")

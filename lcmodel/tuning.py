@@ -796,7 +796,7 @@ def tune_grid(
         std_score, fold_scores, fit_time, duplicate_of)``; ``params`` include earlier stages' bests.
     progress : called with ``(candidates done, candidates in all stages)``.
     cv_splits : precomputed folds ``[(train_idx, test_idx), ...]`` (e.g. spatial blocks from
-        :func:`lcmodel.spatial.cv_splits`) used instead of ``StratifiedKFold``; ``cv`` must equal their number.
+        :func:`lcmodel.accuracy.cv_splits`) used instead of ``StratifiedKFold``; ``cv`` must equal their number.
 
     Returns
     -------

@@ -8,8 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import gaussian_filter
 
-from lcmodel.errors import InsufficientDataError
-from lcmodel.spatial import (
+from lcmodel.accuracy import (
     assign_groups,
     auto_block_size,
     cv_splits,
@@ -18,6 +17,7 @@ from lcmodel.spatial import (
     spatial_folds,
     spatial_test_mask,
 )
+from lcmodel.errors import InsufficientDataError
 
 
 @settings(max_examples=40, deadline=None)

@@ -10,17 +10,18 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from lcmodel.accuracy import confusion_counts, stratified_estimates
-from lcmodel.cli import cli
-from lcmodel.errors import ConfigError, InsufficientDataError
-from lcmodel.validation import (
+from lcmodel.accuracy import (
     allocate,
     assess_labelled,
+    confusion_counts,
     design_sample,
     draw_validation_sample,
     sample_size,
+    stratified_estimates,
     write_sample,
 )
+from lcmodel.cli import cli
+from lcmodel.errors import ConfigError, InsufficientDataError
 from tests.rasters import write_raster
 
 

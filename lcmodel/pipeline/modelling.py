@@ -52,7 +52,7 @@ def read_blocks(table: TrainingTable) -> dict[str, Any]:
 def _folds(settings: TuneSettings, table: pd.DataFrame, strategy: str, block_size: float | None
            ) -> list[tuple[np.ndarray, np.ndarray]] | None:
     """Spatial CV folds of the training part (None for random: the tuners' own StratifiedKFold)."""
-    from lcmodel.spatial import cv_splits
+    from lcmodel.accuracy import cv_splits
 
     if strategy != "spatial":
         return None
@@ -194,8 +194,8 @@ def cv_comparison(settings: EvaluateSettings, table: pd.DataFrame, params: dict[
     Returns ``{random: {...}, spatial: {...}, scoring, folds}``; each strategy has ``mean, std, fold_scores``
     (and ``block_size`` for spatial), or ``error`` when its folds cannot be made.
     """
+    from lcmodel.accuracy import cv_splits
     from lcmodel.errors import LcmodelError
-    from lcmodel.spatial import cv_splits
     from lcmodel.tuning import _mean_std, fit_and_score
 
     s = settings

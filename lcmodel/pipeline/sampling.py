@@ -190,8 +190,8 @@ def _warn_small_classes(df: pd.DataFrame, cv: int) -> None:
 
 def spatial_blocks(s: TrainingTableSettings, df: pd.DataFrame) -> dict[str, Any]:
     """Resolved split and CV strategies and the block size (configured, or from the label variogram)."""
+    from lcmodel.accuracy import auto_block_size, resolve_strategy
     from lcmodel.errors import InsufficientDataError
-    from lcmodel.spatial import auto_block_size, resolve_strategy
 
     split = resolve_strategy(s.split, s.kind, len(df))
     cv_strategy = resolve_strategy(s.cv_strategy, s.kind, len(df))

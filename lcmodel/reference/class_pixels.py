@@ -1,0 +1,359 @@
+"""Drawing pixels of each class of a class raster without replacement, in two passes over its blocks.
+
+:class:`ClassPixelSampler` never holds the raster, nor an index of its valid pixels, in memory:
+
+1. count the pixels of each class in each block (threads, one dataset handle each: GDAL releases the GIL);
+2. for each class draw ``n`` distinct ranks among its pixels (``Generator.choice(total, n, replace=False)``
+   needs O(n) memory), map the ranks to blocks through the cumulative per-block counts, and re-read only the
+   blocks that hold a drawn pixel to find the k-th pixel of the class there (row-major order).
+
+How many pixels of each class is the caller's: the notebook's proportional allocation for reference points
+(:func:`lcmodel.reference.sample_raster_points`), a validation design's for the accuracy sample
+(:func:`lcmodel.accuracy.draw_validation_sample`). The draws depend only on the counts and ``random_state``, so
+they are the same for any thread count.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioIOError
+from rasterio.windows import Window
+
+from lcmodel.errors import InputFileError
+from lcmodel.io import one_pass_cache
+
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
+
+__all__ = ["Progress", "ClassPixelSampler", "DrawnPixels"]
+
+#: Strips narrower than this many pixels are grouped (whole strips at a time) into one read.
+_MIN_WINDOW_PIXELS = 1 << 20
+
+#: ``progress(done, total)``, in blocks read.
+Progress = Callable[[int, int], None]
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+@dataclass(frozen=True)
+class DrawnPixels:
+    """Pixels drawn by :meth:`ClassPixelSampler.draw`, sorted by class then position.
+
+    Attributes
+    ----------
+    rows, cols : row and column of each pixel in the raster (float64; int64 when none is drawn).
+    codes : the pixel's class (the raster's dtype).
+    taken : int64 pixels drawn of each class present, in sorted class order.
+    blocks_reread : blocks read again (pass 2) to locate the drawn pixels.
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    codes: np.ndarray
+    taken: np.ndarray
+    blocks_reread: int
+
+
+class ClassPixelSampler:
+    """Draws pixels of each class of a class raster without replacement, in two passes over its blocks.
+
+    Pass 1 counts the valid pixels of each class in each block; ``allocation(classes, totals)`` then says how
+    many pixels of each class to draw (at most ``totals``); pass 2 re-reads only the blocks that hold a drawn
+    pixel. The draw depends only on the counts and ``random_state``, never on the thread count.
+
+    Parameters
+    ----------
+    path : the raster (band 1); each reading thread opens it.
+    src : the raster, open: its dtype, declared nodata and block layout are read here.
+    nodata : value of pixels to skip, overriding the file's nodata; NaN is always skipped in float rasters.
+    """
+
+    def __init__(self, path: Path, src: DatasetReader, nodata: float | None = None) -> None:
+        self.path = path
+        self._rule = _ValidRule(np.dtype(src.dtypes[0]), nodata if nodata is not None else src.nodata)
+        self._windows = _block_windows(src)
+
+    @property
+    def nodata(self) -> Any:
+        """The value skipped (in the raster's dtype), or None."""
+        return self._rule.nodata
+
+    @property
+    def n_blocks(self) -> int:
+        """Reads of pass 1 (the file's blocks; narrow strips grouped)."""
+        return len(self._windows)
+
+    def draw(
+        self,
+        allocation: Callable[[np.ndarray, np.ndarray], np.ndarray],
+        *,
+        random_state: int,
+        n_threads: int,
+        progress: Progress | None = None,
+    ) -> DrawnPixels:
+        """Count, allocate, draw and locate the pixels.
+
+        Parameters
+        ----------
+        allocation : ``allocation(classes, totals) -> taken``: the sorted distinct valid values, their pixel
+            counts, and (returned) the int64 pixels to draw of each; it may raise or warn.
+        random_state : seed of the draw (``numpy.random.default_rng``).
+        n_threads : threads reading blocks.
+        progress : ``progress(done, total)`` in blocks, after each block read (pass 1, then pass 2 with
+            ``total`` grown by the blocks re-read).
+
+        Returns
+        -------
+        DrawnPixels
+        """
+        readers = _ThreadReaders(self.path)
+        try:
+            with one_pass_cache():
+                classes, block_ids, class_ids, block_counts = _count_classes(
+                    readers, self._windows, self._rule, n_threads, progress
+                )
+                totals = np.zeros(classes.size, dtype=np.int64)
+                np.add.at(totals, class_ids, block_counts)
+                taken = allocation(classes, totals)
+                rng = np.random.default_rng(random_state)
+                draws = _draw_ranks(rng, taken, block_ids, class_ids, block_counts)
+                rows, cols, codes = _locate_pixels(
+                    readers, self._windows, self._rule, classes, draws, n_threads, progress, len(self._windows)
+                )
+        finally:
+            readers.close()
+        return DrawnPixels(rows=rows, cols=cols, codes=codes, taken=taken, blocks_reread=len(draws))
+
+
+# ------------------------------------------------------------------------------------ blocks and readers
+
+
+def _block_windows(src: DatasetReader) -> list[Window]:
+    """The file's internal blocks of band 1 in row-major order; narrow full-width strips are grouped."""
+    block_h, block_w = src.block_shapes[0]
+    if block_w >= src.width and block_h * src.width < _MIN_WINDOW_PIXELS:
+        rows = max(block_h, (_MIN_WINDOW_PIXELS // max(1, src.width)) // block_h * block_h)
+        return [
+            Window(0, r, src.width, min(rows, src.height - r)) for r in range(0, src.height, rows)
+        ]
+    return [w for _, w in src.block_windows(1)]
+
+
+class _ThreadReaders:
+    """One open dataset per worker thread (a rasterio dataset must not be shared between threads)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[DatasetReader] = []
+
+    def read(self, window: Window) -> np.ndarray:
+        """Band 1 in ``window``; a GDAL read error becomes an :class:`InputFileError` naming the window."""
+        try:
+            ds = getattr(self._local, "ds", None)
+            if ds is None:
+                ds = rasterio.open(self._path)
+                self._local.ds = ds
+                with self._lock:
+                    self._opened.append(ds)
+            return np.asarray(ds.read(1, window=window))
+        except RasterioIOError as exc:
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputFileError(
+                f"reference raster {str(self._path)!r} could not be read at rows {window.row_off}.."
+                f"{window.row_off + window.height}, cols {window.col_off}..{window.col_off + window.width} "
+                f"({detail}); the file may be truncated or corrupt: check it with gdalinfo -checksum"
+            ) from None
+
+    def close(self) -> None:
+        with self._lock:
+            for ds in self._opened:
+                ds.close()
+            self._opened.clear()
+
+
+def _map_ordered(func: Callable[[_T], _R], items: Sequence[_T], n_threads: int) -> Iterator[_R]:
+    """``map`` over items, in order, with ``n_threads`` threads (in the caller's thread when 1)."""
+    if n_threads <= 1 or len(items) <= 1:
+        yield from map(func, items)
+        return
+    with ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="lcmodel-sample") as pool:
+        # bounded look-ahead: at most a few blocks in flight (and in memory) per thread
+        pending = deque(pool.submit(func, item) for item in items[: 4 * n_threads])
+        next_item = len(pending)
+        while pending:
+            result = pending.popleft().result()
+            if next_item < len(items):
+                pending.append(pool.submit(func, items[next_item]))
+                next_item += 1
+            yield result
+
+
+class _ValidRule:
+    """Which pixel values of the class raster are valid, and how blocks are counted."""
+
+    def __init__(self, dtype: np.dtype[Any], nodata: float | None) -> None:
+        self.dtype = dtype
+        self.is_float = dtype.kind == "f"
+        self.use_bincount = dtype in (np.dtype(np.uint8), np.dtype(np.uint16))
+        self.nodata: Any = None
+        if nodata is not None and not np.isnan(nodata):
+            if self.is_float:
+                self.nodata = dtype.type(nodata)
+            elif float(nodata).is_integer():
+                info = np.iinfo(dtype)
+                if info.min <= nodata <= info.max:
+                    self.nodata = dtype.type(int(nodata))
+
+    def count(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct valid values of a block (sorted) and their pixel counts (int64)."""
+        flat = block.ravel()
+        if self.use_bincount:
+            bins = np.bincount(flat, minlength=256)
+            if self.nodata is not None:
+                bins[int(self.nodata)] = 0
+            values = np.flatnonzero(bins)
+            return values.astype(self.dtype), bins[values].astype(np.int64)
+        keep = np.ones(flat.shape, dtype=bool)
+        if self.nodata is not None:
+            keep &= flat != self.nodata
+        if self.is_float:
+            keep &= ~np.isnan(flat)
+        values, counts = np.unique(flat[keep], return_counts=True)
+        return values, counts.astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------- the passes
+
+
+def _count_classes(
+    readers: _ThreadReaders,
+    windows: Sequence[Window],
+    rule: _ValidRule,
+    n_threads: int,
+    progress: Progress | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pass 1: sparse per-block class counts.
+
+    Returns the sorted distinct classes and three aligned arrays, one entry per (block, class) present, in
+    block order: block index, class index, pixel count.
+    """
+    per_block_values: list[np.ndarray] = []
+    per_block_counts: list[np.ndarray] = []
+    block_ids: list[np.ndarray] = []
+
+    def count(window: Window) -> tuple[np.ndarray, np.ndarray]:
+        return rule.count(readers.read(window))
+
+    for i, (values, counts) in enumerate(_map_ordered(count, windows, n_threads)):
+        if values.size:
+            per_block_values.append(values)
+            per_block_counts.append(counts)
+            block_ids.append(np.full(values.size, i, dtype=np.int64))
+        if progress is not None:
+            progress(i + 1, len(windows))
+    if not per_block_values:
+        empty = np.zeros(0, dtype=np.int64)
+        return np.zeros(0, dtype=rule.dtype), empty, empty, empty
+    values = np.concatenate(per_block_values)
+    classes = np.unique(values)
+    return (
+        classes,
+        np.concatenate(block_ids),
+        np.searchsorted(classes, values).astype(np.int64),
+        np.concatenate(per_block_counts),
+    )
+
+
+def _draw_ranks(
+    rng: np.random.Generator,
+    taken: np.ndarray,
+    block_ids: np.ndarray,
+    class_ids: np.ndarray,
+    block_counts: np.ndarray,
+) -> dict[int, list[tuple[int, np.ndarray]]]:
+    """Draw ``taken[c]`` distinct pixels of each class c; return block -> [(class index, local ranks)].
+
+    A class's pixels are ranked block by block (row-major inside a block); ranks are drawn with
+    ``Generator.choice(total, n, replace=False)`` in class order, so the draw depends only on the counts.
+    """
+    draws: dict[int, list[tuple[int, np.ndarray]]] = {}
+    order = np.argsort(class_ids, kind="stable")  # per class, entries stay in block order
+    bounds = np.searchsorted(class_ids[order], np.arange(taken.size + 1))
+    for c in range(taken.size):
+        entries = order[bounds[c] : bounds[c + 1]]
+        counts = block_counts[entries]
+        total = int(counts.sum())
+        n = int(taken[c])
+        if n == 0:
+            continue
+        # Generator.choice without replacement: O(n) memory (Floyd's algorithm) when n < total / 50, else a
+        # partial shuffle of range(total), then total < 50 n: at most 400 bytes per point drawn.
+        ranks = np.sort(rng.choice(total, size=n, replace=False, shuffle=False))
+        cum = np.cumsum(counts)
+        pos = np.searchsorted(cum, ranks, side="right")
+        local = ranks - (cum - counts)[pos]
+        split = np.flatnonzero(np.diff(pos)) + 1
+        for group_pos, group_local in zip(np.split(pos, split), np.split(local, split), strict=True):
+            block = int(block_ids[entries[group_pos[0]]])
+            draws.setdefault(block, []).append((c, group_local))
+    return draws
+
+
+def _locate_pixels(
+    readers: _ThreadReaders,
+    windows: Sequence[Window],
+    rule: _ValidRule,
+    classes: np.ndarray,
+    draws: dict[int, list[tuple[int, np.ndarray]]],
+    n_threads: int,
+    progress: Progress | None,
+    done_before: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pass 2: read the blocks holding drawn pixels; return rows, cols, codes sorted by class then rank."""
+    blocks = sorted(draws)
+
+    def locate(block: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        window = windows[block]
+        flat = readers.read(window).ravel()
+        width = int(window.width)
+        found = []
+        for c, local in draws[block]:
+            index = np.flatnonzero(flat == classes[c])[local]
+            found.append((c, int(window.row_off) + index // width, int(window.col_off) + index % width))
+        return found
+
+    per_class: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+    total = done_before + len(blocks)
+    for i, found in enumerate(_map_ordered(locate, blocks, n_threads)):
+        for c, r, k in found:
+            per_class.setdefault(c, []).append((r, k))
+        if progress is not None:
+            progress(done_before + i + 1, total)
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    codes: list[np.ndarray] = []
+    for c in sorted(per_class):
+        for r, k in per_class[c]:
+            rows.append(r)
+            cols.append(k)
+            codes.append(np.full(r.size, classes[c], dtype=classes.dtype))
+    if not rows:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0, dtype=classes.dtype)
+    return (
+        np.concatenate(rows).astype(np.float64),
+        np.concatenate(cols).astype(np.float64),
+        np.concatenate(codes),
+    )
