@@ -122,8 +122,7 @@ def run_tuning_modes(
     X: np.ndarray, y: np.ndarray, Xt: np.ndarray, yt: np.ndarray, stages: list[dict[str, Any]],
     args: argparse.Namespace, prefix: str,
 ) -> dict[str, Any]:
-    from lcmodel.tuning import tune_grid, tune_halving
-    from lcmodel.tuning_optuna import tune_optuna
+    from lcmodel.tuning import tune_grid, tune_halving, tune_optuna
 
     modes: dict[str, Any] = {
         "grid": lambda: tune_grid(X, y, stages, cv=5, n_jobs=2, random_state=42),

@@ -1,10 +1,13 @@
-"""Tests for lcmodel.tuning (staged grid search) and lcmodel.tuning_optuna."""
+"""Tests for lcmodel.tuning: staged grid search, successive halving, Optuna, scoring helpers."""
 
 from __future__ import annotations
 
 import importlib
 import json
+import re
+import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,15 +20,15 @@ from sklearn.model_selection import GridSearchCV
 from lcmodel.errors import ConfigError, InsufficientDataError, LcmodelError
 from lcmodel.tuning import (
     TuningResult,
-    _label_scorer,
-    _oob_prefix_scores,
-    _prefix_forest,
     make_forest,
+    mean_std,
     resolve_stage,
     tune_grid,
     tune_halving,
     write_tuning_outputs,
 )
+from lcmodel.tuning._sklearn import prefix_forest
+from lcmodel.tuning.scoring import label_scorer, oob_prefix_scores, rank_candidates
 
 # 16 features: 'sqrt' == 4 == 'n/4', so stage 1 holds duplicate candidates (BUGS.md #17)
 STAGES: list[dict[str, list[Any]]] = [
@@ -181,7 +184,7 @@ OPTUNA_STAGES: list[dict[str, list[Any]]] = [
 
 def test_optuna_seeded_and_limited(data) -> None:
     pytest.importorskip("optuna")
-    from lcmodel.tuning_optuna import tune_optuna
+    from lcmodel.tuning import tune_optuna
 
     X, y = data
     calls: list[dict[str, Any]] = []
@@ -213,10 +216,34 @@ def test_optuna_seeded_and_limited(data) -> None:
 def test_optuna_missing_gives_install_hint(monkeypatch, data) -> None:
     X, y = data
     monkeypatch.setitem(sys.modules, "optuna", None)  # "import optuna" now raises ImportError
-    monkeypatch.delitem(sys.modules, "lcmodel.tuning_optuna", raising=False)
-    module = importlib.import_module("lcmodel.tuning_optuna")  # the library imports without optuna
+    monkeypatch.delitem(sys.modules, "lcmodel.tuning.optuna", raising=False)
+    module = importlib.import_module("lcmodel.tuning.optuna")  # the library imports without optuna
     with pytest.raises(LcmodelError, match=r"pip install 'lcmodel\[optuna\]'"):
         module.tune_optuna(X, y, OPTUNA_STAGES, n_trials=2, cv=3)
+
+
+def test_package_imports_without_optuna() -> None:
+    """``import lcmodel.tuning`` (and so the CLI and pipeline) never imports optuna itself."""
+    code = (
+        "import sys; sys.modules['optuna'] = None; import lcmodel.tuning as t; "
+        "assert t.tune_optuna.__module__ == 'lcmodel.tuning.optuna'; print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "ok"
+
+
+def test_private_sklearn_apis_only_in_sklearn_module() -> None:
+    """Every private scikit-learn name the package uses goes through lcmodel/tuning/_sklearn.py."""
+    import lcmodel.tuning
+
+    package = Path(lcmodel.tuning.__file__).parent
+    private = re.compile(r"sklearn\.[\w.]*\._|\._(?:n_samples_bootstrap|sample_weight|score_func|sign|kwargs|"
+                         r"response_method)\b|\bestimators_\[")
+    offenders = [
+        f"{path.name}:{i}" for path in sorted(package.glob("*.py")) if path.name != "_sklearn.py"
+        for i, line in enumerate(path.read_text().splitlines(), start=1) if private.search(line)
+    ]
+    assert offenders == []
 
 
 # --- n_estimators from one fit, out-of-bag scoring, successive halving -------------------------------
@@ -238,7 +265,7 @@ def test_first_k_trees_are_the_k_tree_forest(data, class_weight) -> None:
             np.testing.assert_array_equal(a.tree_.threshold, b.tree_.threshold)
             np.testing.assert_array_equal(a.tree_.value, b.tree_.value)
         # and the prefix forest's probabilities are the k-tree forest's, bit for bit
-        np.testing.assert_array_equal(_prefix_forest(big, k).predict_proba(X), small.predict_proba(X))
+        np.testing.assert_array_equal(prefix_forest(big, k).predict_proba(X), small.predict_proba(X))
 
 
 def test_single_fit_n_estimators_scores_equal_separate_fits(data) -> None:
@@ -266,7 +293,7 @@ def test_oob_scores_match_sklearn_and_are_deterministic(data) -> None:
     for cw in CLASS_WEIGHTS:
         forest = RandomForestClassifier(20, random_state=42, class_weight=cw, oob_score=True).fit(Xa, y)
         expected = f1_score(y, forest.classes_[forest.oob_decision_function_.argmax(axis=1)], average="macro")
-        got = _oob_prefix_scores(forest, Xa, y, [20], _label_scorer("f1_macro"))
+        got = oob_prefix_scores(forest, Xa, y, [20], label_scorer("f1_macro"))
         assert got == [pytest.approx(expected, abs=1e-12)]
     a = tune_grid(X, y, STAGES, cv=3, n_jobs=2, score_on="oob")
     b = tune_grid(X, y, STAGES, cv=3, n_jobs=1, score_on="oob")
@@ -312,8 +339,6 @@ def test_halving_picks_a_grid_candidate_deterministically(score_on) -> None:
 
 def test_halving_uses_precomputed_folds_within_each_round() -> None:
     """Spatial (precomputed) folds hold in every halving round: a fold's rows never cross to another."""
-    from lcmodel.tuning import tune_halving
-
     X, y = make_classification(n_samples=240, n_features=6, n_informative=4, n_classes=2, random_state=1)
     groups = np.arange(len(y)) % 4  # four "blocks", one per fold
     splits = [(np.flatnonzero(groups != k), np.flatnonzero(groups == k)) for k in range(4)]
@@ -325,3 +350,44 @@ def test_halving_uses_precomputed_folds_within_each_round() -> None:
     assert result.best_params == again.best_params
     assert result.best_params["max_features"] in (1, 2, 3, 4)
     assert all(len(c["fold_scores"]) == 4 for c in seen)
+
+
+def test_rank_candidates_is_gridsearchcv_rank_in_one_round() -> None:
+    """One round: GridSearchCV's rank_test_score (min ranks; NaN below every number; all NaN rank 1)."""
+    from scipy.stats import rankdata
+
+    cases = [
+        [0.5, 0.7, 0.7, 0.1], [0.3, np.nan, 0.3, 0.9], [np.nan, np.nan], [-np.inf, np.nan, 0.2], [0.4],
+    ]
+    for means in map(np.array, cases):
+        ranks, best = rank_candidates(means, np.zeros(len(means), dtype=int))
+        if np.isnan(means).all():
+            expected = np.ones(len(means), dtype=np.int32)
+        else:
+            filled = np.nan_to_num(means, nan=np.nanmin(means) - 1)
+            expected = rankdata(-filled, method="min").astype(np.int32)
+        np.testing.assert_array_equal(ranks, expected)
+        assert ranks.dtype == np.int32 and best == int(expected.argmin())
+    # halving: a later round ranks first whatever its mean; ties within a round share the lower rank
+    ranks, best = rank_candidates(np.array([0.9, 0.5, 0.6, 0.6]), np.array([0, 1, 1, 1]))
+    assert list(ranks) == [4, 3, 1, 1] and best == 2
+
+
+def test_halving_callback_payloads_and_progress(data) -> None:
+    """Halving reports every candidate once, in grid order per stage, with its last round's scores."""
+    X, y = data
+    stages: list[dict[str, list[Any]]] = [
+        {"max_features": ["sqrt", "n/4", 1, 2], "n_estimators": [5]}, {"class_weight": [None, "balanced"]},
+    ]
+    calls: list[dict[str, Any]] = []
+    ticks: list[tuple[int, int]] = []
+    result = tune_halving(X, y, stages, factor=2, cv=3, n_jobs=1, callback=calls.append,
+                          progress=lambda d, t: ticks.append((d, t)))
+    assert [(c["stage"], c["candidate"]) for c in calls] == [(1, j) for j in range(4)] + [(2, 0), (2, 1)]
+    assert ticks == [(i, 6) for i in range(1, 7)]
+    for c in calls:
+        row = result.stages[c["stage"] - 1].cv_table.loc[c["candidate"]]
+        assert (c["mean_score"], c["std_score"]) == mean_std(c["fold_scores"])
+        assert c["mean_score"] == row["mean_score"] and c["iteration"] == row["iteration"]
+        assert c["n_resources"] == row["n_resources"]
+    assert calls[1]["duplicate_of"] == 0  # 'n/4' is 'sqrt' for 16 bands

@@ -89,7 +89,7 @@ def tune(
                                   callback=collect, progress=progress, cv_splits=folds)
     stages = [dict(s) for s in t.stages]
     if t.method == "optuna":
-        from lcmodel.tuning_optuna import tune_optuna
+        from lcmodel.tuning import tune_optuna
 
         result = tune_optuna(X, y, stages, n_trials=t.n_trials, timeout_s=t.timeout_s, **common)
     elif t.method == "halving":
@@ -196,7 +196,7 @@ def cv_comparison(settings: EvaluateSettings, table: pd.DataFrame, params: dict[
     """
     from lcmodel.accuracy import cv_splits
     from lcmodel.errors import LcmodelError
-    from lcmodel.tuning import _mean_std, fit_and_score
+    from lcmodel.tuning import fit_and_score, mean_std
 
     s = settings
     train = table[table["split"] == "train"].reset_index(drop=True)
@@ -213,7 +213,7 @@ def cv_comparison(settings: EvaluateSettings, table: pd.DataFrame, params: dict[
         except (LcmodelError, ValueError) as exc:
             out[strategy] = {"error": str(exc).splitlines()[0]}
             continue
-        mean, std = _mean_std(scores)
+        mean, std = mean_std(scores)
         out[strategy] = {"mean": mean, "std": std, "fold_scores": scores}
         if strategy == "spatial":
             out[strategy]["block_size"] = blocks["block_size"]

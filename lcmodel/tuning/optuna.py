@@ -1,7 +1,7 @@
 """Random-forest tuning with Optuna over the same space as the staged grid.
 
 The search space is the union of the stages' candidate lists (resolved with
-:func:`lcmodel.tuning.resolve_stage`), each parameter a categorical choice, searched jointly by a seeded
+:func:`~lcmodel.tuning.resolve_stage`), each parameter a categorical choice, searched jointly by a seeded
 TPE sampler. Each trial is scored on the same stratified folds and with the same scorer as
 :func:`lcmodel.tuning.tune_grid`; the running mean after each fold is reported so that a median pruner
 can stop a trial that is doing worse than the median of earlier trials at the same fold.
@@ -11,9 +11,9 @@ folds in order); the folds of a trial run one after the other too, each forest w
 one level of parallelism. A trial whose parameters grow the same forest as an earlier complete trial
 (TPE proposes repeats; ``"sqrt"`` is 8 features for 64 bands) reuses that trial's fold scores.
 
-Optuna is an optional dependency (``pip install 'lcmodel[optuna]'``), imported only when this function
-runs. With ``timeout_s`` set, the number of trials depends on the machine's speed, so results are
-reproducible only with ``n_trials`` as the limit.
+Optuna is an optional dependency (``pip install 'lcmodel[optuna]'``), imported only when :func:`tune_optuna`
+runs (``lcmodel.tuning`` imports without it). With ``timeout_s`` set, the number of trials depends on the
+machine's speed, so results are reproducible only with ``n_trials`` as the limit.
 """
 
 from __future__ import annotations
@@ -26,23 +26,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
-from sklearn.model_selection import StratifiedKFold
 
 from lcmodel.errors import ConfigError, LcmodelError
-from lcmodel.tuning import (
-    Callback,
-    Progress,
-    StageResult,
-    TuningResult,
-    check_cv_splits,
-    check_tuning_args,
-    effective_key,
-    fit_and_score,
-    prepare_xy,
-    resolve_stage,
-)
-
-__all__ = ["tune_optuna", "search_space"]
+from lcmodel.tuning.candidates import check_cv_splits, check_tuning_args, effective_key, prepare_xy, resolve_stage
+from lcmodel.tuning.result import Callback, Progress, StageResult, TuningResult
+from lcmodel.tuning.scoring import fit_and_score, mean_std, stratified_folds
 
 logger = logging.getLogger(__name__)
 
@@ -131,9 +119,7 @@ def tune_optuna(
     Xa, ya = prepare_xy(X, y, cv)
     n_features = Xa.shape[1]
     space = search_space(stages, n_features)
-    folds = check_cv_splits(cv_splits, len(ya), cv) or list(
-        StratifiedKFold(n_splits=cv, shuffle=False).split(Xa, ya)
-    )
+    folds = check_cv_splits(cv_splits, len(ya), cv) or stratified_folds(Xa, ya, cv)
 
     records: list[dict[str, Any]] = []
     complete_by_key: dict[tuple[tuple[str, str], ...], int] = {}
@@ -171,9 +157,7 @@ def tune_optuna(
     def after_trial(study: optuna.Study, frozen: optuna.trial.FrozenTrial) -> None:
         state = frozen.state.name
         fold_scores = [float(s) for s in frozen.user_attrs.get("fold_scores", [])]
-        arr = np.asarray(fold_scores, dtype=np.float64)
-        mean = float(np.average(arr)) if arr.size else float("nan")
-        std = float(np.sqrt(np.average((arr - mean) ** 2))) if arr.size else float("nan")
+        mean, std = mean_std(fold_scores) if fold_scores else (float("nan"), float("nan"))
         record: dict[str, Any] = {
             "stage": 1,
             "candidate": frozen.number,
