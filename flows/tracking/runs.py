@@ -1,0 +1,302 @@
+"""MLflow runs: :class:`Tracker`, the training run of one landcover flow run (config, inputs, tuning
+candidates as nested runs, metrics, artifacts, the model, finish), and :class:`PredictionRun`, the run of
+one landcover-predict flow run, linked to the model version it used.
+
+Every call names its run id explicitly (MLflow's active run is per thread, and Prefect may run tasks on other
+threads).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.entities import LoggedModelInput, Metric, Param, RunTag
+
+from flows.tracking.model import log_pyfunc_model
+from flows.tracking.registry import CHAMPION, promotion_decision
+from flows.tracking.uris import resolve_tracking_uri, resolve_uri, scrub_uri
+from lcmodel.config import RunConfig, flatten_config
+
+__all__ = ["PredictionRun", "Tracker"]
+
+log = logging.getLogger(__name__)
+
+_MAX_PARAM = 6000
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("lcmodel", "scikit-learn", "numpy", "pandas", "rasterio", "pyproj", "prefect", "mlflow", "optuna"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+class Tracker:
+    """The MLflow side of one flow run."""
+
+    def __init__(self, cfg: RunConfig, *, flow_run_id: str | None = None, workdir: Path | None = None,
+                 extra_tags: Mapping[str, str] | None = None) -> None:
+        self.cfg = cfg
+        self.uri, artifact_root = resolve_tracking_uri(cfg, workdir)
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        name = cfg.tracking.experiment
+        exp = self.client.get_experiment_by_name(name)
+        if exp is None:
+            self.experiment_id = self.client.create_experiment(name, artifact_location=artifact_root)
+        else:
+            self.experiment_id = exp.experiment_id
+        tags = {
+            "lcmodel.reference_kind": cfg.reference_kind,
+            "lcmodel.reference": cfg.reference.path.name,
+            "lcmodel.embedding": cfg.embedding.path.name,
+            "lcmodel.method": cfg.tuning.method,
+            "lcmodel.n_sample": str(cfg.sampling.n_sample),
+            "lcmodel.kind": "training",
+        }
+        if flow_run_id:
+            tags["prefect.flow_run_id"] = str(flow_run_id)
+        tags.update(extra_tags or {})
+        run = self.client.create_run(self.experiment_id, run_name=cfg.tracking.run_name, tags=tags)
+        self.run_id: str = run.info.run_id
+        self._candidates = 0
+
+    # ------------------------------------------------------------------------------------------ params
+    def log_config(self) -> None:
+        flat = flatten_config(self.cfg)
+        # no credential-bearing URI in any param (tracking.uri, but also e.g. an s3://key:secret@ path)
+        params = [Param(k, scrub_uri(v)[:_MAX_PARAM]) for k, v in flat.items()]
+        params += [Param(f"version.{k}", v) for k, v in _versions().items()]
+        for i in range(0, len(params), 100):
+            self.client.log_batch(self.run_id, params=params[i : i + 100])
+
+    def log_inputs(self, files: Mapping[str, Path | None]) -> dict[str, dict[str, Any]]:
+        """Names, sizes and content hashes of the input files, as params and an artifact."""
+        from lcmodel.io import sha256_file
+
+        info: dict[str, dict[str, Any]] = {}
+        params = []
+        for role, path in files.items():
+            if path is None:
+                continue
+            p = Path(path)
+            entry = {"name": p.name, "size": p.stat().st_size, "sha256": sha256_file(p)}
+            info[role] = entry
+            params += [Param(f"input.{role}.{k}", str(v)) for k, v in entry.items()]
+        self.client.log_batch(self.run_id, params=params)
+        self.client.log_dict(self.run_id, info, "inputs.json")
+        return info
+
+    # -------------------------------------------------------------------------------------- candidates
+    def log_candidate(self, info: Mapping[str, Any]) -> None:
+        """One nested run per tuning candidate / Optuna trial, with its params and mean/std CV score."""
+        stage = info.get("stage", 0)
+        idx = info.get("trial", info.get("candidate", self._candidates))
+        self._candidates += 1
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=f"stage{stage}-{'trial' if 'trial' in info else 'candidate'}{idx}",
+            tags={"mlflow.parentRunId": self.run_id, "lcmodel.kind": "tuning-candidate"},
+        )
+        params = [Param(str(k), json.dumps(v) if not isinstance(v, str) else v)
+                  for k, v in dict(info.get("params", {})).items()]
+        params += [Param("stage", str(stage))]
+        metrics = []
+        for key in ("mean_score", "std_score", "fit_time"):
+            value = info.get(key)
+            if value is not None and np.isfinite(value):
+                metrics.append(Metric(f"cv_{key}" if key != "fit_time" else key, float(value), 0, 0))
+        for k, v in enumerate(info.get("fold_scores", []) or []):
+            if v is not None and np.isfinite(v):
+                metrics.append(Metric("cv_fold_score", float(v), 0, k))
+        tags = [RunTag("state", str(info["state"]))] if "state" in info else []
+        self.client.log_batch(run.info.run_id, metrics=metrics, params=params, tags=tags)
+        self.client.set_terminated(run.info.run_id)
+
+    # ----------------------------------------------------------------------------------------- results
+    def log_tuning(self, tuning_summary: Mapping[str, Any], stage_files: Iterable[Path]) -> None:
+        params = [Param(f"best.{k}", json.dumps(v)) for k, v in tuning_summary.get("best_params", {}).items()]
+        metrics = [Metric("cv_best_score", float(tuning_summary["best_score"]), 0, 0),
+                   Metric("tuning_time_s", float(tuning_summary.get("elapsed_s", 0.0)), 0, 0),
+                   Metric("tuning_candidates", float(tuning_summary.get("n_candidates", 0)), 0, 0)]
+        self.client.log_batch(self.run_id, metrics=metrics, params=params)
+        for f in stage_files:
+            self.client.log_artifact(self.run_id, str(f), "tuning")
+
+    def log_metrics(self, metrics_path: Path) -> dict[str, Any]:
+        data = json.loads(Path(metrics_path).read_text())
+        test = data.get("test", {})
+        metrics = [Metric(f"test_{k}", float(test[k]), 0, 0)
+                   for k in ("overall_accuracy", "macro_f1", "kappa") if test.get(k) is not None]
+        for value, pc in test.get("per_class", {}).items():
+            if pc.get("f1") is not None:
+                metrics.append(Metric(f"test_f1_class_{value}", float(pc["f1"]), 0, 0))
+        cv = data.get("cv", {})
+        if cv.get("best_score") is not None:
+            metrics.append(Metric("cv_macro_f1" if cv.get("scoring") == "f1_macro" else "cv_best_score",
+                                  float(cv["best_score"]), 0, 0))
+        self.client.log_batch(self.run_id, metrics=metrics)
+        return data
+
+    def log_prediction(self, summary: Mapping[str, Any]) -> None:
+        self.client.log_batch(self.run_id, metrics=_prediction_metrics(summary))
+        self.client.log_dict(self.run_id, dict(summary), "prediction/prediction.json")
+
+    def log_assessment(self, path: Path) -> None:
+        """Area-adjusted accuracy (accuracy_assessment.json): overall accuracy and class areas with 95 % CIs."""
+        data = json.loads(Path(path).read_text())
+        if data.get("computed"):
+            metrics = [Metric("area_adjusted_overall_accuracy", float(data["overall_accuracy"]), 0, 0),
+                       Metric("area_adjusted_overall_accuracy_ci95", float(data["overall_accuracy_ci95"]), 0, 0)]
+            for value, c in data["per_class"].items():
+                for key in ("area_ha", "area_ha_ci95", "users_accuracy", "producers_accuracy"):
+                    if c.get(key) is not None and c[key] == c[key]:  # not NaN
+                        metrics.append(Metric(f"{key}_class_{value}", float(c[key]), 0, 0))
+            self.client.log_batch(self.run_id, metrics=metrics)
+        self.client.log_artifact(self.run_id, str(path), "accuracy")
+
+    def log_cv_comparison(self, metrics_path: Path) -> None:
+        """Random and spatial CV scores of the selected parameters (metrics.json ``cv_comparison``)."""
+        comparison = json.loads(Path(metrics_path).read_text()).get("cv_comparison") or {}
+        metrics = [Metric(f"cv_{name}_mean", float(comparison[name]["mean"]), 0, 0)
+                   for name in ("random", "spatial") if "mean" in (comparison.get(name) or {})]
+        if metrics:
+            self.client.log_batch(self.run_id, metrics=metrics)
+
+    def log_artifacts(self, paths: Iterable[Path], folder: str | None = None) -> None:
+        for p in paths:
+            if p is not None and Path(p).is_file():
+                self.client.log_artifact(self.run_id, str(p), folder)
+
+    def log_model(self, bundle_path: Path, register_as: str | None = None) -> dict[str, Any]:
+        """Log the bundle as an MLflow pyfunc (:class:`LandcoverPyfunc`) and register it if asked.
+
+        The pyfunc carries the bundle (estimator, band names, class table, nodata rule) as its artifact
+        ``model.joblib``; the bundle and its side file are also logged under ``bundle/``. When
+        ``register_as`` is set, the new version gets the alias ``candidate``, and, with
+        ``tracking.promote_if_better``, ``champion`` when it beats the current champion (see
+        :meth:`promote_if_better`).
+        """
+        from lcmodel.model_io import load_bundle
+
+        bundle = load_bundle(bundle_path)  # verified against the SHA-256 recorded at training
+        if bundle.source_sha256:
+            self.client.log_param(self.run_id, "bundle.sha256", bundle.source_sha256)
+        info = log_pyfunc_model(self.run_id, bundle_path, bundle, register_as)
+        self.client.log_artifact(self.run_id, str(bundle_path), "bundle")
+        side = Path(str(bundle_path) + ".json")
+        if side.is_file():
+            self.client.log_artifact(self.run_id, str(side), "bundle")
+        tags = {"lcmodel.model_uri": info.model_uri}
+        if bundle.training_table_sha256:
+            tags["lcmodel.training_table_sha256"] = bundle.training_table_sha256
+        self.client.log_batch(self.run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+        out: dict[str, Any] = {"model_uri": info.model_uri}
+        if register_as:
+            version = str(info.registered_model_version)
+            self.client.set_registered_model_alias(register_as, "candidate", version)
+            self.client.set_tag(self.run_id, "lcmodel.registered", f"{register_as}/{version}")
+            out.update(name=register_as, version=version)
+            if self.cfg.tracking.promote_if_better:
+                out["promotion"] = self.promote_if_better(register_as, version)
+        return out
+
+    def promote_if_better(self, name: str, version: str, alias: str = CHAMPION) -> str:
+        """Give ``version`` the alias ``champion`` when its test macro-F1 beats the champion's.
+
+        Both figures must come from the same test table (same training-table SHA-256, which covers the
+        split); otherwise nothing is promoted. The decision, with both figures, is recorded as the tag
+        ``lcmodel.promotion`` on this run and on the model version, and returned.
+        """
+        decision = promotion_decision(self.client, name, version, alias)
+        if decision.startswith("promoted"):
+            self.client.set_registered_model_alias(name, alias, version)
+        self.client.set_tag(self.run_id, "lcmodel.promotion", decision)
+        self.client.set_model_version_tag(name, version, "lcmodel.promotion", decision)
+        log.info("model %s version %s: %s", name, version, decision)
+        return decision
+
+    def finish(self, error: BaseException | None = None) -> None:
+        if error is not None:
+            self.client.set_tag(self.run_id, "error", scrub_uri(str(error))[:5000])
+            self.client.set_terminated(self.run_id, status="FAILED")
+        else:
+            self.client.set_terminated(self.run_id, status="FINISHED")
+
+    @property
+    def ui_hint(self) -> str:
+        uri = scrub_uri(self.uri)
+        return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1" if uri.startswith("sqlite") else uri
+
+
+def _prediction_metrics(summary: Mapping[str, Any]) -> list[Metric]:
+    """Speed, pixel counts per class and class areas (ha) of a prediction summary."""
+    metrics = [Metric("predict_px_per_s", float(summary["pixels_per_s"]), 0, 0),
+               Metric("predict_time_s", float(summary["elapsed_s"]), 0, 0),
+               Metric("predict_valid_pixels", float(summary["n_valid"]), 0, 0),
+               Metric("predict_nodata_pixels", float(summary["n_nodata"]), 0, 0)]
+    for value, count in summary.get("class_counts", {}).items():
+        metrics.append(Metric(f"map_pixels_class_{value}", float(count), 0, 0))
+    for value, ha in summary.get("class_area_ha", {}).items():
+        metrics.append(Metric(f"map_area_ha_class_{value}", float(ha), 0, 0))
+    return metrics
+
+
+class PredictionRun:
+    """The MLflow run of one prediction (the landcover-predict flow), linked to the model version."""
+
+    def __init__(self, *, experiment: str, tracking_uri: str | None, model: Mapping[str, str],
+                 embedding_path: Path | str, flow_run_id: str | None = None) -> None:
+        from lcmodel.io import sha256_file
+
+        self.uri, artifact_root = resolve_uri(tracking_uri)
+        mlflow.set_tracking_uri(self.uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        exp_id = (exp.experiment_id if exp is not None
+                  else self.client.create_experiment(experiment, artifact_location=artifact_root))
+        embedding = Path(embedding_path)
+        self.input_sha256 = sha256_file(embedding)
+        tags = {
+            "lcmodel.kind": "prediction",
+            "lcmodel.embedding": embedding.name,
+            "input_sha256": self.input_sha256,
+            **{k: str(v) for k, v in model.items() if v},
+        }
+        if flow_run_id:
+            tags["prefect.flow_run_id"] = str(flow_run_id)
+        run = self.client.create_run(exp_id, run_name=f"predict-{embedding.stem}", tags=tags)
+        self.run_id: str = run.info.run_id
+        self.client.log_batch(self.run_id, params=[
+            Param("input.embedding.name", embedding.name),
+            Param("input.embedding.size", str(embedding.stat().st_size)),
+            Param("input.embedding.sha256", self.input_sha256),
+            Param("model_uri", str(model.get("model_uri", ""))),
+        ])
+        if model.get("model_id"):  # MLflow 3: the run lists the logged model among its inputs
+            self.client.log_inputs(self.run_id, models=[LoggedModelInput(model["model_id"])])
+
+    def log_summary(self, summary: Mapping[str, Any]) -> None:
+        """Speed, pixel counts and hectares per class, and the summary as prediction.json."""
+        self.client.log_batch(self.run_id, metrics=_prediction_metrics(summary))
+        self.client.log_dict(self.run_id, dict(summary), "prediction.json")
+
+    def finish(self, error: BaseException | None = None) -> None:
+        if error is not None:
+            self.client.set_tag(self.run_id, "error", str(error)[:5000])
+            self.client.set_terminated(self.run_id, status="FAILED")
+        else:
+            self.client.set_terminated(self.run_id, status="FINISHED")
