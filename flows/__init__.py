@@ -1,4 +1,5 @@
-"""Prefect flows over the lcmodel library (and flows/tracking.py, the only MLflow importer).
+"""Prefect flows over the lcmodel library, flows/tracking/ (the only MLflow importer) and flows/cli.py (the
+`lcmodel` console command: lcmodel.cli's plain commands plus run/demo through the flow, promote, compare).
 
 Defaults for Prefect's settings, applied before any flow module imports prefect; a value the user set wins:
 - no server analytics: the temporary server's telemetry heartbeat has nowhere to go offline, and on a fresh

@@ -1,6 +1,6 @@
 """lcmodel: land-cover maps from satellite geoembeddings.
 
-A plain library, one small module per pipeline stage (see DESIGN.md). It never imports prefect or mlflow.
+A plain library, one small module per pipeline stage (see DESIGN.md). It never imports prefect, mlflow or flows.
 """
 
 from importlib.metadata import PackageNotFoundError, version

@@ -1,4 +1,9 @@
-"""The `lcmodel` command line: parses, calls the library, prints. Nothing else.
+"""The plain `lcmodel` commands: parse, call the library, print. Nothing else.
+
+sample, train, predict (a bundle path), run --plain, demo --plain, validation-sample, assess. This module never
+imports prefect, mlflow or flows: the `lcmodel` console script is :mod:`flows.cli`, which adds the
+orchestration commands (run and demo through the Prefect flow, predict from the MLflow registry, promote,
+compare) to a group built by :func:`make_cli`. ``python -m lcmodel.cli`` runs the plain commands alone.
 
 A user's mistake (any :class:`~lcmodel.errors.LcmodelError`) prints one line on stderr and exits 2, with no
 traceback. Warnings from the library print as one ``warning:`` line each.
@@ -13,13 +18,39 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from lcmodel.errors import LcmodelError, LcmodelWarning
 
+__all__ = [
+    "PLAIN_COMMANDS",
+    "PLAIN_OPTION",
+    "TRACKING_URI_OPTION",
+    "OneLineErrorGroup",
+    "Progress",
+    "candidate_printer",
+    "cli",
+    "demo_options",
+    "load_run_config",
+    "main",
+    "make_cli",
+    "predict_bundle",
+    "predict_options",
+    "print_demo_outputs",
+    "print_prediction",
+    "print_training",
+    "run_options",
+    "run_plain",
+    "write_demo_inputs",
+]
+
 log = logging.getLogger("lcmodel.cli")
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+#: the plain commands' answer to what only the `lcmodel` console script (flows.cli) does
+_PLAIN_ONLY = "python -m lcmodel.cli runs the plain commands only: use the `lcmodel` command (flows.cli)"
 
 
 class Progress:
@@ -50,7 +81,9 @@ class Progress:
                 self.stream.flush()
 
 
-def _candidate_printer() -> Callable[[dict[str, Any]], None]:
+def candidate_printer() -> Callable[[dict[str, Any]], None]:
+    """The tuning callback of the CLI: each candidate as a debug log line."""
+
     def show(info: dict[str, Any]) -> None:
         log.debug("candidate %s", info)
 
@@ -65,7 +98,7 @@ def _show_warning(message: Any, category: type[Warning], filename: str, lineno: 
         logging.getLogger("py.warnings").warning("%s: %s", category.__name__, message)
 
 
-class _Group(click.Group):
+class OneLineErrorGroup(click.Group):
     """Turns LcmodelError into one line on stderr and exit code 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -76,48 +109,39 @@ class _Group(click.Group):
             ctx.exit(2)
 
 
-@click.group(cls=_Group)
-@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
-@click.version_option(package_name="lcmodel")
-def cli(verbose: int) -> None:
-    """Land-cover maps from satellite geoembeddings."""
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("lcmodel").setLevel(min(level, logging.INFO))
-    warnings.showwarning = _show_warning
-
-
-def _load(config: str) -> Any:
+def load_run_config(config: str) -> Any:
+    """The RunConfig of a CONFIG argument."""
     from lcmodel.config import load_config
 
     return load_config(config)
 
 
-@cli.command()
+@click.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 def sample(config: str) -> None:
     """Write the training table (reference points -> embedding values -> split)."""
     from lcmodel import pipeline
 
-    cfg = _load(config)
+    cfg = load_run_config(config)
     table = pipeline.sample(cfg, progress=Progress("sampling reference")).table.path
     stats = json.loads(pipeline.paths_for(cfg).sample_stats.read_text())
     click.echo(f"training table: {table}")
     click.echo("  " + ", ".join(f"{k}={v}" for k, v in stats.items()))
 
 
-@cli.command()
+@click.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 def train(config: str) -> None:
     """Sample, tune, evaluate, refit; write the model bundle, metrics and report."""
     from lcmodel import pipeline
 
-    cfg = _load(config)
-    bundle = pipeline.train(cfg, callback=_candidate_printer(), progress=Progress("tuning candidates"))
-    _print_training(cfg, bundle)
+    cfg = load_run_config(config)
+    bundle = pipeline.train(cfg, callback=candidate_printer(), progress=Progress("tuning candidates"))
+    print_training(cfg, bundle)
 
 
-def _print_training(cfg: Any, bundle: Path) -> None:
+def print_training(cfg: Any, bundle: Path) -> None:
+    """The bundle path, the test figures and the report path of a training run."""
     from lcmodel import pipeline
 
     out = pipeline.paths_for(cfg)
@@ -131,65 +155,70 @@ def _print_training(cfg: Any, bundle: Path) -> None:
     click.echo(f"report: {out.root / 'report.md'}")
 
 
-_TRACKING_URI = click.option(
+TRACKING_URI_OPTION = click.option(
     "--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI",
     help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the current folder].")
 
 
-@cli.command()
-@click.option("--model", "model", required=True,
-              help="Model bundle (model.joblib), or a registered model: models:/NAME@ALIAS, models:/NAME/VERSION.")
-@click.option("--embedding", required=True, type=click.Path(dir_okay=False), help="Embedding raster.")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output map (COG).")
-@click.option("--confidence", type=click.Path(dir_okay=False), default=None, help="Confidence raster (COG).")
-@click.option("--block-size", type=int, default=None, help="Block side in pixels (default: from memory).")
-@click.option("--n-jobs", type=int, default=1, show_default=True,
-              help="Parallel workers (threads for a random forest, else processes).")
-@click.option("--memory-mb", type=int, default=1024, show_default=True, help="Memory per worker for blocks.")
-@click.option("--engine", type=click.Choice(["auto", "sklearn"]), default="auto", show_default=True,
-              help="auto: a random forest runs on lcmodel's compiled forest when that is faster (same map); "
-                   "sklearn: the estimator's own predict_proba.")
-@click.option("--trust-model", is_flag=True,
-              help="Load the model even if its SHA-256 cannot be verified against its side file (it is a "
-                   "pickle: loading runs code).")
-@_TRACKING_URI
+def predict_options(command: _F) -> _F:
+    """The arguments of `lcmodel predict` (the plain command and flows.cli's take the same)."""
+    decorators = [
+        click.option("--model", "model", required=True,
+                     help="Model bundle (model.joblib), or a registered model: models:/NAME@ALIAS, "
+                          "models:/NAME/VERSION."),
+        click.option("--embedding", required=True, type=click.Path(dir_okay=False), help="Embedding raster."),
+        click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output map (COG)."),
+        click.option("--confidence", type=click.Path(dir_okay=False), default=None,
+                     help="Confidence raster (COG)."),
+        click.option("--block-size", type=int, default=None, help="Block side in pixels (default: from memory)."),
+        click.option("--n-jobs", type=int, default=1, show_default=True,
+                     help="Parallel workers (threads for a random forest, else processes)."),
+        click.option("--memory-mb", type=int, default=1024, show_default=True,
+                     help="Memory per worker for blocks."),
+        click.option("--engine", type=click.Choice(["auto", "sklearn"]), default="auto", show_default=True,
+                     help="auto: a random forest runs on lcmodel's compiled forest when that is faster (same "
+                          "map); sklearn: the estimator's own predict_proba."),
+        click.option("--trust-model", is_flag=True,
+                     help="Load the model even if its SHA-256 cannot be verified against its side file (it is a "
+                          "pickle: loading runs code)."),
+        TRACKING_URI_OPTION,
+    ]
+    for decorate in reversed(decorators):
+        command = decorate(command)
+    return command
+
+
+@click.command()
+@predict_options
 def predict(model: str, embedding: str, out: str, confidence: str | None, block_size: int | None, n_jobs: int,
             memory_mb: int, engine: str, trust_model: bool, tracking_uri: str | None) -> None:
     """Predict a whole embedding raster block by block into a Cloud-Optimized GeoTIFF.
 
-    MODEL is a bundle path or a registry reference (models:/NAME@ALIAS, models:/NAME/VERSION).
+    MODEL is a bundle path here (registry references, models:/NAME@ALIAS, need the `lcmodel` command).
     Resumable: rerun the same command after a crash and only the unfinished blocks are predicted.
-    """
-    from lcmodel.pipeline import summary_to_dict
-    from lcmodel.predict import predict_raster
-
-    bundle = _load_model(model, tracking_uri, trust=trust_model)
-    summary = predict_raster(bundle, embedding, out, confidence_path=confidence, block_size=block_size,
-                             n_jobs=n_jobs, memory_mb=memory_mb, progress=Progress("predicting blocks"),
-                             engine=engine)
-    _print_prediction(summary_to_dict(summary, bundle.class_table))
-
-
-def _load_model(model: str, tracking_uri: str | None, *, trust: bool = False) -> Any:
-    """A bundle from a path, or from the MLflow registry for ``models:/`` URIs (imports mlflow only then).
-
-    Either way the bundle's SHA-256 is checked against its side file unless ``trust``.
     """
     from lcmodel.model_io import load_bundle
 
-    if not model.startswith("models:/"):
-        return load_bundle(model, trust=trust)
-    import tempfile
-
-    from flows.tracking import download_registered_bundle
-
-    with tempfile.TemporaryDirectory(prefix="lcmodel-model-") as tmp:
-        path, info = download_registered_bundle(model, tmp, tracking_uri)
-        click.echo(f"model: {model} = {info['model_name']} version {info['model_version']}", err=True)
-        return load_bundle(path, trust=trust)
+    if model.startswith("models:/"):
+        raise LcmodelError(f"model {model!r} is a registry reference; {_PLAIN_ONLY}, or give a bundle path")
+    predict_bundle(load_bundle(model, trust=trust_model), embedding, out, confidence=confidence,
+                   block_size=block_size, n_jobs=n_jobs, memory_mb=memory_mb, engine=engine)
 
 
-def _print_prediction(data: dict[str, Any]) -> None:
+def predict_bundle(bundle: Any, embedding: str, out: str, *, confidence: str | None, block_size: int | None,
+                   n_jobs: int, memory_mb: int, engine: str) -> None:
+    """`lcmodel predict` once the bundle is loaded: predict the raster with progress, print the summary."""
+    from lcmodel.pipeline import summary_to_dict
+    from lcmodel.predict import predict_raster
+
+    summary = predict_raster(bundle, embedding, out, confidence_path=confidence, block_size=block_size,
+                             n_jobs=n_jobs, memory_mb=memory_mb, progress=Progress("predicting blocks"),
+                             engine=engine)
+    print_prediction(summary_to_dict(summary, bundle.class_table))
+
+
+def print_prediction(data: dict[str, Any]) -> None:
+    """The map and confidence paths, pixel counts, speed, and pixels and hectares per class."""
     click.echo(f"map: {data['map_path']}")
     if data.get("confidence_path"):
         click.echo(f"confidence: {data['confidence_path']}")
@@ -204,85 +233,81 @@ def _print_prediction(data: dict[str, Any]) -> None:
         click.echo(f"  {value:>4} {names.get(value, value):<28} {count:>12,} px{area}")
 
 
-class _UserErrorFilter(logging.Filter):
-    """Drop the traceback from Prefect's log records of a user's mistake: the message line is enough."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], LcmodelError):
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
-def _run_flow(cfg: Any) -> dict[str, Any]:
-    from flows.landcover import landcover
-
-    quiet = _UserErrorFilter()
-    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
-        for handler in logging.getLogger(name).handlers:
-            handler.addFilter(quiet)
-    return landcover(cfg)
-
-
-def _run(cfg: Any, plain: bool) -> None:
+def run_plain(cfg: Any) -> None:
+    """`lcmodel run --plain`: the pipeline's stages in order, with progress; print training and prediction."""
     from lcmodel import pipeline
 
-    if plain:
-        data = pipeline.run(cfg, callback=_candidate_printer(), progress=Progress("tuning candidates"),
-                            predict_progress=Progress("predicting blocks"))
-        _print_training(cfg, pipeline.paths_for(cfg).bundle)
-        _print_prediction(data)
-        return
-    result = _run_flow(cfg)
-    _print_training(cfg, Path(result["bundle"]))
-    _print_prediction(json.loads(pipeline.paths_for(cfg).prediction.read_text()))
-    click.echo(f"MLflow run: {result['mlflow_run_id']}")
-    if result.get("version"):
-        click.echo(f"registered model: models:/{result['name']}/{result['version']} (alias 'candidate')")
-    if result.get("promotion"):
-        click.echo(f"champion: {result['promotion']}")
+    data = pipeline.run(cfg, callback=candidate_printer(), progress=Progress("tuning candidates"),
+                        predict_progress=Progress("predicting blocks"))
+    print_training(cfg, pipeline.paths_for(cfg).bundle)
+    print_prediction(data)
 
 
-_PLAIN = click.option("--plain", is_flag=True,
-                      help="Run the stages directly, without Prefect orchestration or MLflow tracking.")
+PLAIN_OPTION = click.option("--plain", is_flag=True,
+                            help="Run the stages directly, without Prefect orchestration or MLflow tracking.")
 
 
-@cli.command()
-@click.argument("config", type=click.Path(dir_okay=False))
-@_PLAIN
+def run_options(command: _F) -> _F:
+    """The arguments of `lcmodel run` (the plain command and flows.cli's take the same)."""
+    return click.argument("config", type=click.Path(dir_okay=False))(PLAIN_OPTION(command))
+
+
+@click.command()
+@run_options
 def run(config: str, plain: bool) -> None:
     """Train, then predict the config's embedding into OUTPUT/map.tif and OUTPUT/confidence.tif.
 
-    Runs the Prefect flow `landcover` with MLflow tracking (embedded defaults: a temporary local Prefect
-    server and ./mlflow.db), unless --plain.
+    Here with --plain only: the Prefect flow `landcover`, tracked in MLflow, is the `lcmodel` command's.
     """
-    _run(_load(config), plain)
+    cfg = load_run_config(config)
+    if not plain:
+        raise LcmodelError(f"`run` without --plain runs the Prefect flow; {_PLAIN_ONLY}, or add --plain")
+    run_plain(cfg)
 
 
-@cli.command()
-@click.option("--dir", "directory", default="demo", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for the synthetic inputs and the run's outputs.")
-@click.option("--size", default=384, show_default=True, help="Embedding size in pixels.")
-@_PLAIN
-def demo(directory: str, size: int, plain: bool) -> None:
-    """Write a small synthetic case into DIR and run the whole flow on it."""
+def demo_options(command: _F) -> _F:
+    """The arguments of `lcmodel demo` (the plain command and flows.cli's take the same)."""
+    decorators = [
+        click.option("--dir", "directory", default="demo", show_default=True, type=click.Path(file_okay=False),
+                     help="Folder for the synthetic inputs and the run's outputs."),
+        click.option("--size", default=384, show_default=True, help="Embedding size in pixels."),
+        PLAIN_OPTION,
+    ]
+    for decorate in reversed(decorators):
+        command = decorate(command)
+    return command
+
+
+def write_demo_inputs(directory: str, size: int) -> Any:
+    """Write the demo's synthetic inputs and config into ``directory``; print the config path; its RunConfig."""
     from lcmodel.config import load_config
     from lcmodel.demo import make_demo_data
 
     cfg_path = make_demo_data(directory, size=size)
     click.echo(f"demo inputs and config: {cfg_path}")
-    cfg = load_config(cfg_path)
-    _run(cfg, plain)
+    return load_config(cfg_path)
+
+
+def print_demo_outputs(cfg: Any) -> None:
+    """Where the demo's map, quicklook and report are."""
     out = Path(cfg.output.dir)
     click.echo(f"map: {out / 'map.tif'} (quicklook: {out / 'map_quicklook.png'})")
     click.echo(f"report: {out / 'report.md'}")
+
+
+@click.command()
+@demo_options
+def demo(directory: str, size: int, plain: bool) -> None:
+    """Write a small synthetic case into DIR and run the whole pipeline on it (here with --plain only)."""
     if not plain:
-        click.echo("MLflow UI: mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 "
-                   "(then open http://127.0.0.1:5000)")
+        raise LcmodelError(f"`demo` without --plain runs the Prefect flow; {_PLAIN_ONLY}, or add --plain")
+    cfg = write_demo_inputs(directory, size)
+    run_plain(cfg)
+    print_demo_outputs(cfg)
 
 
 # --- accuracy: validation sample design and assessment (lcmodel.accuracy) -------------------------------
-@cli.command("validation-sample")
+@click.command("validation-sample")
 @click.argument("map_path", metavar="MAP", type=click.Path(dir_okay=False))
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="points.csv or points.gpkg")
 @click.option("--n", "n", type=int, default=None, help="Total points (default: from --target-se).")
@@ -309,7 +334,7 @@ def validation_sample(map_path: str, out: str, n: int | None, target_se: float, 
         click.echo(f"  {value:>6} {pixels:>14,} px {count:>6} points")
 
 
-@cli.command()
+@click.command()
 @click.argument("map_path", metavar="MAP", type=click.Path(dir_okay=False))
 @click.argument("labelled", metavar="LABELLED_POINTS", type=click.Path(dir_okay=False))
 @click.option("--out", "out", type=click.Path(dir_okay=False), default=None, help="Write the result as JSON.")
@@ -333,51 +358,38 @@ def assess(map_path: str, labelled: str, out: str | None, reference_column: str)
                    f"area {area:,.1f} +/- {ci:,.1f} {unit}")
 
 
-@cli.command()
-@click.argument("name")
-@click.argument("version")
-@click.option("--alias", default="champion", show_default=True, help="The alias to point at VERSION.")
-@_TRACKING_URI
-def promote(name: str, version: str, alias: str, tracking_uri: str | None) -> None:
-    """Point ALIAS of registered model NAME at VERSION (e.g. make it the champion)."""
-    from flows.tracking import promote as _promote
-
-    done = _promote(name, version, alias, tracking_uri)
-    was = f" (was version {done['previous']})" if done["previous"] else ""
-    click.echo(f"models:/{name}@{alias} -> version {version}{was}")
+#: the plain commands, in the order of this module
+PLAIN_COMMANDS: tuple[click.Command, ...] = (sample, train, predict, run, demo, validation_sample, assess)
 
 
-def _cell(value: Any, fmt: str) -> str:
-    return "-" if value is None or value == "" else format(value, fmt)
+def make_cli(*commands: click.Command) -> click.Group:
+    """A new `lcmodel` group: the plain commands, then ``commands`` (one of the same name replaces the plain one).
+
+    Each call builds its own group, so the orchestration CLI (flows.cli) adds its commands to its copy and
+    :data:`cli` stays the plain group.
+    """
+
+    @click.group(cls=OneLineErrorGroup)
+    @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+    @click.version_option(package_name="lcmodel")
+    def cli(verbose: int) -> None:
+        """Land-cover maps from satellite geoembeddings."""
+        level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.getLogger("lcmodel").setLevel(min(level, logging.INFO))
+        warnings.showwarning = _show_warning
+
+    for command in (*PLAIN_COMMANDS, *commands):
+        cli.add_command(command)
+    return cli
 
 
-@cli.command()
-@click.argument("experiment")
-@_TRACKING_URI
-def compare(experiment: str, tracking_uri: str | None) -> None:
-    """The training runs of EXPERIMENT side by side, best test macro-F1 first."""
-    from flows.tracking import compare_runs
-
-    rows = compare_runs(experiment, tracking_uri)
-    if not rows:
-        click.echo(f"experiment {experiment!r} has no training runs yet")
-        return
-    head = ("run", "name", "method", "n_sample", "reference", "embedding", "test_F1", "cv_F1",
-            "tuning_s", "px/s", "model")
-    table = [head] + [(
-        r["run_id"][:8], r["run_name"][:24], r["method"], r["n_sample"], r["reference_kind"],
-        r["embedding"][:28], _cell(r["test_macro_f1"], ".4f"), _cell(r["cv_macro_f1"], ".4f"),
-        _cell(r["tuning_time_s"], ".1f"), _cell(r["predict_px_per_s"], ",.0f"), r["model"] or "-",
-    ) for r in rows]
-    widths = [max(len(str(row[i])) for row in table) for i in range(len(head))]
-    numeric = {3, 6, 7, 8, 9}
-    for row in table:
-        click.echo("  ".join(str(c).rjust(w) if i in numeric else str(c).ljust(w)
-                             for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip())
+#: the plain `lcmodel` group (``python -m lcmodel.cli``)
+cli = make_cli()
 
 
 def main() -> None:
-    """Console entry point."""
+    """``python -m lcmodel.cli``: the plain commands (the `lcmodel` console script is flows.cli's main)."""
     cli(prog_name="lcmodel")
 
 

@@ -80,6 +80,34 @@ def test_bare_estimator_pickle_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "m.tif").exists()
 
 
+def test_plain_cli_imports_no_orchestration() -> None:
+    """lcmodel.cli (``python -m lcmodel.cli``) imports neither flows nor prefect nor mlflow."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys, lcmodel.cli\n"
+            "print([m for m in sys.modules if m.split('.')[0] in {'flows', 'prefect', 'mlflow'}])")
+    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(root)), cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_plain_cli_refuses_orchestrated_work_in_one_line(tiny_demo: Path, tmp_path: Path) -> None:
+    """Without flows.cli: run/demo without --plain and registry models are one-line errors, nothing written."""
+    _assert_one_line_error(_invoke("run", str(tiny_demo)),
+                           r"`run` without --plain runs the Prefect flow; python -m lcmodel.cli runs the plain "
+                           r"commands only: use the `lcmodel` command \(flows.cli\), or add --plain")
+    _assert_one_line_error(_invoke("demo", "--dir", str(tmp_path / "demo")), r"`demo` without --plain")
+    assert not (tmp_path / "demo").exists()
+    result = _invoke("predict", "--model", "models:/lc@champion", "--embedding", str(tmp_path / "e.tif"),
+                     "--out", str(tmp_path / "m.tif"))
+    _assert_one_line_error(result, r"model 'models:/lc@champion' is a registry reference; .*, or give a bundle path")
+    assert not (tmp_path / "m.tif").exists()
+
+
 def test_sample_then_run_then_predict(tiny_demo: Path, tmp_path: Path) -> None:
     cfg = _with_output(tiny_demo, "cli_a")
     out = cfg.parent / "cli_a"

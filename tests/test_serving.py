@@ -13,7 +13,7 @@ from click.testing import CliRunner
 pytest.importorskip("prefect")
 pytest.importorskip("mlflow")
 
-from lcmodel.cli import cli  # noqa: E402
+from flows.cli import cli  # noqa: E402
 from lcmodel.config import load_config  # noqa: E402
 from lcmodel.errors import InputDataError  # noqa: E402
 from lcmodel.model_io import load_bundle  # noqa: E402
@@ -112,6 +112,28 @@ def test_registered_model_is_a_pyfunc_carrying_the_bundle(trained):
     with pytest.raises(MlflowException, match=r"NaN in 1 row") as info:
         model.predict(table.iloc[:3].assign(A00=[0.1, np.nan, 0.2]))
     assert info.value.get_http_status_code() == 400  # what the scoring server answers
+
+
+def test_registered_model_names_the_pyfunc_class_by_its_public_path(trained, tmp_path):
+    """The pickle refers to flows.tracking.LandcoverPyfunc, the path of models registered before the package."""
+    import pickle
+
+    import mlflow
+
+    cfg, _ = trained
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{NAME}/1", dst_path=str(tmp_path),
+                                                     tracking_uri=cfg.tracking.uri))
+    found: list[tuple[str, str]] = []
+
+    class Recording(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> object:
+            found.append((module, name))
+            return super().find_class(module, name)
+
+    with open(local / "python_model.pkl", "rb") as f:
+        Recording(f).load()
+    assert ("flows.tracking", "LandcoverPyfunc") in found
+    assert not [m for m, _ in found if m.startswith("flows.") and m != "flows.tracking"], found
 
 
 # ------------------------------------------------------------------------------------------ registry

@@ -1,97 +1,37 @@
-"""MLflow tracking for the flows: the ONLY module in lcmodel that imports mlflow.
+"""MLflow runs: :class:`Tracker`, the training run of one landcover flow run (config, inputs, tuning
+candidates as nested runs, metrics, artifacts, the model, finish), and :class:`PredictionRun`, the run of
+one landcover-predict flow run, linked to the model version it used.
 
-One parent run per flow run, nested runs per tuning candidate or Optuna trial. Every call names its run id
-explicitly (MLflow's active run is per thread, and Prefect may run tasks on other threads).
-
-Embedded default: with no ``tracking.uri`` and no MLFLOW_TRACKING_URI, runs go to ``sqlite:///<cwd>/mlflow.db``
-with artifacts in ``<cwd>/mlartifacts`` (an explicit artifact root: MLflow would otherwise put them in
-``./mlruns`` whatever the tracking URI says).
+Every call names its run id explicitly (MLflow's active run is per thread, and Prefect may run tasks on other
+threads).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
-import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import mlflow
-import mlflow.pyfunc
 import numpy as np
-import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import LoggedModelInput, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
 
+from flows.tracking.model import log_pyfunc_model
+from flows.tracking.registry import CHAMPION, promotion_decision
+from flows.tracking.uris import resolve_tracking_uri, resolve_uri, scrub_uri
 from lcmodel.config import RunConfig, flatten_config
-from lcmodel.errors import LcmodelError
-from lcmodel.model_io import side_file_path
 from lcmodel.pipeline import StageOutcome
 
-__all__ = [
-    "CHAMPION",
-    "COMPARE_COLUMNS",
-    "LandcoverPyfunc",
-    "PredictionRun",
-    "TrackingLookupError",
-    "Tracker",
-    "compare_runs",
-    "download_registered_bundle",
-    "is_models_uri",
-    "log_pyfunc_model",
-    "promote",
-    "promotion_decision",
-    "resolve_tracking_uri",
-    "resolve_uri",
-    "scrub_uri",
-]
+__all__ = ["PredictionRun", "Tracker"]
 
 log = logging.getLogger(__name__)
 
-_CRED = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
-# secrets passed as query parameters (?token=..., &access_key=..., &sig=...)
-_QUERY_SECRET = re.compile(
-    r"(?P<key>[?&;](?:[a-z0-9_.-]*(?:token|key|secret|password|passwd|pwd|sig|signature|credential)[a-z0-9_.-]*)=)"
-    r"[^&;#\s]+",
-    re.IGNORECASE,
-)
 _MAX_PARAM = 6000
-# pip requirements for the logged model: explicit, so log_model does not spend seconds inferring them
-_REQUIREMENTS = ("scikit-learn", "numpy", "pandas", "joblib", "rasterio")
-#: the alias that marks the model version in production
-CHAMPION = "champion"
-_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
-
-
-class TrackingLookupError(LcmodelError, LookupError):
-    """A registered model, version, alias or experiment does not exist in the tracking store."""
-
-
-def scrub_uri(uri: str) -> str:
-    """Remove credentials (``user:password@``, secret query parameters) from a URI before it is logged."""
-    return _QUERY_SECRET.sub(r"\g<key>***", _CRED.sub(r"\g<scheme>***@", uri))
-
-
-def resolve_tracking_uri(cfg: RunConfig, workdir: Path | None = None) -> tuple[str, str | None]:
-    """(tracking URI, artifact root for new experiments or None to let the server decide)."""
-    return resolve_uri(cfg.tracking.uri, workdir)
-
-
-def resolve_uri(uri: str | None, workdir: Path | None = None) -> tuple[str, str | None]:
-    """(tracking URI, artifact root) for an explicit URI, else MLFLOW_TRACKING_URI, else ./mlflow.db."""
-    workdir = Path(workdir or Path.cwd()).resolve()
-    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        if uri.startswith("sqlite:///"):
-            db = Path(uri.removeprefix("sqlite:///"))
-            return uri, (db.parent / "mlartifacts").resolve().as_uri()
-        return uri, None
-    return f"sqlite:///{workdir / 'mlflow.db'}", (workdir / "mlartifacts").as_uri()
 
 
 def _versions() -> dict[str, str]:
@@ -358,12 +298,6 @@ class Tracker:
         return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1" if uri.startswith("sqlite") else uri
 
 
-def _req(pkg: str) -> str:
-    from importlib.metadata import version
-
-    return f"{pkg}=={version(pkg)}"
-
-
 def _prediction_metrics(summary: Mapping[str, Any]) -> list[Metric]:
     """Speed, pixel counts per class and class areas (ha) of a prediction summary."""
     metrics = [Metric("predict_px_per_s", float(summary["pixels_per_s"]), 0, 0),
@@ -377,271 +311,6 @@ def _prediction_metrics(summary: Mapping[str, Any]) -> list[Metric]:
     return metrics
 
 
-# ------------------------------------------------------------------------------------------ the pyfunc
-class LandcoverPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defined]
-    """The registered model: a model bundle behind MLflow's pyfunc interface.
-
-    Input: a pixel table, one row per pixel, one column per band named as in the signature (the raster's
-    values as stored). Output: a DataFrame with ``class``, plus ``p_<value>`` per class when called with
-    ``params={"probabilities": True}``. The bundle's nodata rule applies: nodata pixels (all-zero vectors,
-    the declared nodata value) get the class value 0 (the map's nodata) and probabilities 0. Wrong columns,
-    no rows or NaN raise an MlflowException with INVALID_PARAMETER_VALUE (HTTP 400 when served) whose
-    message is the one-line :class:`~lcmodel.errors.InputDataError` text.
-    """
-
-    def load_context(self, context: Any) -> None:
-        from lcmodel.forest import Predictor
-        from lcmodel.model_io import load_bundle
-
-        self.bundle = load_bundle(context.artifacts["bundle"])
-        self.predictor = Predictor(self.bundle.estimator)  # once: compiles a random forest
-
-    def predict(self, context: Any, model_input: pd.DataFrame,
-                params: dict[str, Any] | None = None) -> pd.DataFrame:
-        from lcmodel.pixels import predict_pixel_table
-
-        probabilities = bool((params or {}).get("probabilities", False))
-        try:
-            return predict_pixel_table(self.bundle, model_input, probabilities=probabilities,
-                                       predictor=self.predictor)
-        except LcmodelError as exc:
-            raise MlflowException.invalid_parameter_value(str(exc)) from None
-
-
-def _input_example(bundle: Any) -> Any:
-    """Three pixels in the raster's encoding (floats for float embeddings, integer codes otherwise)."""
-    rng = np.random.default_rng(0)
-    shape = (3, bundle.n_bands)
-    if np.dtype(bundle.nodata_rule.dtype).kind == "f":
-        values = rng.uniform(-0.2, 0.2, size=shape)
-    else:
-        values = rng.integers(1, 100, size=shape).astype(np.float64)
-    return pd.DataFrame(values, columns=list(bundle.band_names))
-
-
-def log_pyfunc_model(run_id: str, bundle_path: Path, bundle: Any, register_as: str | None = None) -> Any:
-    """Log ``bundle_path`` as a :class:`LandcoverPyfunc` model of run ``run_id`` (registered if asked).
-
-    The signature names one double column per band and the param ``probabilities`` (default false);
-    the MLmodel metadata carries the band names, class table, nodata rule and nodata class value.
-    Returns MLflow's ModelInfo.
-    """
-    from lcmodel.pixels import nodata_class, predict_pixel_table
-
-    example = _input_example(bundle)
-    signature = infer_signature(example, predict_pixel_table(bundle, example),
-                                params={"probabilities": False})
-    metadata = {
-        "lcmodel_band_names": list(bundle.band_names),
-        "lcmodel_class_table": bundle.class_table.to_dict(),
-        "lcmodel_nodata_rule": bundle.nodata_rule.to_dict(),
-        "lcmodel_nodata_class": nodata_class(bundle),
-        "lcmodel_training_table_sha256": bundle.training_table_sha256,
-    }
-    with mlflow.start_run(run_id=run_id):
-        return mlflow.pyfunc.log_model(
-            name="model",
-            python_model=LandcoverPyfunc(),
-            # the side file travels with the bundle: loading checks the bundle's SHA-256 against it
-            artifacts={"bundle": str(bundle_path), "bundle_sha256": str(side_file_path(bundle_path))},
-            signature=signature,
-            input_example=example,
-            pip_requirements=[_req(p) for p in _REQUIREMENTS],
-            registered_model_name=register_as,
-            metadata=metadata,
-        )
-
-
-# ------------------------------------------------------------------------------------------ registry
-def is_models_uri(ref: str | Path) -> bool:
-    """True for a registry reference (``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``)."""
-    return str(ref).startswith("models:/")
-
-
-def _parse_models_uri(ref: str) -> tuple[str, str | None, str | None]:
-    m = _MODELS_URI.match(ref)
-    if m is None:
-        raise TrackingLookupError(
-            f"model reference {ref!r} is not a registry URI; give models:/NAME@ALIAS or models:/NAME/VERSION"
-        )
-    return m["name"], m["alias"], m["version"]
-
-
-def _not_found(exc: MlflowException) -> bool:
-    return exc.error_code == "RESOURCE_DOES_NOT_EXIST"
-
-
-def _version_by_alias(client: MlflowClient, name: str, alias: str) -> Any | None:
-    """The version that ``alias`` points at, or None (stores differ in the error they raise)."""
-    version = client.get_registered_model(name).aliases.get(alias)
-    return None if version is None else client.get_model_version(name, str(version))
-
-
-def _model_version(client: MlflowClient, name: str, alias: str | None, version: str | None) -> Any:
-    """The ModelVersion for an alias or a version number, or a one-line TrackingLookupError."""
-    try:
-        model = client.get_registered_model(name)
-    except MlflowException as exc:
-        if not _not_found(exc):
-            raise
-        known = sorted(m.name for m in client.search_registered_models(max_results=50))
-        raise TrackingLookupError(
-            f"registered model {name!r} does not exist in {scrub_uri(client.tracking_uri)} (registered: "
-            f"{', '.join(known) or 'none'}); check the name and MLFLOW_TRACKING_URI"
-        ) from None
-    if alias is not None:
-        mv = _version_by_alias(client, name, alias)
-        if mv is None:
-            aliases = ", ".join(f"{a}=v{v}" for a, v in sorted(model.aliases.items())) or "none"
-            raise TrackingLookupError(
-                f"registered model {name!r} has no alias {alias!r} (aliases: {aliases}); set it with "
-                f"`lcmodel promote {name} VERSION --alias {alias}`"
-            )
-        return mv
-    try:
-        return client.get_model_version(name, str(version))
-    except MlflowException as exc:
-        if not _not_found(exc):
-            raise
-        raise TrackingLookupError(
-            f"registered model {name!r} has no version {version}; list its versions in the MLflow UI "
-            "or give an alias (models:/NAME@champion)"
-        ) from None
-
-
-def download_registered_bundle(ref: str, dest: Path | str,
-                               tracking_uri: str | None = None) -> tuple[Path, dict[str, str]]:
-    """Download the bundle of a registered model version into ``dest``.
-
-    Parameters
-    ----------
-    ref : ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``.
-    dest : an existing folder (e.g. a temporary one) for the model's files.
-    tracking_uri : the MLflow store; default MLFLOW_TRACKING_URI, else ``sqlite:///<cwd>/mlflow.db``.
-
-    Returns
-    -------
-    (path of model.joblib, info)
-        info holds ``model_name``, ``model_version``, ``model_uri`` (``ref``), ``model_run_id`` and
-        ``model_id`` (MLflow's logged-model id, "" when unknown).
-    """
-    uri, _ = resolve_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    name, alias, version = _parse_models_uri(ref)
-    mv = _model_version(client, name, alias, version)
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(dest), tracking_uri=uri, registry_uri=uri
-    )
-    bundle = Path(local) / "artifacts" / "model.joblib"
-    if not bundle.is_file():
-        raise TrackingLookupError(
-            f"models:/{name}/{mv.version} is not an lcmodel model (no artifacts/model.joblib); register "
-            "models with the landcover flow (tracking.register_as)"
-        )
-    info = {"model_name": name, "model_version": str(mv.version), "model_uri": ref,
-            "model_run_id": mv.run_id or "", "model_id": _logged_model_id(mv)}
-    return bundle, info
-
-
-def _logged_model_id(mv: Any) -> str:
-    """MLflow 3's logged-model id of a version ("" if none); some stores leave ``model_id`` empty."""
-    if getattr(mv, "model_id", None):
-        return str(mv.model_id)
-    source = str(mv.source or "")
-    return source.removeprefix("models:/") if re.match(r"^models:/m-[0-9a-f]+$", source) else ""
-
-
-def promotion_decision(client: MlflowClient, name: str, version: str, alias: str = CHAMPION) -> str:
-    """Whether ``version`` should get ``alias``: one line starting with 'promoted' or 'not promoted'.
-
-    Compares the test macro-F1 of the two versions' training runs, only when both were measured on the
-    same test table (same ``lcmodel.training_table_sha256`` tag; the table holds the split).
-    """
-    new = client.get_model_version(name, version)
-    new_run = client.get_run(str(new.run_id))
-    new_f1 = new_run.data.metrics.get("test_macro_f1")
-    if new_f1 is None:
-        return f"not promoted: version {version} has no test macro-F1 (run {new.run_id})"
-    current = _version_by_alias(client, name, alias)
-    if current is None:
-        return f"promoted: no {alias} before; test macro-F1 {new_f1:.4f}"
-    if str(current.version) == str(version):
-        return f"not promoted: version {version} is already {alias}"
-    old_run = client.get_run(current.run_id)
-    old_f1 = old_run.data.metrics.get("test_macro_f1")
-    new_sha = new_run.data.tags.get("lcmodel.training_table_sha256", "")
-    old_sha = old_run.data.tags.get("lcmodel.training_table_sha256", "")
-    figures = f"test macro-F1 {new_f1:.4f} vs {alias} v{current.version}'s " + (
-        f"{old_f1:.4f}" if old_f1 is not None else "none")
-    if old_f1 is None or not new_sha or new_sha != old_sha:
-        return (f"not promoted: not the same test table (training table {new_sha[:12] or '?'} vs "
-                f"{old_sha[:12] or '?'}), {figures}; compare by hand, then `lcmodel promote {name} "
-                f"{version} --alias {alias}`")
-    if new_f1 > old_f1:
-        return f"promoted: {figures}"
-    return f"not promoted: {figures} (not better)"
-
-
-def promote(name: str, version: str, alias: str = CHAMPION, tracking_uri: str | None = None) -> dict[str, str]:
-    """Point ``alias`` at ``version`` of registered model ``name`` (by hand: no comparison).
-
-    Returns ``{"name", "version", "alias", "previous"}`` (previous: the version the alias pointed at, or "").
-    """
-    uri, _ = resolve_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    _model_version(client, name, None, version)  # one-line errors for a wrong name or version
-    previous = _version_by_alias(client, name, alias)
-    client.set_registered_model_alias(name, alias, str(version))
-    note = f"promoted to {alias} by hand" + (f" (was v{previous.version})" if previous is not None else "")
-    client.set_model_version_tag(name, str(version), "lcmodel.promotion", note)
-    return {"name": name, "version": str(version), "alias": alias,
-            "previous": str(previous.version) if previous is not None else ""}
-
-
-# ------------------------------------------------------------------------------------------ comparing
-#: columns of :func:`compare_runs` (and of the MLflow UI's compare view: same tags and metrics)
-COMPARE_COLUMNS = ("run_id", "run_name", "method", "n_sample", "reference_kind", "embedding",
-                   "test_macro_f1", "cv_macro_f1", "tuning_time_s", "predict_px_per_s", "model")
-
-
-def compare_runs(experiment: str, tracking_uri: str | None = None) -> list[dict[str, Any]]:
-    """The training runs of an experiment, best test macro-F1 first (runs without it last).
-
-    Nested tuning-candidate runs and prediction-flow runs are left out.
-    """
-    uri, _ = resolve_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    if exp is None:
-        known = sorted(e.name for e in client.search_experiments(max_results=50))
-        raise TrackingLookupError(
-            f"experiment {experiment!r} does not exist in {scrub_uri(uri)} (experiments: "
-            f"{', '.join(known) or 'none'}); check the name and MLFLOW_TRACKING_URI"
-        )
-    rows = []
-    for run in client.search_runs([exp.experiment_id], max_results=5000):
-        tags, metrics = run.data.tags, run.data.metrics
-        if "mlflow.parentRunId" in tags or tags.get("lcmodel.kind") in {"tuning-candidate", "prediction"}:
-            continue
-        rows.append({
-            "run_id": run.info.run_id,
-            "run_name": run.info.run_name or "",
-            "method": tags.get("lcmodel.method", ""),
-            "n_sample": tags.get("lcmodel.n_sample", ""),
-            "reference_kind": tags.get("lcmodel.reference_kind", ""),
-            "embedding": tags.get("lcmodel.embedding", ""),
-            "test_macro_f1": metrics.get("test_macro_f1"),
-            "cv_macro_f1": metrics.get("cv_macro_f1", metrics.get("cv_best_score")),
-            "tuning_time_s": metrics.get("tuning_time_s"),
-            "predict_px_per_s": metrics.get("predict_px_per_s"),
-            "model": tags.get("lcmodel.registered", ""),
-            "start_time": run.info.start_time or 0,
-        })
-    rows.sort(key=lambda r: (r["test_macro_f1"] is None, -(r["test_macro_f1"] or 0.0), -r["start_time"]))
-    return rows
-
-
-# ------------------------------------------------------------------------------------------ prediction
 class PredictionRun:
     """The MLflow run of one prediction (the landcover-predict flow), linked to the model version."""
 

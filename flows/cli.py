@@ -1,0 +1,185 @@
+"""The `lcmodel` console command: the plain commands of :mod:`lcmodel.cli` plus the orchestration ones.
+
+- ``run CONFIG`` and ``demo``: through the Prefect flow `landcover`, tracked in MLflow (the plain pipeline with
+  --plain);
+- ``predict --model models:/NAME@ALIAS`` (or ``models:/NAME/VERSION``): the bundle of a registered model
+  version, downloaded from the MLflow registry (a bundle path works as in the plain command);
+- ``promote NAME VERSION`` and ``compare EXPERIMENT``: the registry's aliases and the experiment's runs.
+
+Prefect and MLflow are imported by the commands that use them only, so the plain commands start as fast here
+as in ``python -m lcmodel.cli``. A user's mistake is one ``error:`` line and exit code 2, as there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lcmodel.cli import (
+    TRACKING_URI_OPTION,
+    demo_options,
+    load_run_config,
+    make_cli,
+    predict_bundle,
+    predict_options,
+    print_demo_outputs,
+    print_prediction,
+    print_training,
+    run_options,
+    run_plain,
+    write_demo_inputs,
+)
+from lcmodel.errors import LcmodelError
+
+__all__ = ["cli", "main"]
+
+
+class _UserErrorFilter(logging.Filter):
+    """Drop the traceback from Prefect's log records of a user's mistake: the message line is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], LcmodelError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _run_flow(cfg: Any) -> dict[str, Any]:
+    from flows.landcover import landcover
+
+    quiet = _UserErrorFilter()
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            handler.addFilter(quiet)
+    return landcover(cfg)
+
+
+def _run(cfg: Any, plain: bool) -> None:
+    from lcmodel import pipeline
+
+    if plain:
+        run_plain(cfg)
+        return
+    result = _run_flow(cfg)
+    print_training(cfg, Path(result["bundle"]))
+    print_prediction(json.loads(pipeline.paths_for(cfg).prediction.read_text()))
+    click.echo(f"MLflow run: {result['mlflow_run_id']}")
+    if result.get("version"):
+        click.echo(f"registered model: models:/{result['name']}/{result['version']} (alias 'candidate')")
+    if result.get("promotion"):
+        click.echo(f"champion: {result['promotion']}")
+
+
+@click.command()
+@run_options
+def run(config: str, plain: bool) -> None:
+    """Train, then predict the config's embedding into OUTPUT/map.tif and OUTPUT/confidence.tif.
+
+    Runs the Prefect flow `landcover` with MLflow tracking (embedded defaults: a temporary local Prefect
+    server and ./mlflow.db), unless --plain.
+    """
+    _run(load_run_config(config), plain)
+
+
+@click.command()
+@demo_options
+def demo(directory: str, size: int, plain: bool) -> None:
+    """Write a small synthetic case into DIR and run the whole flow on it."""
+    cfg = write_demo_inputs(directory, size)
+    _run(cfg, plain)
+    print_demo_outputs(cfg)
+    if not plain:
+        click.echo("MLflow UI: mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1 "
+                   "(then open http://127.0.0.1:5000)")
+
+
+@click.command()
+@predict_options
+def predict(model: str, embedding: str, out: str, confidence: str | None, block_size: int | None, n_jobs: int,
+            memory_mb: int, engine: str, trust_model: bool, tracking_uri: str | None) -> None:
+    """Predict a whole embedding raster block by block into a Cloud-Optimized GeoTIFF.
+
+    MODEL is a bundle path or a registry reference (models:/NAME@ALIAS, models:/NAME/VERSION).
+    Resumable: rerun the same command after a crash and only the unfinished blocks are predicted.
+    """
+    predict_bundle(_load_model(model, tracking_uri, trust=trust_model), embedding, out, confidence=confidence,
+                   block_size=block_size, n_jobs=n_jobs, memory_mb=memory_mb, engine=engine)
+
+
+def _load_model(model: str, tracking_uri: str | None, *, trust: bool = False) -> Any:
+    """A bundle from a path, or from the MLflow registry for ``models:/`` URIs (imports mlflow only then).
+
+    Either way the bundle's SHA-256 is checked against its side file unless ``trust``.
+    """
+    from lcmodel.model_io import load_bundle
+
+    if not model.startswith("models:/"):
+        return load_bundle(model, trust=trust)
+    import tempfile
+
+    from flows.tracking import download_registered_bundle
+
+    with tempfile.TemporaryDirectory(prefix="lcmodel-model-") as tmp:
+        path, info = download_registered_bundle(model, tmp, tracking_uri)
+        click.echo(f"model: {model} = {info['model_name']} version {info['model_version']}", err=True)
+        return load_bundle(path, trust=trust)
+
+
+@click.command()
+@click.argument("name")
+@click.argument("version")
+@click.option("--alias", default="champion", show_default=True, help="The alias to point at VERSION.")
+@TRACKING_URI_OPTION
+def promote(name: str, version: str, alias: str, tracking_uri: str | None) -> None:
+    """Point ALIAS of registered model NAME at VERSION (e.g. make it the champion)."""
+    from flows.tracking import promote as _promote
+
+    done = _promote(name, version, alias, tracking_uri)
+    was = f" (was version {done['previous']})" if done["previous"] else ""
+    click.echo(f"models:/{name}@{alias} -> version {version}{was}")
+
+
+def _cell(value: Any, fmt: str) -> str:
+    return "-" if value is None or value == "" else format(value, fmt)
+
+
+@click.command()
+@click.argument("experiment")
+@TRACKING_URI_OPTION
+def compare(experiment: str, tracking_uri: str | None) -> None:
+    """The training runs of EXPERIMENT side by side, best test macro-F1 first."""
+    from flows.tracking import compare_runs
+
+    rows = compare_runs(experiment, tracking_uri)
+    if not rows:
+        click.echo(f"experiment {experiment!r} has no training runs yet")
+        return
+    head = ("run", "name", "method", "n_sample", "reference", "embedding", "test_F1", "cv_F1",
+            "tuning_s", "px/s", "model")
+    table = [head] + [(
+        r["run_id"][:8], r["run_name"][:24], r["method"], r["n_sample"], r["reference_kind"],
+        r["embedding"][:28], _cell(r["test_macro_f1"], ".4f"), _cell(r["cv_macro_f1"], ".4f"),
+        _cell(r["tuning_time_s"], ".1f"), _cell(r["predict_px_per_s"], ",.0f"), r["model"] or "-",
+    ) for r in rows]
+    widths = [max(len(str(row[i])) for row in table) for i in range(len(head))]
+    numeric = {3, 6, 7, 8, 9}
+    for row in table:
+        click.echo("  ".join(str(c).rjust(w) if i in numeric else str(c).ljust(w)
+                             for i, (c, w) in enumerate(zip(row, widths, strict=True))).rstrip())
+
+
+#: the `lcmodel` group: the plain commands, with run, demo and predict replaced by the ones above
+cli = make_cli(run, demo, predict, promote, compare)
+
+
+def main() -> None:
+    """Console entry point (the `lcmodel` script)."""
+    cli(prog_name="lcmodel")
+
+
+if __name__ == "__main__":
+    main()

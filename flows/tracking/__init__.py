@@ -1,0 +1,50 @@
+"""MLflow tracking for the flows: the ONLY package in lcmodel that imports mlflow.
+
+One parent run per flow run, nested runs per tuning candidate or Optuna trial. Every call names its run id
+explicitly (MLflow's active run is per thread, and Prefect may run tasks on other threads).
+
+Embedded default: with no ``tracking.uri`` and no MLFLOW_TRACKING_URI, runs go to ``sqlite:///<cwd>/mlflow.db``
+with artifacts in ``<cwd>/mlartifacts`` (an explicit artifact root: MLflow would otherwise put them in
+``./mlruns`` whatever the tracking URI says).
+
+- :mod:`~flows.tracking.uris`: which store (tracking URI, artifact root) and URIs without credentials;
+- :mod:`~flows.tracking.runs`: :class:`Tracker` (a training run) and :class:`PredictionRun`;
+- :mod:`~flows.tracking.model`: :class:`LandcoverPyfunc`, the registered model, and how it is logged;
+- :mod:`~flows.tracking.registry`: ``models:/`` references, downloading a bundle, promotion (:data:`CHAMPION`);
+- :mod:`~flows.tracking.compare`: the training runs of an experiment side by side.
+
+Import from here: logged models name ``flows.tracking.LandcoverPyfunc``, whatever submodule defines it.
+"""
+
+from __future__ import annotations
+
+from flows.tracking.compare import COMPARE_COLUMNS, compare_runs
+from flows.tracking.model import LandcoverPyfunc, log_pyfunc_model
+from flows.tracking.registry import (
+    CHAMPION,
+    TrackingLookupError,
+    download_registered_bundle,
+    is_models_uri,
+    promote,
+    promotion_decision,
+)
+from flows.tracking.runs import PredictionRun, Tracker
+from flows.tracking.uris import resolve_tracking_uri, resolve_uri, scrub_uri
+
+__all__ = [
+    "CHAMPION",
+    "COMPARE_COLUMNS",
+    "LandcoverPyfunc",
+    "PredictionRun",
+    "TrackingLookupError",
+    "Tracker",
+    "compare_runs",
+    "download_registered_bundle",
+    "is_models_uri",
+    "log_pyfunc_model",
+    "promote",
+    "promotion_decision",
+    "resolve_tracking_uri",
+    "resolve_uri",
+    "scrub_uri",
+]

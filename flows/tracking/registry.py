@@ -1,0 +1,180 @@
+"""The MLflow model registry: ``models:/`` references, downloading a registered bundle, promotion.
+
+The alias :data:`CHAMPION` marks the model version in production; :func:`promotion_decision` says whether a
+new version beats it (same test table, higher test macro-F1) and :func:`promote` moves an alias by hand.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from flows.tracking.uris import resolve_uri, scrub_uri
+from lcmodel.errors import LcmodelError
+
+__all__ = [
+    "CHAMPION",
+    "TrackingLookupError",
+    "download_registered_bundle",
+    "is_models_uri",
+    "promote",
+    "promotion_decision",
+]
+
+#: the alias that marks the model version in production
+CHAMPION = "champion"
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
+
+
+class TrackingLookupError(LcmodelError, LookupError):
+    """A registered model, version, alias or experiment does not exist in the tracking store."""
+
+
+def is_models_uri(ref: str | Path) -> bool:
+    """True for a registry reference (``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``)."""
+    return str(ref).startswith("models:/")
+
+
+def _parse_models_uri(ref: str) -> tuple[str, str | None, str | None]:
+    m = _MODELS_URI.match(ref)
+    if m is None:
+        raise TrackingLookupError(
+            f"model reference {ref!r} is not a registry URI; give models:/NAME@ALIAS or models:/NAME/VERSION"
+        )
+    return m["name"], m["alias"], m["version"]
+
+
+def _not_found(exc: MlflowException) -> bool:
+    return exc.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def _version_by_alias(client: MlflowClient, name: str, alias: str) -> Any | None:
+    """The version that ``alias`` points at, or None (stores differ in the error they raise)."""
+    version = client.get_registered_model(name).aliases.get(alias)
+    return None if version is None else client.get_model_version(name, str(version))
+
+
+def _model_version(client: MlflowClient, name: str, alias: str | None, version: str | None) -> Any:
+    """The ModelVersion for an alias or a version number, or a one-line TrackingLookupError."""
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException as exc:
+        if not _not_found(exc):
+            raise
+        known = sorted(m.name for m in client.search_registered_models(max_results=50))
+        raise TrackingLookupError(
+            f"registered model {name!r} does not exist in {scrub_uri(client.tracking_uri)} (registered: "
+            f"{', '.join(known) or 'none'}); check the name and MLFLOW_TRACKING_URI"
+        ) from None
+    if alias is not None:
+        mv = _version_by_alias(client, name, alias)
+        if mv is None:
+            aliases = ", ".join(f"{a}=v{v}" for a, v in sorted(model.aliases.items())) or "none"
+            raise TrackingLookupError(
+                f"registered model {name!r} has no alias {alias!r} (aliases: {aliases}); set it with "
+                f"`lcmodel promote {name} VERSION --alias {alias}`"
+            )
+        return mv
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        if not _not_found(exc):
+            raise
+        raise TrackingLookupError(
+            f"registered model {name!r} has no version {version}; list its versions in the MLflow UI "
+            "or give an alias (models:/NAME@champion)"
+        ) from None
+
+
+def download_registered_bundle(ref: str, dest: Path | str,
+                               tracking_uri: str | None = None) -> tuple[Path, dict[str, str]]:
+    """Download the bundle of a registered model version into ``dest``.
+
+    Parameters
+    ----------
+    ref : ``models:/NAME@ALIAS`` or ``models:/NAME/VERSION``.
+    dest : an existing folder (e.g. a temporary one) for the model's files.
+    tracking_uri : the MLflow store; default MLFLOW_TRACKING_URI, else ``sqlite:///<cwd>/mlflow.db``.
+
+    Returns
+    -------
+    (path of model.joblib, info)
+        info holds ``model_name``, ``model_version``, ``model_uri`` (``ref``), ``model_run_id`` and
+        ``model_id`` (MLflow's logged-model id, "" when unknown).
+    """
+    uri, _ = resolve_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name, alias, version = _parse_models_uri(ref)
+    mv = _model_version(client, name, alias, version)
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(dest), tracking_uri=uri, registry_uri=uri
+    )
+    bundle = Path(local) / "artifacts" / "model.joblib"
+    if not bundle.is_file():
+        raise TrackingLookupError(
+            f"models:/{name}/{mv.version} is not an lcmodel model (no artifacts/model.joblib); register "
+            "models with the landcover flow (tracking.register_as)"
+        )
+    info = {"model_name": name, "model_version": str(mv.version), "model_uri": ref,
+            "model_run_id": mv.run_id or "", "model_id": _logged_model_id(mv)}
+    return bundle, info
+
+
+def _logged_model_id(mv: Any) -> str:
+    """MLflow 3's logged-model id of a version ("" if none); some stores leave ``model_id`` empty."""
+    if getattr(mv, "model_id", None):
+        return str(mv.model_id)
+    source = str(mv.source or "")
+    return source.removeprefix("models:/") if re.match(r"^models:/m-[0-9a-f]+$", source) else ""
+
+
+def promotion_decision(client: MlflowClient, name: str, version: str, alias: str = CHAMPION) -> str:
+    """Whether ``version`` should get ``alias``: one line starting with 'promoted' or 'not promoted'.
+
+    Compares the test macro-F1 of the two versions' training runs, only when both were measured on the
+    same test table (same ``lcmodel.training_table_sha256`` tag; the table holds the split).
+    """
+    new = client.get_model_version(name, version)
+    new_run = client.get_run(str(new.run_id))
+    new_f1 = new_run.data.metrics.get("test_macro_f1")
+    if new_f1 is None:
+        return f"not promoted: version {version} has no test macro-F1 (run {new.run_id})"
+    current = _version_by_alias(client, name, alias)
+    if current is None:
+        return f"promoted: no {alias} before; test macro-F1 {new_f1:.4f}"
+    if str(current.version) == str(version):
+        return f"not promoted: version {version} is already {alias}"
+    old_run = client.get_run(current.run_id)
+    old_f1 = old_run.data.metrics.get("test_macro_f1")
+    new_sha = new_run.data.tags.get("lcmodel.training_table_sha256", "")
+    old_sha = old_run.data.tags.get("lcmodel.training_table_sha256", "")
+    figures = f"test macro-F1 {new_f1:.4f} vs {alias} v{current.version}'s " + (
+        f"{old_f1:.4f}" if old_f1 is not None else "none")
+    if old_f1 is None or not new_sha or new_sha != old_sha:
+        return (f"not promoted: not the same test table (training table {new_sha[:12] or '?'} vs "
+                f"{old_sha[:12] or '?'}), {figures}; compare by hand, then `lcmodel promote {name} "
+                f"{version} --alias {alias}`")
+    if new_f1 > old_f1:
+        return f"promoted: {figures}"
+    return f"not promoted: {figures} (not better)"
+
+
+def promote(name: str, version: str, alias: str = CHAMPION, tracking_uri: str | None = None) -> dict[str, str]:
+    """Point ``alias`` at ``version`` of registered model ``name`` (by hand: no comparison).
+
+    Returns ``{"name", "version", "alias", "previous"}`` (previous: the version the alias pointed at, or "").
+    """
+    uri, _ = resolve_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    _model_version(client, name, None, version)  # one-line errors for a wrong name or version
+    previous = _version_by_alias(client, name, alias)
+    client.set_registered_model_alias(name, alias, str(version))
+    note = f"promoted to {alias} by hand" + (f" (was v{previous.version})" if previous is not None else "")
+    client.set_model_version_tag(name, str(version), "lcmodel.promotion", note)
+    return {"name": name, "version": str(version), "alias": alias,
+            "previous": str(previous.version) if previous is not None else ""}
