@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from flows.config import FlowConfig
 from lcmodel.cli import (
     TRACKING_URI_OPTION,
     demo_options,
@@ -62,6 +63,9 @@ def _run(cfg: Any, plain: bool) -> None:
     from lcmodel import pipeline
 
     if plain:
+        if getattr(cfg.prediction, "task_runner", "threads") == "dask":
+            logging.getLogger("lcmodel.cli").warning(
+                "prediction.task_runner 'dask' applies to the Prefect flow only; --plain predicts with local workers")
         run_plain(cfg)
         return
     result = _run_flow(cfg)
@@ -173,7 +177,7 @@ def compare(experiment: str, tracking_uri: str | None) -> None:
 
 
 #: the `lcmodel` group: the plain commands, with run, demo and predict replaced by the ones above
-cli = make_cli(run, demo, predict, promote, compare)
+cli = make_cli(run, demo, predict, promote, compare, config_model=FlowConfig)
 
 
 def main() -> None:

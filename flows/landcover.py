@@ -24,9 +24,10 @@ from prefect.artifacts import create_markdown_artifact, create_progress_artifact
 from prefect.runtime import flow_run
 
 from flows.cache import stage_cache_policy, state_dir
+from flows.config import FlowConfig, flow_config
 from flows.tasks import STAGE_TASK_OPTIONS, library_logs_to_prefect
 from lcmodel import pipeline
-from lcmodel.config import RunConfig, load_config
+from lcmodel.config import RunConfig
 from lcmodel.errors import LcmodelError
 from lcmodel.io import output_lock
 from lcmodel.pipeline import (
@@ -142,7 +143,9 @@ class FlowStageRun(pipeline.StageRun):
     key, same record, the same map byte for byte).
     """
 
-    def __init__(self, cfg: RunConfig, produced_by: dict[str, str], after_stage: Any = None) -> None:
+    cfg: FlowConfig
+
+    def __init__(self, cfg: FlowConfig, produced_by: dict[str, str], after_stage: Any = None) -> None:
         super().__init__(cfg, produced_by=produced_by, after_stage=after_stage)
         results = state_dir(self.root) / "results"
         self.tasks = {name: t.with_options(result_storage=results, cache_policy=stage_cache_policy(name, self.root))
@@ -212,9 +215,10 @@ class _PredictProgress:
 def landcover(config: RunConfig | str) -> dict[str, Any]:
     """Reference -> points -> extraction -> training table -> tuning -> evaluation -> final fit -> map -> report.
 
-    ``config`` is a validated RunConfig, or the path of a YAML/TOML config file (for deployments).
+    ``config`` is a validated FlowConfig (a plain RunConfig gets the flow's defaults), or the path of a
+    YAML/TOML config file (for deployments).
     """
-    cfg = load_config(config) if isinstance(config, str | Path) else config
+    cfg = flow_config(config)
     root = Path(cfg.output.dir)
     root.mkdir(parents=True, exist_ok=True)
     # one run per output folder; predict_map resumes after a crash or retry
@@ -222,7 +226,7 @@ def landcover(config: RunConfig | str) -> dict[str, Any]:
         return _landcover(cfg, root, get_run_logger())
 
 
-def _landcover(cfg: RunConfig, root: Path, logger: Any) -> dict[str, Any]:
+def _landcover(cfg: FlowConfig, root: Path, logger: Any) -> dict[str, Any]:
     from flows.tracking import Tracker
 
     flow_run_id = str(flow_run.id) if flow_run.id else None
@@ -289,7 +293,7 @@ def _track(tracker: Any, name: str, outcome: StageOutcome, logger: Any) -> None:
         tracker.log_assessment(outputs.assessment.path)  # type: ignore[attr-defined]
 
 
-def _summary_markdown(cfg: RunConfig, metrics: dict[str, Any], prediction: dict[str, Any],
+def _summary_markdown(cfg: FlowConfig, metrics: dict[str, Any], prediction: dict[str, Any],
                       result: dict[str, Any], r: pipeline.StageRun, tracker: Any) -> str:
     test = metrics.get("test", {})
     cv = metrics.get("cv", {})
@@ -334,8 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m flows.landcover CONFIG", file=sys.stderr)
         return 2
     try:
-        cfg = load_config(argv[0])
-        result = landcover(cfg)
+        result = landcover(flow_config(argv[0]))
     except LcmodelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

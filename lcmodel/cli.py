@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import click
 
-from lcmodel.errors import LcmodelError, LcmodelWarning
+from lcmodel.errors import ConfigError, LcmodelError, LcmodelWarning
 
 __all__ = [
     "PLAIN_COMMANDS",
@@ -51,6 +51,7 @@ log = logging.getLogger("lcmodel.cli")
 _F = TypeVar("_F", bound=Callable[..., Any])
 #: the plain commands' answer to what only the `lcmodel` console script (flows.cli) does
 _PLAIN_ONLY = "python -m lcmodel.cli runs the plain commands only: use the `lcmodel` command (flows.cli)"
+_FLOW_SECTION_HINT = "if it is a setting of the Prefect flow"
 
 
 class Progress:
@@ -109,11 +110,19 @@ class OneLineErrorGroup(click.Group):
             ctx.exit(2)
 
 
-def load_run_config(config: str) -> Any:
-    """The RunConfig of a CONFIG argument."""
-    from lcmodel.config import load_config
+def load_run_config(config: str | Path) -> Any:
+    """The config of a CONFIG argument, validated as the group's config model (see :func:`make_cli`)."""
+    from lcmodel.config import RunConfig, load_config
 
-    return load_config(config)
+    ctx = click.get_current_context(silent=True)
+    model = (ctx.find_root().obj or {}).get("config_model", RunConfig) if ctx is not None else RunConfig
+    try:
+        return load_config(config, model=model)
+    except ConfigError as exc:
+        if model is RunConfig and str(exc).startswith("unknown config key") and "." not in str(exc).split("'")[1]:
+            # a whole section the library does not know: most likely one the orchestration layer reads
+            raise ConfigError(f"{exc}; {_FLOW_SECTION_HINT}, {_PLAIN_ONLY}") from None
+        raise
 
 
 @click.command()
@@ -259,9 +268,15 @@ def run(config: str, plain: bool) -> None:
 
     Here with --plain only: the Prefect flow `landcover`, tracked in MLflow, is the `lcmodel` command's.
     """
-    cfg = load_run_config(config)
+    refusal = f"`run` without --plain runs the Prefect flow; {_PLAIN_ONLY}, or add --plain"
+    try:
+        cfg = load_run_config(config)
+    except ConfigError as exc:
+        if not plain and _FLOW_SECTION_HINT in str(exc):
+            raise LcmodelError(refusal) from None  # a flow's config: the flow is what was asked for
+        raise
     if not plain:
-        raise LcmodelError(f"`run` without --plain runs the Prefect flow; {_PLAIN_ONLY}, or add --plain")
+        raise LcmodelError(refusal)
     run_plain(cfg)
 
 
@@ -280,12 +295,11 @@ def demo_options(command: _F) -> _F:
 
 def write_demo_inputs(directory: str, size: int) -> Any:
     """Write the demo's synthetic inputs and config into ``directory``; print the config path; its RunConfig."""
-    from lcmodel.config import load_config
     from lcmodel.demo import make_demo_data
 
     cfg_path = make_demo_data(directory, size=size)
     click.echo(f"demo inputs and config: {cfg_path}")
-    return load_config(cfg_path)
+    return load_run_config(cfg_path)
 
 
 def print_demo_outputs(cfg: Any) -> None:
@@ -362,14 +376,16 @@ def assess(map_path: str, labelled: str, out: str | None, reference_column: str)
 PLAIN_COMMANDS: tuple[click.Command, ...] = (sample, train, predict, run, demo, validation_sample, assess)
 
 
-def make_cli(*commands: click.Command) -> click.Group:
+def make_cli(*commands: click.Command, config_model: type | None = None) -> click.Group:
     """A new `lcmodel` group: the plain commands, then ``commands`` (one of the same name replaces the plain one).
 
     Each call builds its own group, so the orchestration CLI (flows.cli) adds its commands to its copy and
-    :data:`cli` stays the plain group.
+    :data:`cli` stays the plain group. ``config_model`` is the config class CONFIG arguments are validated as
+    (default :class:`~lcmodel.config.RunConfig`; flows.cli gives its FlowConfig, which adds ``tracking``).
     """
+    from lcmodel.config import RunConfig
 
-    @click.group(cls=OneLineErrorGroup)
+    @click.group(cls=OneLineErrorGroup, context_settings={"obj": {"config_model": config_model or RunConfig}})
     @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
     @click.version_option(package_name="lcmodel")
     def cli(verbose: int) -> None:

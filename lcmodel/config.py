@@ -14,7 +14,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -32,13 +32,13 @@ from lcmodel.errors import ConfigError, InputFileError
 
 __all__ = [
     "RunConfig",
+    "ConfigSection",
     "ReferenceConfig",
     "ClassesConfig",
     "EmbeddingConfig",
     "SamplingConfig",
     "TuningConfig",
     "PredictionConfig",
-    "TrackingConfig",
     "OutputConfig",
     "DEFAULT_STAGES",
     "TUNABLE_PARAMS",
@@ -63,11 +63,13 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
 
 
-class _Section(BaseModel):
+class ConfigSection(BaseModel):
+    """A config section: unknown keys are refused, values are frozen."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ReferenceConfig(_Section):
+class ReferenceConfig(ConfigSection):
     """Reference land cover: a class raster (e.g. ESA WorldCover) or a CSV of labelled points."""
 
     path: ResolvedPath
@@ -94,7 +96,7 @@ class ReferenceConfig(_Section):
         return value
 
 
-class ClassesConfig(_Section):
+class ClassesConfig(ConfigSection):
     """Optional code -> value class table (CSV); extra columns are allowed in the file."""
 
     table: ResolvedPath | None = None
@@ -104,14 +106,14 @@ class ClassesConfig(_Section):
     color_column: str | None = None
 
 
-class EmbeddingConfig(_Section):
+class EmbeddingConfig(ConfigSection):
     """The embedding raster; nodata is detected from the file unless overridden."""
 
     path: ResolvedPath
     nodata: float | None = None
 
 
-class SamplingConfig(_Section):
+class SamplingConfig(ConfigSection):
     """Turning reference points into the modelling table (the notebook's section 3)."""
 
     n_sample: int = Field(5000, gt=0)
@@ -205,7 +207,7 @@ def _check_grid_value(param: str, value: GridValue) -> GridValue:
     return value
 
 
-class TuningConfig(_Section):
+class TuningConfig(ConfigSection):
     """Random-forest tuning: staged grids (the notebook's method), successive halving or Optuna.
 
     ``score_on`` is how grid and halving score a candidate: ``cv`` (stratified folds, GridSearchCV's scores)
@@ -274,7 +276,7 @@ class TuningConfig(_Section):
         return self
 
 
-class PredictionConfig(_Section):
+class PredictionConfig(ConfigSection):
     """Block-wise prediction of the whole embedding raster."""
 
     block_size: int | None = Field(None, ge=16, description="pixels per block side; null = from memory")
@@ -298,35 +300,18 @@ class PredictionConfig(_Section):
     unclassified_value: int | None = Field(
         None, ge=0, description="reserved map value of 'unclassified'; null = the map dtype's maximum"
     )
-    task_runner: Literal["threads", "dask"] = Field(
-        "threads", description="threads: worker processes on this machine; dask: block groups as Prefect tasks "
-        "on a Dask cluster (the Prefect flows only; needs the 'dask' extra)"
-    )
-    dask_address: str | None = Field(
-        None, description="scheduler of an existing Dask cluster (tcp://host:8786); null = a local cluster"
-    )
-    blocks_per_task: int = Field(16, ge=1, description="windows per Dask task (each task writes its own part)")
 
 
-class TrackingConfig(_Section):
-    """MLflow tracking (used by the Prefect flow; the plain library never imports mlflow)."""
-
-    experiment: str = "lcmodel"
-    run_name: str | None = None
-    register_as: str | None = None
-    uri: str | None = None
-    promote_if_better: bool = Field(
-        False, description="give the new version the alias 'champion' when its test macro-F1 beats the "
-        "current champion's on the same test table"
-    )
-
-
-class OutputConfig(_Section):
+class OutputConfig(ConfigSection):
     dir: ResolvedPath = Field(Path("results/run"), validate_default=True)
 
 
-class RunConfig(_Section):
-    """A whole run: reference -> classes -> embedding -> sampling -> tuning -> prediction, tracked."""
+class RunConfig(ConfigSection):
+    """A whole run: reference -> classes -> embedding -> sampling -> tuning -> prediction.
+
+    The library's settings only: the orchestration layer (flows/config.py) extends it with ``tracking`` and
+    the flow-only prediction settings (task runner, Dask cluster).
+    """
 
     reference: ReferenceConfig
     classes: ClassesConfig = ClassesConfig()
@@ -334,7 +319,6 @@ class RunConfig(_Section):
     sampling: SamplingConfig = SamplingConfig()
     tuning: TuningConfig = TuningConfig()
     prediction: PredictionConfig = PredictionConfig()
-    tracking: TrackingConfig = TrackingConfig()
     output: OutputConfig
     n_jobs: int = Field(2, ge=1)
 
@@ -369,9 +353,9 @@ def resolve_reference_kind(kind: str, path: Path) -> Literal["raster", "points"]
     return "points" if Path(path).suffix.lower() in POINT_SUFFIXES else "raster"
 
 
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+def _model_at(loc: tuple[int | str, ...], root: type[BaseModel]) -> type[BaseModel] | None:
     """The pydantic model class that owns the last element of an error location."""
-    model: type[BaseModel] | None = RunConfig
+    model: type[BaseModel] | None = root
     for part in loc[:-1]:
         if model is None or not isinstance(part, str) or part not in model.model_fields:
             return None
@@ -384,11 +368,11 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     return model
 
 
-def _format_error(err: Any) -> str:
+def _format_error(err: Any, root: type[BaseModel]) -> str:
     loc = tuple(err["loc"])
     where = ".".join(str(p) for p in loc) or "config"
     if err["type"] == "extra_forbidden":
-        model = _model_at(loc)
+        model = _model_at(loc, root)
         valid = sorted(model.model_fields) if model is not None else []
         close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -401,23 +385,27 @@ def _format_error(err: Any) -> str:
     return f"config key {where!r}: {msg}{shown}"
 
 
-def config_from_dict(data: dict[str, Any], base_dir: Path | str | None = None) -> RunConfig:
-    """Validate a plain dict as a :class:`RunConfig`; relative paths resolve against ``base_dir``."""
+_C = TypeVar("_C", bound="RunConfig")
+
+
+def config_from_dict(data: dict[str, Any], base_dir: Path | str | None = None,
+                     model: type[_C] = RunConfig) -> _C:  # type: ignore[assignment]
+    """Validate a plain dict as a :class:`RunConfig` (or ``model``, a subclass); paths resolve against ``base_dir``."""
     if not isinstance(data, dict):
         raise ConfigError(
             f"the config must be a mapping of sections (reference, embedding, ...), got {type(data).__name__}"
         )
     try:
-        return RunConfig.model_validate(data, context={"base_dir": base_dir})
+        return model.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         errors = exc.errors()
-        first = _format_error(errors[0])
+        first = _format_error(errors[0], model)
         more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
         raise ConfigError(first + more) from None
 
 
-def load_config(path: Path | str) -> RunConfig:
-    """Read a YAML (.yaml/.yml) or TOML (.toml) run configuration and validate it."""
+def load_config(path: Path | str, model: type[_C] = RunConfig) -> _C:  # type: ignore[assignment]
+    """Read a YAML (.yaml/.yml) or TOML (.toml) run configuration and validate it (as ``model``)."""
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"config file {str(path)!r} does not exist; check the path")
@@ -432,7 +420,7 @@ def load_config(path: Path | str) -> RunConfig:
         raise ConfigError(f"config file {str(path)!r} is not valid YAML/TOML: {detail}") from None
     if data is None:
         raise ConfigError(f"config file {str(path)!r} is empty; it needs at least reference and embedding")
-    return config_from_dict(data, base_dir=path.resolve().parent)
+    return config_from_dict(data, base_dir=path.resolve().parent, model=model)
 
 
 def flatten_config(cfg: RunConfig) -> dict[str, str]:

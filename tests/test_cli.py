@@ -13,7 +13,8 @@ import yaml
 from click.testing import CliRunner
 from sklearn.ensemble import RandomForestClassifier
 
-from lcmodel.cli import cli
+from flows.cli import cli  # the `lcmodel` console script (the plain commands and the flow's)
+from lcmodel.cli import cli as plain_cli
 from lcmodel.io import sha256_file
 from tests.rasters import tiny_demo_config  # noqa: E402
 
@@ -95,8 +96,13 @@ def test_plain_cli_imports_no_orchestration() -> None:
     assert done.stdout.strip() == "[]"
 
 
+def _invoke_plain(*args: str) -> object:
+    return CliRunner().invoke(plain_cli, list(args), catch_exceptions=False)
+
+
 def test_plain_cli_refuses_orchestrated_work_in_one_line(tiny_demo: Path, tmp_path: Path) -> None:
     """Without flows.cli: run/demo without --plain and registry models are one-line errors, nothing written."""
+    _invoke = _invoke_plain
     _assert_one_line_error(_invoke("run", str(tiny_demo)),
                            r"`run` without --plain runs the Prefect flow; python -m lcmodel.cli runs the plain "
                            r"commands only: use the `lcmodel` command \(flows.cli\), or add --plain")

@@ -13,7 +13,7 @@ import rasterio
 pytest.importorskip("prefect")
 pytest.importorskip("mlflow")
 
-from lcmodel.config import load_config  # noqa: E402
+from flows.config import load_flow_config as load_config  # noqa: E402
 from lcmodel.errors import InputDataError  # noqa: E402
 from tests.rasters import tiny_demo_config  # noqa: E402
 

@@ -14,7 +14,7 @@ pytest.importorskip("prefect")
 pytest.importorskip("mlflow")
 
 from flows.cli import cli  # noqa: E402
-from lcmodel.config import load_config  # noqa: E402
+from flows.config import load_flow_config as load_config  # noqa: E402
 from lcmodel.errors import InputDataError  # noqa: E402
 from lcmodel.model_io import load_bundle  # noqa: E402
 from lcmodel.pixels import predict_pixel_table  # noqa: E402

@@ -48,9 +48,17 @@ OTHER_VALUE: dict[str, Any] = {
 
 
 def flow_keys() -> dict[str, str]:
-    """Keys the flow owns (flows/ reads them; no library stage does)."""
-    return {k: "flow" for k in _leaf_keys(RunConfig) if k.startswith("tracking.")} | {
-        "prediction.task_runner": "flow", "prediction.dask_address": "flow", "prediction.blocks_per_task": "flow"}
+    """Keys only the flow's config adds (flows/config.py): no library stage can read them."""
+    pytest.importorskip("prefect")
+    from flows.config import FlowConfig
+
+    return {k: "flow" for k in set(_leaf_keys(FlowConfig)) - set(_leaf_keys(RunConfig))}
+
+
+def test_the_library_config_holds_no_orchestration_setting() -> None:
+    assert not [k for k in _leaf_keys(RunConfig) if k.startswith("tracking.") or k in
+                {"prediction.task_runner", "prediction.dask_address", "prediction.blocks_per_task"}]
+    assert {"tracking.uri", "prediction.task_runner"} <= set(flow_keys())
 
 
 def _leaf_keys(model: type[BaseModel], prefix: str = "") -> dict[str, Any]:

@@ -21,10 +21,11 @@ from mlflow import MlflowClient
 from mlflow.entities import LoggedModelInput, Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
+from flows.config import FlowConfig
 from flows.tracking.model import log_pyfunc_model
 from flows.tracking.registry import CHAMPION, promotion_decision
 from flows.tracking.uris import resolve_tracking_uri, resolve_uri, scrub_uri
-from lcmodel.config import RunConfig, flatten_config
+from lcmodel.config import flatten_config
 from lcmodel.pipeline import StageOutcome
 
 __all__ = ["PredictionRun", "Tracker"]
@@ -49,7 +50,7 @@ def _versions() -> dict[str, str]:
 class Tracker:
     """The MLflow side of one flow run."""
 
-    def __init__(self, cfg: RunConfig, *, flow_run_id: str | None = None, workdir: Path | None = None,
+    def __init__(self, cfg: FlowConfig, *, flow_run_id: str | None = None, workdir: Path | None = None,
                  extra_tags: Mapping[str, str] | None = None) -> None:
         self.cfg = cfg
         self.uri, artifact_root = resolve_tracking_uri(cfg, workdir)

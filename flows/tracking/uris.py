@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from lcmodel.config import RunConfig
+from flows.config import FlowConfig
 
 __all__ = ["resolve_tracking_uri", "resolve_uri", "scrub_uri"]
 
@@ -25,7 +25,7 @@ def scrub_uri(uri: str) -> str:
     return _QUERY_SECRET.sub(r"\g<key>***", _CRED.sub(r"\g<scheme>***@", uri))
 
 
-def resolve_tracking_uri(cfg: RunConfig, workdir: Path | None = None) -> tuple[str, str | None]:
+def resolve_tracking_uri(cfg: FlowConfig, workdir: Path | None = None) -> tuple[str, str | None]:
     """(tracking URI, artifact root for new experiments or None to let the server decide)."""
     return resolve_uri(cfg.tracking.uri, workdir)
 
