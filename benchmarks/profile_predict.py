@@ -56,13 +56,13 @@ def make_inputs(root: Path, size: int, bands: int, trees: int) -> tuple[Path, Mo
 
 def phase_times(bundle: ModelBundle, emb: Path) -> tuple[dict[str, float], int]:
     """Seconds per phase over all windows, each phase timed around the library's own calls (n_jobs=1)."""
-    from lcmodel.predict import _window_plan
+    from lcmodel.predict.plan import Grid
 
     est = bundle.estimator
     est.set_params(n_jobs=1)
     t = dict.fromkeys(["read_decode", "feature_prep", "predict_proba", "labels_confidence", "block_file_npz"], 0.0)
     with rasterio.open(emb) as src:
-        _, _, windows = _window_plan(src, None, 1024, 8)
+        windows = Grid.of_raster(src, None, 1024, 8).windows
         rule = NodataRule.detect(src)
         for w in windows:
             t0 = time.perf_counter()

@@ -21,7 +21,7 @@ import pandas as pd
 
 from lcmodel.errors import ClassTableError, InputFileError
 
-__all__ = ["ClassTable", "WORLDCOVER_CLASSES", "read_class_table"]
+__all__ = ["ClassTable", "WORLDCOVER_CLASSES", "read_class_table", "integer_valued"]
 
 #: ESA WorldCover v100/v200 codes: (name, colour).
 WORLDCOVER_CLASSES: dict[int, tuple[str, str]] = {
@@ -38,6 +38,12 @@ WORLDCOVER_CLASSES: dict[int, tuple[str, str]] = {
     100: ("Moss and lichen", "#fae6a0"),
 }
 _HEX = re.compile(r"^#?[0-9a-fA-F]{6}$")
+
+
+def integer_valued(values: np.ndarray) -> bool:
+    """True when every value is a whole number: an integer dtype, or floats without a fraction (class values
+    must be integers)."""
+    return values.dtype.kind in "iu" or (values.dtype.kind == "f" and bool(np.all(np.mod(values, 1) == 0)))
 
 
 def _generated_color(value: int) -> str:

@@ -36,6 +36,7 @@ from lcmodel.errors import (
     NoOverlapError,
 )
 from lcmodel.extract import Extraction
+from lcmodel.geo import pixel_centres
 from lcmodel.io import atomic_path
 
 __all__ = [
@@ -211,11 +212,9 @@ def _merge_pixels(samples: pd.DataFrame, extraction: Extraction) -> pd.DataFrame
     merged = first.merge(winners, on=keys, how="inner").merge(codes, on=keys, how="inner")
     merged = merged.sort_values(keys, kind="mergesort").reset_index(drop=True)
     if extraction.transform is not None:
-        t = extraction.transform
-        cc = merged["col"].to_numpy(dtype=np.float64) + 0.5
-        rr = merged["row"].to_numpy(dtype=np.float64) + 0.5
-        merged["x"] = t.a * cc + t.b * rr + t.c
-        merged["y"] = t.d * cc + t.e * rr + t.f
+        merged["x"], merged["y"] = pixel_centres(
+            extraction.transform, merged["row"].to_numpy(), merged["col"].to_numpy()
+        )
     merged["value"] = merged["value"].astype(np.int64)
     return merged[[*_SAMPLE_COLUMNS, *feature_columns(samples)]]
 

@@ -13,23 +13,23 @@ de-quantization are those of :class:`lcmodel.embedding.NodataRule`, as in predic
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 from affine import Affine
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from lcmodel.embedding import NodataRule, band_names
 from lcmodel.errors import InputDataError, InputFileError
+from lcmodel.geo import pixel_index
 from lcmodel.io import open_raster
+from lcmodel.rasterio_io import ThreadReaders, map_ordered
 
 __all__ = ["Extraction", "extract_values", "pixel_index"]
 
@@ -74,50 +74,6 @@ class Extraction:
     def n_points(self) -> int:
         """Number of points (valid or not)."""
         return int(self.valid.shape[0])
-
-
-def pixel_index(
-    transform: Affine, x: np.ndarray, y: np.ndarray, height: int, width: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pixel (row, col) of each x/y by the inverse affine transform, with floor.
-
-    Parameters
-    ----------
-    transform : Affine
-        Pixel -> x/y transform of the raster (any affine: north-up, bottom-up, rotated).
-    x, y : float64 arrays
-        Coordinates in the raster's CRS.
-    height, width : int
-        Raster size in pixels.
-
-    Returns
-    -------
-    row, col : int64 arrays
-        -1 where the point is outside.
-    inside : bool array
-        ``0 <= col < width and 0 <= row < height``: a point exactly on the left/top edge is inside, one on
-        the right/bottom edge (col == width or row == height) is outside. NaN coordinates are outside.
-    """
-    a, b, c, d, e, f = (transform.a, transform.b, transform.c, transform.d, transform.e, transform.f)
-    dx = x - c
-    dy = y - f
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        if b == 0.0 and d == 0.0:
-            # Rectilinear grid: one division, exact for points on pixel edges of round-numbered grids.
-            colf = dx / a
-            rowf = dy / e
-        else:
-            det = a * e - b * d
-            colf = (e * dx - b * dy) / det
-            rowf = (a * dy - d * dx) / det
-        colf = np.floor(colf)
-        rowf = np.floor(rowf)
-        inside = (colf >= 0) & (colf < width) & (rowf >= 0) & (rowf < height)
-    row = np.full(x.shape, -1, dtype=np.int64)
-    col = np.full(x.shape, -1, dtype=np.int64)
-    row[inside] = rowf[inside].astype(np.int64)
-    col[inside] = colf[inside].astype(np.int64)
-    return row, col, inside
 
 
 @dataclass(frozen=True)
@@ -298,53 +254,25 @@ def _read_jobs(
     if total == 0:
         return
 
-    def gather(src: rasterio.io.DatasetReader, job: _Job) -> None:
+    def unreadable(w: Window, exc: RasterioIOError) -> InputFileError:
+        detail = str(exc).split("\n")[0]
+        return InputFileError(
+            f"embedding raster {str(path)!r} cannot be read at window (col {w.col_off}, row {w.row_off}, "
+            f"{w.width} x {w.height}) ({detail}); check that the file is complete and not corrupt"
+        )
+
+    readers = ThreadReaders(path, on_error=unreadable)
+
+    def gather(job: _Job) -> None:
         w = job.window
-        try:
-            block = src.read(window=w)
-        except RasterioIOError as exc:
-            detail = str(exc).split("\n")[0]
-            raise InputFileError(
-                f"embedding raster {str(path)!r} cannot be read at window (col {w.col_off}, row {w.row_off}, "
-                f"{w.width} x {w.height}) ({detail}); check that the file is complete and not corrupt"
-            ) from None
+        block = readers.read(w)
         rr = row[job.points] - int(w.row_off)
         cc = col[job.points] - int(w.col_off)
         raw[job.points] = block[:, rr, cc].T
 
-    if n_threads == 1 or total == 1:
-        with rasterio.open(path) as src:
-            for done, job in enumerate(jobs, start=1):
-                gather(src, job)
-                if progress is not None:
-                    progress(done, total)
-        return
-
-    local = threading.local()
-    handles: list[rasterio.io.DatasetReader] = []
-    lock = threading.Lock()
-
-    def run(job: _Job) -> None:
-        src = getattr(local, "src", None)
-        if src is None:
-            src = rasterio.open(path)
-            local.src = src
-            with lock:
-                handles.append(src)
-        gather(src, job)
-
-    try:
-        with ThreadPoolExecutor(max_workers=min(n_threads, total), thread_name_prefix="lcmodel-extract") as pool:
-            futures = [pool.submit(run, job) for job in jobs]
-            try:
-                for done, fut in enumerate(as_completed(futures), start=1):
-                    fut.result()
-                    if progress is not None:
-                        progress(done, total)
-            except BaseException:
-                for fut in futures:
-                    fut.cancel()
-                raise
-    finally:
-        for src in handles:
-            src.close()
+    # closing: the pool is shut down before the datasets close, even when a progress callback raises
+    gathered = map_ordered(gather, jobs, n_threads, thread_name_prefix="lcmodel-extract")
+    with readers, contextlib.closing(gathered):
+        for done, _ in enumerate(gathered, start=1):
+            if progress is not None:
+                progress(done, total)

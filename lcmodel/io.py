@@ -21,6 +21,8 @@ from rasterio.errors import RasterioIOError
 
 from lcmodel.errors import InputFileError, OutputError
 
+# moved to lcmodel.rasterio_io; still importable from here for lcmodel.reference until it is converted
+
 __all__ = [
     "atomic_path",
     "open_raster",
@@ -233,16 +235,3 @@ def _lock_holder(fd: int) -> str:
     except OSError:
         text = ""
     return text or "pid unknown"
-
-
-#: GDAL block cache (MB) for passes that decode every block once (sampling, validation sampling, prediction):
-#: cached blocks are never reused there, and GDAL's default (5 % of RAM) only raises the peak memory (the
-#: full WorldCover tile: 1.4 GB RSS and 2.5x slower with the default, 0.2 GB with 64 MB).
-ONE_PASS_CACHE_MB = 64
-
-
-def one_pass_cache() -> rasterio.Env:
-    """A ``rasterio.Env`` with a :data:`ONE_PASS_CACHE_MB` block cache, unless the user set GDAL_CACHEMAX."""
-    if "GDAL_CACHEMAX" in os.environ:
-        return rasterio.Env()
-    return rasterio.Env(GDAL_CACHEMAX=ONE_PASS_CACHE_MB)

@@ -40,7 +40,7 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError
 from rasterio.io import DatasetReader
 
-from lcmodel.classes import ClassTable
+from lcmodel.classes import ClassTable, integer_valued
 from lcmodel.embedding import NodataRule, band_names
 from lcmodel.errors import (
     CompatibilityError,
@@ -48,6 +48,7 @@ from lcmodel.errors import (
     LcmodelWarning,
     ModelBundleError,
 )
+from lcmodel.geo import crs_label
 from lcmodel.io import atomic_path, sha256_file
 
 __all__ = [
@@ -421,13 +422,13 @@ def check_compatible(bundle: ModelBundle, src: DatasetReader) -> NodataRule:
         if src.crs is None:
             raise CompatibilityError(
                 f"embedding {name!r} has no CRS, the model was trained on "
-                f"{_crs_label(model_crs)}; assign the CRS to the raster (gdal_edit.py -a_srs) "
+                f"{crs_label(model_crs)}; assign the CRS to the raster (gdal_edit.py -a_srs) "
                 "or retrain"
             )
         if src.crs != model_crs:
             raise CompatibilityError(
-                f"embedding {name!r} is in {_crs_label(src.crs)}, the model was trained on "
-                f"{_crs_label(model_crs)}; reproject the embedding to the training CRS or retrain"
+                f"embedding {name!r} is in {crs_label(src.crs)}, the model was trained on "
+                f"{crs_label(model_crs)}; reproject the embedding to the training CRS or retrain"
             )
     raster_rule = NodataRule.detect(src)
     rule = bundle.nodata_rule
@@ -453,17 +454,9 @@ def _has_real_names(names: list[str]) -> bool:
     return not all(_GENERIC_BAND.match(n) for n in names)
 
 
-def _crs_label(crs: CRS) -> str:
-    epsg = crs.to_epsg()
-    return f"EPSG:{epsg}" if epsg else (crs.to_string()[:60] or "an unnamed CRS")
-
-
 def _class_values(estimator: Any) -> list[int]:
     classes = np.asarray(estimator.classes_)
-    integral = classes.dtype.kind in "iu" or (
-        classes.dtype.kind == "f" and bool(np.all(np.mod(classes, 1) == 0))
-    )
-    if not integral:
+    if not integer_valued(classes):
         raise ModelBundleError(
             f"estimator classes {classes[:5].tolist()} are not integer class values; fit the "
             "model on the training table's integer 'value' column"

@@ -1,7 +1,8 @@
 """Per-pixel uncertainty products of a prediction: class probabilities, margin, entropy, "unclassified".
 
 All come from the same ``predict_proba`` call as the class map (lcmodel.predict), block by block, and are
-written as uint8 Cloud-Optimized GeoTIFFs on the map's grid with nodata 255 (averaged overviews):
+written as uint8 Cloud-Optimized GeoTIFFs on the map's grid with nodata 255 (averaged overviews; their
+layers are in :mod:`lcmodel.predict.layers`, written by :mod:`lcmodel.predict.cog`):
 
 * probabilities: one band per model class (model class order), ``round(100 p)`` half up, band description =
   class name. Each value is off by at most 0.5 from ``100 p``, so a pixel's bands sum to 100 within
@@ -17,19 +18,16 @@ maximum minus 1 when that is the nodata value) and is tagged ``CLASS_<v>=unclass
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import rasterio
-from rasterio.enums import Resampling
-from rasterio.windows import Window
 
-from lcmodel.classes import ClassTable
 from lcmodel.errors import ConfigError
+
+if TYPE_CHECKING:  # at run time from lcmodel.predict.cog on first use (see __getattr__ at the end)
+    from lcmodel.predict.cog import ExtraOutputs, mark_unclassified
 
 __all__ = [
     "UNCERTAINTY_NODATA",
@@ -44,7 +42,6 @@ __all__ = [
 #: Nodata of every uncertainty raster (values are 0..100).
 UNCERTAINTY_NODATA = 255
 UNCLASSIFIED_NAME = "unclassified"
-_UNCLASSIFIED_RGBA = (0, 0, 0, 255)
 
 
 @dataclass(frozen=True)
@@ -195,100 +192,11 @@ def uncertainty_spec(
     return spec, paths
 
 
-class ExtraOutputs:
-    """The uncertainty rasters of one prediction: temporary tiled GeoTIFFs, written window by window.
+def __getattr__(name: str) -> Any:
+    """The writers of these rasters live with the other output layers (:mod:`lcmodel.predict.cog`); they are
+    still importable from here (imported on first use: lcmodel.predict imports this module)."""
+    if name in ("ExtraOutputs", "mark_unclassified"):
+        from lcmodel.predict import cog
 
-    Use as a context manager around the block loop; then :meth:`build_overviews` and copy :meth:`files`
-    (temporary, final) to COGs.
-    """
-
-    def __init__(
-        self,
-        paths: dict[str, Path],
-        work_dir: Path,
-        profile: dict[str, Any],
-        classes: np.ndarray,
-        table: ClassTable,
-    ) -> None:
-        self.paths = paths
-        self.work_dir = work_dir
-        self.profile = profile
-        self.classes = [int(c) for c in classes]
-        self.table = table
-        self.n_unclassified = 0
-        self._dst: dict[str, Any] = {}
-
-    def __enter__(self) -> ExtraOutputs:
-        for name in self.paths:
-            count = len(self.classes) if name == "probabilities" else 1
-            dst = rasterio.open(
-                self.work_dir / f"{name}.tif",
-                "w",
-                **self.profile,
-                count=count,
-                dtype="uint8",
-                nodata=UNCERTAINTY_NODATA,
-            )
-            self._dst[name] = dst
-            if name == "probabilities":
-                for i, v in enumerate(self.classes, start=1):
-                    dst.set_band_description(
-                        i, self.table.name(v) if v in self.table.values else str(v)
-                    )
-                dst.update_tags(
-                    LCMODEL_PROBABILITIES="round(100 * class probability); 255 = nodata",
-                    LCMODEL_CLASS_VALUES=",".join(str(v) for v in self.classes),
-                )
-            elif name == "margin":
-                dst.set_band_description(1, "margin (%)")
-                dst.update_tags(
-                    LCMODEL_MARGIN="round(100 * (top-1 - top-2 probability)); 255 = nodata"
-                )
-            else:
-                dst.set_band_description(1, "normalised entropy (%)")
-                dst.update_tags(LCMODEL_ENTROPY="round(100 * H / ln(n_classes)); 255 = nodata")
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        for dst in self._dst.values():
-            dst.close()
-        self._dst.clear()
-
-    def write(self, window: Window, extra: dict[str, np.ndarray]) -> None:
-        """Write one window's products (and count its unclassified pixels)."""
-        if "n_unclassified" in extra:
-            self.n_unclassified += int(extra["n_unclassified"])
-        for name, dst in self._dst.items():
-            data = extra[name]
-            if data.ndim == 2:
-                dst.write(data, 1, window=window)
-            else:
-                dst.write(data, window=window)
-
-    def build_overviews(self, factors: list[int]) -> None:
-        for name in self.paths:
-            with rasterio.open(self.work_dir / f"{name}.tif", "r+") as dst:
-                dst.build_overviews(factors, Resampling.average)
-                dst.update_tags(ns="rio_overview", resampling=Resampling.average.name)
-
-    def files(self) -> Iterator[tuple[Path, Path]]:
-        for name, final in self.paths.items():
-            yield self.work_dir / f"{name}.tif", final
-
-
-def mark_unclassified(map_path: Path, value: int) -> None:
-    """Tag the reserved value in the map (``CLASS_<v>``, LCMODEL_UNCLASSIFIED) and give it a colour."""
-    with rasterio.open(map_path, "r+") as dst:
-        dst.update_tags(**{f"CLASS_{value}": UNCLASSIFIED_NAME, "LCMODEL_UNCLASSIFIED": str(value)})
-        if dst.dtypes[0] in ("uint8", "uint16"):
-            try:
-                cmap = dst.colormap(1)
-            except ValueError:  # no colour table
-                return
-            cmap[value] = _UNCLASSIFIED_RGBA
-            dst.write_colormap(1, cmap)
+        return getattr(cog, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,8 +25,8 @@ from click.testing import CliRunner
 from pyproj import Transformer
 from sklearn.ensemble import RandomForestClassifier
 
-from lcmodel.classes import ClassTable
 from flows.cli import cli  # the `lcmodel` console script
+from lcmodel.classes import ClassTable
 from lcmodel.embedding import NodataRule
 from lcmodel.io import sha256_file
 from lcmodel.model_io import ModelBundle, current_versions, save_bundle, side_file_path, utc_now

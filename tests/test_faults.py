@@ -188,7 +188,7 @@ def test_disk_full_while_saving_a_block_names_the_path_and_keeps_the_previous_ma
 def test_write_error_in_the_final_copy_names_the_path_and_keeps_the_previous_map(
     case: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import lcmodel.predict as predict_module
+    import lcmodel.predict.cog as cog_module
 
     out = case["root"] / "full2"
     out.mkdir()
@@ -198,7 +198,7 @@ def test_write_error_in_the_final_copy_names_the_path_and_keeps_the_previous_map
         dst.write_bytes(b"half")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(predict_module, "_copy_cog", full)
+    monkeypatch.setattr(cog_module, "copy_cog", full)
     with pytest.raises(OutputError, match=r"could not write '.*full2/map.tif': No space left on device; check "
                        r"free space"):
         predict_raster(load_bundle(case["model"]), case["emb"], out / "map.tif", block_size=BLOCK)

@@ -15,10 +15,10 @@ import pytest
 pytest.importorskip("prefect")
 pytest.importorskip("mlflow")
 
-from lcmodel import pipeline  # noqa: E402
 from flows.config import FlowConfig as RunConfig  # noqa: E402
 from flows.config import flow_config_from_dict as config_from_dict  # noqa: E402
 from flows.config import load_flow_config as load_config  # noqa: E402
+from lcmodel import pipeline  # noqa: E402
 from tests.rasters import tiny_demo_config  # noqa: E402
 
 #: outputs compared between a cached rerun and a fresh run (timings aside)

@@ -103,3 +103,30 @@ def test_unclassified_value_must_be_free(tmp_path: Path) -> None:
         )
     with pytest.raises(ConfigError, match="not a percentage"):
         predict_raster(_bundle(emb, est), emb, tmp_path / "m.tif", unclassified_below=150)
+
+
+def test_the_writers_are_still_importable_from_here_and_write_like_the_prediction(case: dict, tmp_path: Path) -> None:
+    from lcmodel.predict.cog import output_profile
+    from lcmodel.uncertainty import ExtraOutputs, mark_unclassified
+
+    with rasterio.open(case["paths"]["probabilities"]) as src:
+        probabilities = src.read()
+        profile = output_profile(src, rasterio.windows.Window(0, 0, src.width, src.height))
+        table = ClassTable({v: v for v in range(1, 6)}, names={v: f"class {v}" for v in range(1, 6)})
+    window = rasterio.windows.Window(0, 0, profile["width"], profile["height"])
+    with ExtraOutputs({"probabilities": tmp_path / "p.tif"}, tmp_path, profile, np.arange(1, 6), table) as extras:
+        extras.write(window, {"probabilities": probabilities, "n_unclassified": np.asarray(7)})
+    extras.build_overviews([2])
+    assert extras.n_unclassified == 7 and list(extras.files()) == [(tmp_path / "probabilities.tif", tmp_path / "p.tif")]
+    with rasterio.open(tmp_path / "probabilities.tif") as src:
+        assert list(src.descriptions) == [f"class {v}" for v in range(1, 6)] and src.nodata == 255
+        np.testing.assert_array_equal(src.read(), probabilities)
+
+    labels = tmp_path / "labels.tif"
+    with rasterio.open(labels, "w", **{**profile, "count": 1, "dtype": "uint8", "nodata": 0}) as dst:
+        dst.write(np.ones((profile["height"], profile["width"]), np.uint8), 1)
+        dst.write_colormap(1, {1: (10, 20, 30, 255), 0: (0, 0, 0, 0)})
+    mark_unclassified(labels, 200)
+    with rasterio.open(labels) as src:
+        assert src.tags()["CLASS_200"] == "unclassified" and src.tags()["LCMODEL_UNCLASSIFIED"] == "200"
+        assert src.colormap(1)[200] == (0, 0, 0, 255) and src.colormap(1)[1] == (10, 20, 30, 255)

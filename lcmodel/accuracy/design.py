@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from lcmodel.errors import ConfigError, InputDataError, InsufficientDataError
+from lcmodel.geo import pixel_area_m2, pixel_centres
 from lcmodel.io import open_raster
 
 __all__ = [
@@ -161,8 +162,6 @@ def map_class_counts(map_path: Path | str) -> tuple[np.ndarray, np.ndarray, floa
         Sorted class values present (nodata excluded), their pixel counts, and one pixel's area in m^2
         (None for a geographic CRS).
     """
-    from lcmodel.predict import _pixel_area_m2
-
     values: dict[int, int] = {}
     with open_raster(map_path, "class map") as src:
         nodata = src.nodata
@@ -173,7 +172,7 @@ def map_class_counts(map_path: Path | str) -> tuple[np.ndarray, np.ndarray, floa
                 if nodata is not None and a == nodata:
                     continue
                 values[int(a)] = values.get(int(a), 0) + int(b)
-        area = _pixel_area_m2(src)
+        area = pixel_area_m2(src.crs, src.transform)
     classes = np.array(sorted(values), dtype=np.int64)
     return classes, np.array([values[c] for c in classes.tolist()], dtype=np.int64), area
 
@@ -260,8 +259,7 @@ def draw_validation_sample(
 
     drawn = sampler.draw(allocation, random_state=random_state, n_threads=n_threads)
     rows, cols, codes = drawn.rows, drawn.cols, drawn.codes
-    xs = transform.c + (cols + 0.5) * transform.a + (rows + 0.5) * transform.b
-    ys = transform.f + (cols + 0.5) * transform.d + (rows + 0.5) * transform.e
+    xs, ys = pixel_centres(transform, rows, cols)
     codes = codes.astype(np.int64)
     table = pd.DataFrame(
         {

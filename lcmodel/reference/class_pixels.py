@@ -15,21 +15,17 @@ they are the same for any thread count.
 
 from __future__ import annotations
 
-import threading
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import rasterio
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from lcmodel.errors import InputFileError
-from lcmodel.io import one_pass_cache
+from lcmodel.rasterio_io import ThreadReaders, map_ordered, one_pass_cache
 
 if TYPE_CHECKING:
     from rasterio.io import DatasetReader
@@ -116,7 +112,7 @@ class ClassPixelSampler:
         -------
         DrawnPixels
         """
-        readers = _ThreadReaders(self.path)
+        readers = ThreadReaders(self.path, on_error=_unreadable(self.path))
         try:
             with one_pass_cache():
                 classes, block_ids, class_ids, block_counts = _count_classes(
@@ -149,55 +145,18 @@ def _block_windows(src: DatasetReader) -> list[Window]:
     return [w for _, w in src.block_windows(1)]
 
 
-class _ThreadReaders:
-    """One open dataset per worker thread (a rasterio dataset must not be shared between threads)."""
+def _unreadable(path: Path) -> Callable[[Window, RasterioIOError], InputFileError]:
+    """A GDAL read error of the reference raster as an :class:`InputFileError` naming the window."""
 
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._opened: list[DatasetReader] = []
+    def error(window: Window, exc: RasterioIOError) -> InputFileError:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return InputFileError(
+            f"reference raster {str(path)!r} could not be read at rows {window.row_off}.."
+            f"{window.row_off + window.height}, cols {window.col_off}..{window.col_off + window.width} "
+            f"({detail}); the file may be truncated or corrupt: check it with gdalinfo -checksum"
+        )
 
-    def read(self, window: Window) -> np.ndarray:
-        """Band 1 in ``window``; a GDAL read error becomes an :class:`InputFileError` naming the window."""
-        try:
-            ds = getattr(self._local, "ds", None)
-            if ds is None:
-                ds = rasterio.open(self._path)
-                self._local.ds = ds
-                with self._lock:
-                    self._opened.append(ds)
-            return np.asarray(ds.read(1, window=window))
-        except RasterioIOError as exc:
-            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise InputFileError(
-                f"reference raster {str(self._path)!r} could not be read at rows {window.row_off}.."
-                f"{window.row_off + window.height}, cols {window.col_off}..{window.col_off + window.width} "
-                f"({detail}); the file may be truncated or corrupt: check it with gdalinfo -checksum"
-            ) from None
-
-    def close(self) -> None:
-        with self._lock:
-            for ds in self._opened:
-                ds.close()
-            self._opened.clear()
-
-
-def _map_ordered(func: Callable[[_T], _R], items: Sequence[_T], n_threads: int) -> Iterator[_R]:
-    """``map`` over items, in order, with ``n_threads`` threads (in the caller's thread when 1)."""
-    if n_threads <= 1 or len(items) <= 1:
-        yield from map(func, items)
-        return
-    with ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="lcmodel-sample") as pool:
-        # bounded look-ahead: at most a few blocks in flight (and in memory) per thread
-        pending = deque(pool.submit(func, item) for item in items[: 4 * n_threads])
-        next_item = len(pending)
-        while pending:
-            result = pending.popleft().result()
-            if next_item < len(items):
-                pending.append(pool.submit(func, items[next_item]))
-                next_item += 1
-            yield result
+    return error
 
 
 class _ValidRule:
@@ -238,7 +197,7 @@ class _ValidRule:
 
 
 def _count_classes(
-    readers: _ThreadReaders,
+    readers: ThreadReaders,
     windows: Sequence[Window],
     rule: _ValidRule,
     n_threads: int,
@@ -254,9 +213,9 @@ def _count_classes(
     block_ids: list[np.ndarray] = []
 
     def count(window: Window) -> tuple[np.ndarray, np.ndarray]:
-        return rule.count(readers.read(window))
+        return rule.count(readers.read(window, 1))
 
-    for i, (values, counts) in enumerate(_map_ordered(count, windows, n_threads)):
+    for i, (values, counts) in enumerate(map_ordered(count, windows, n_threads, thread_name_prefix="lcmodel-sample")):
         if values.size:
             per_block_values.append(values)
             per_block_counts.append(counts)
@@ -312,7 +271,7 @@ def _draw_ranks(
 
 
 def _locate_pixels(
-    readers: _ThreadReaders,
+    readers: ThreadReaders,
     windows: Sequence[Window],
     rule: _ValidRule,
     classes: np.ndarray,
@@ -326,7 +285,7 @@ def _locate_pixels(
 
     def locate(block: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
         window = windows[block]
-        flat = readers.read(window).ravel()
+        flat = readers.read(window, 1).ravel()
         width = int(window.width)
         found = []
         for c, local in draws[block]:
@@ -336,7 +295,7 @@ def _locate_pixels(
 
     per_class: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
     total = done_before + len(blocks)
-    for i, found in enumerate(_map_ordered(locate, blocks, n_threads)):
+    for i, found in enumerate(map_ordered(locate, blocks, n_threads, thread_name_prefix="lcmodel-sample")):
         for c, r, k in found:
             per_class.setdefault(c, []).append((r, k))
         if progress is not None:

@@ -17,14 +17,10 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError as RioCRSError
 
 from lcmodel.errors import DataWarning, NoOverlapError
+from lcmodel.geo import crs_label
 from lcmodel.reference.points import ReferencePoints, as_pyproj_crs
 
 __all__ = ["check_overlap", "warn_crs_units"]
-
-
-def _crs_label(crs: CRS) -> str:
-    epsg = crs.to_epsg()
-    return f"EPSG:{epsg}" if epsg else (crs.to_string()[:60] or "an unnamed CRS")
 
 
 def _num(v: float) -> str:
@@ -58,13 +54,13 @@ def _crs_hint(source: ReferencePoints, dst_crs: CRS, bounds: Sequence[float]) ->
     if x.size == 0:
         return ""
     declared = source.crs
-    name = _crs_label(declared)
+    name = crs_label(declared)
     lonlat_like = bool((np.abs(x) <= 180).all() and (np.abs(y) <= 90).all())
     example = f"x={_num(x[0])}, y={_num(y[0])}"
     if declared.is_geographic and not lonlat_like:
         where = ""
         if _lands_in(x, y, dst_crs, dst_crs, bounds):
-            where = f" (read as {_crs_label(dst_crs)}, the embedding's CRS, they fall on the raster)"
+            where = f" (read as {crs_label(dst_crs)}, the embedding's CRS, they fall on the raster)"
         return (
             f"the coordinates look projected ({example}), not longitude/latitude as reference.crs {name} says"
             f"{where}; set reference.crs to the CRS the coordinates are in"
@@ -109,7 +105,7 @@ def check_overlap(
     box = ", ".join(_num(b) for b in bounds)
     raise NoOverlapError(
         f"none of the {len(source)} reference points falls within the embedding raster {raster!r} "
-        f"(bounds {box} in {_crs_label(dst)}): {fix}"
+        f"(bounds {box} in {crs_label(dst)}): {fix}"
     )
 
 
@@ -128,7 +124,7 @@ def warn_crs_units(bounds: Sequence[float], crs: CRS | None, what: str) -> None:
     degrees_like = max(abs(left), abs(right)) <= 180 and max(abs(bottom), abs(top)) <= 90
     if crs.is_geographic and not degrees_like:
         warnings.warn(
-            f"{what} declares a geographic CRS ({_crs_label(crs)}, degrees) but its bounds ({left:g}, {bottom:g}, "
+            f"{what} declares a geographic CRS ({crs_label(crs)}, degrees) but its bounds ({left:g}, {bottom:g}, "
             f"{right:g}, {top:g}) look like metres; its CRS is probably wrong: assign the right one "
             "(gdal_edit.py -a_srs)",
             DataWarning,
@@ -136,7 +132,7 @@ def warn_crs_units(bounds: Sequence[float], crs: CRS | None, what: str) -> None:
         )
     elif crs.is_projected and degrees_like and (right - left) < 10 and (top - bottom) < 10:
         warnings.warn(
-            f"{what} declares a projected CRS ({_crs_label(crs)}) but its bounds ({left:g}, {bottom:g}, "
+            f"{what} declares a projected CRS ({crs_label(crs)}) but its bounds ({left:g}, {bottom:g}, "
             f"{right:g}, {top:g}) look like degrees; its CRS is probably wrong: assign the right one "
             "(gdal_edit.py -a_srs EPSG:4326)",
             DataWarning,

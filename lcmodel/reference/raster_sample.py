@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from lcmodel.errors import ConfigError, DataWarning, InputDataError, InputFileError
+from lcmodel.geo import pixel_centres
 from lcmodel.io import open_raster
 from lcmodel.reference.class_pixels import ClassPixelSampler, Progress
 from lcmodel.reference.points import POINT_SUFFIXES, ReferencePoints, codes_column, format_code, read_points_csv
@@ -162,8 +163,7 @@ def sample_raster_points(
 
     drawn = sampler.draw(allocation, random_state=random_state, n_threads=n_threads, progress=progress)
     rows, cols = drawn.rows, drawn.cols
-    xs = transform.c + (cols + 0.5) * transform.a + (rows + 0.5) * transform.b
-    ys = transform.f + (cols + 0.5) * transform.d + (rows + 0.5) * transform.e
+    xs, ys = pixel_centres(transform, rows, cols)
     table = pd.DataFrame(
         {"x": xs.astype(np.float64), "y": ys.astype(np.float64), "code": codes_column(drawn.codes)}
     )
