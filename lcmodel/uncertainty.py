@@ -20,23 +20,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lcmodel.errors import ConfigError
 
-if TYPE_CHECKING:  # at run time from lcmodel.predict.cog on first use (see __getattr__ at the end)
-    from lcmodel.predict.cog import ExtraOutputs, mark_unclassified
-
 __all__ = [
     "UNCERTAINTY_NODATA",
     "UNCLASSIFIED_NAME",
     "Uncertainty",
-    "ExtraOutputs",
     "uncertainty_spec",
     "default_unclassified_value",
-    "mark_unclassified",
 ]
 
 #: Nodata of every uncertainty raster (values are 0..100).
@@ -190,13 +184,3 @@ def uncertainty_spec(
         unclassified_value=value,
     )
     return spec, paths
-
-
-def __getattr__(name: str) -> Any:
-    """The writers of these rasters live with the other output layers (:mod:`lcmodel.predict.cog`); they are
-    still importable from here (imported on first use: lcmodel.predict imports this module)."""
-    if name in ("ExtraOutputs", "mark_unclassified"):
-        from lcmodel.predict import cog
-
-        return getattr(cog, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -105,9 +105,8 @@ def test_unclassified_value_must_be_free(tmp_path: Path) -> None:
         predict_raster(_bundle(emb, est), emb, tmp_path / "m.tif", unclassified_below=150)
 
 
-def test_the_writers_are_still_importable_from_here_and_write_like_the_prediction(case: dict, tmp_path: Path) -> None:
-    from lcmodel.predict.cog import output_profile
-    from lcmodel.uncertainty import ExtraOutputs, mark_unclassified
+def test_the_writers_write_like_the_prediction(case: dict, tmp_path: Path) -> None:
+    from lcmodel.predict.cog import ExtraOutputs, mark_unclassified, output_profile
 
     with rasterio.open(case["paths"]["probabilities"]) as src:
         probabilities = src.read()
