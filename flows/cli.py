@@ -36,7 +36,10 @@ from lcmodel.cli import (
 )
 from lcmodel.errors import LcmodelError
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "main", "DEMO_TRACKING"]
+
+#: the demo's tracking: its own experiment and registered model, promoted when it beats the champion
+DEMO_TRACKING = {"experiment": "lcmodel-demo", "register_as": "lcmodel-demo", "promote_if_better": True}
 
 
 class _UserErrorFilter(logging.Filter):
@@ -93,7 +96,7 @@ def run(config: str, plain: bool) -> None:
 @demo_options
 def demo(directory: str, size: int, plain: bool) -> None:
     """Write a small synthetic case into DIR and run the whole flow on it."""
-    cfg = write_demo_inputs(directory, size)
+    cfg = write_demo_inputs(directory, size, sections={"tracking": DEMO_TRACKING})
     _run(cfg, plain)
     print_demo_outputs(cfg)
     if not plain:

@@ -293,11 +293,12 @@ def demo_options(command: _F) -> _F:
     return command
 
 
-def write_demo_inputs(directory: str, size: int) -> Any:
-    """Write the demo's synthetic inputs and config into ``directory``; print the config path; its RunConfig."""
+def write_demo_inputs(directory: str, size: int, sections: dict[str, Any] | None = None) -> Any:
+    """Write the demo's synthetic inputs and config (plus ``sections``) into ``directory``; print the config
+    path; return its config."""
     from lcmodel.demo import make_demo_data
 
-    cfg_path = make_demo_data(directory, size=size)
+    cfg_path = make_demo_data(directory, size=size, sections=sections)
     click.echo(f"demo inputs and config: {cfg_path}")
     return load_run_config(cfg_path)
 

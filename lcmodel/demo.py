@@ -9,6 +9,7 @@ shrubland and grassland. Same seed, same bytes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +60,8 @@ def _class_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float)
     return codes[np.argmax(fields + bias[:, None, None], axis=0)]
 
 
-def make_demo_data(out_dir: Path | str, *, size: int = 384, seed: int = 0, n_points: int = 3000) -> Path:
+def make_demo_data(out_dir: Path | str, *, size: int = 384, seed: int = 0, n_points: int = 3000,
+                   sections: Mapping[str, Any] | None = None) -> Path:
     """Write the demo inputs and a run config into ``out_dir``; return the config path.
 
     Parameters
@@ -68,6 +70,7 @@ def make_demo_data(out_dir: Path | str, *, size: int = 384, seed: int = 0, n_poi
     size : embedding width and height in pixels (10 m).
     seed : random seed; the same seed gives the same files.
     n_points : reference points to sample from the class raster.
+    sections : more config sections to write, e.g. the flow's ``tracking`` (the library's own are always there).
     """
     out = ensure_output_dir(out_dir)
     rng = np.random.default_rng(seed)
@@ -144,9 +147,9 @@ def make_demo_data(out_dir: Path | str, *, size: int = 384, seed: int = 0, n_poi
                 {"n_estimators": [50, 100], "class_weight": [None, "balanced"]},
             ],
         },
-        "tracking": {"experiment": "lcmodel-demo", "register_as": "lcmodel-demo", "promote_if_better": True},
         "output": {"dir": "results"},
         "n_jobs": 2,
+        **dict(sections or {}),
     }
     cfg_path = out / "demo.yaml"
     with atomic_path(cfg_path) as tmp:

@@ -24,7 +24,9 @@ STAGE_OUTPUTS = ["reference_points.csv", "points_labelled.csv", "samples.csv", "
 @pytest.fixture(scope="module")
 def demo_config(tmp_path_factory, prefect_harness):
     root = tmp_path_factory.mktemp("flowdemo")
-    cfg = load_config(tiny_demo_config(root / "data"))
+    from flows.cli import DEMO_TRACKING
+
+    cfg = load_config(tiny_demo_config(root / "data", tracking=DEMO_TRACKING))
     uri = f"sqlite:///{root / 'mlflow.sqlite'}"
     cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(update={"uri": uri})})
     return cfg
