@@ -75,7 +75,13 @@ def _run(cfg: Any, plain: bool) -> None:
     print_training(cfg, Path(result["bundle"]))
     print_prediction(json.loads(pipeline.paths_for(cfg).prediction.read_text()))
     click.echo(f"MLflow run: {result['mlflow_run_id']}")
-    if result.get("version"):
+    if not result.get("executed"):
+        click.echo("nothing changed since the last run in this folder: every stage was reused (the MLflow run's tag "
+                   "lcmodel.cached_from_runs names the run that produced them)")
+    if result.get("version") and result.get("reused_from_run"):
+        click.echo(f"model: models:/{result['name']}/{result['version']} (this bundle is already registered; "
+                   "nothing new registered)")
+    elif result.get("version"):
         click.echo(f"registered model: models:/{result['name']}/{result['version']} (alias 'candidate')")
     if result.get("promotion"):
         click.echo(f"champion: {result['promotion']}")
