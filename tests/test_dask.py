@@ -86,3 +86,33 @@ def test_predict_flow_with_dask_task_runner(cluster, inputs, tmp_path, monkeypat
     assert result["n_blocks"] == 20 and result["n_jobs"] == 3
     assert _sha(tmp_path / "map.tif") == _sha(emb.parent / "ref" / "map.tif")
     assert _sha(tmp_path / "conf.tif") == _sha(emb.parent / "ref" / "conf.tif")
+
+
+def test_landcover_flow_predicts_on_dask_under_the_same_key(cluster, tmp_path, monkeypatch):
+    """prediction.task_runner is the flow's choice, not a stage setting: the Dask map is the plain map, byte for
+    byte, and a rerun on threads reuses it."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.config import load_flow_config
+    from flows.landcover import landcover
+    from lcmodel import pipeline
+    from tests.rasters import tiny_demo_config
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.sqlite'}")
+    cfg = load_flow_config(tiny_demo_config(tmp_path / "data", stages=[{"max_features": ["sqrt"], "n_estimators": [8]}],
+                                            prediction={"task_runner": "dask", "block_size": 32,
+                                                        "dask_address": cluster.scheduler_address,
+                                                        "blocks_per_task": 3}))
+    plain = cfg.model_copy(update={"output": cfg.output.model_copy(update={"dir": tmp_path / "plain"})})
+    pipeline.run(plain)
+    with prefect_test_harness(server_startup_timeout=120), temporary_settings(
+        {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+    ):
+        first = landcover(cfg)
+        threads = cfg.model_copy(update={"prediction": cfg.prediction.model_copy(update={"task_runner": "threads"})})
+        again = landcover(threads)
+    assert "predict_map" in first["executed"] and again["executed"] == []
+    root = Path(cfg.output.dir)
+    for name in ("map.tif", "confidence.tif"):
+        assert _sha(root / name) == _sha(tmp_path / "plain" / name)
