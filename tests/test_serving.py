@@ -210,8 +210,13 @@ def test_rerun_is_not_promoted_then_promoted_by_hand(trained):
     from flows.tracking import promotion_decision
 
     cfg, first = trained
-    second = landcover(cfg)  # every stage cached: the same model, the same test table
     client = _client(cfg)
+    again = landcover(cfg)  # every stage cached: the same bundle, so nothing is registered (issue 12)
+    assert again["executed"] == [] and again["version"] == "1" and "promotion" not in again
+    assert len(client.search_model_versions(f"name='{NAME}'")) == 1
+    # a new bundle of the same model on the same test table: the final refit's own n_jobs changes its bytes only
+    second = landcover(cfg.model_copy(update={"n_jobs": 1}))
+    assert second["executed"][0] == "fit_final"
     f1 = client.get_run(first["mlflow_run_id"]).data.metrics["test_macro_f1"]
     assert second["version"] == "2"
     assert second["promotion"] == f"not promoted: test macro-F1 {f1:.4f} vs champion v1's {f1:.4f} (not better)"
