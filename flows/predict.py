@@ -69,8 +69,9 @@ def resolve_model(model: str, workdir: str, tracking_uri: str | None = None) -> 
 @task(name="check_compatibility", **_IO_RETRIES)
 def check_compatibility(bundle_path: str, embedding: str) -> str:
     """Band count and names, CRS and nodata rule of the raster against the model, before any block."""
+    from lcmodel.compatibility import check_compatible
     from lcmodel.io import open_raster
-    from lcmodel.model_io import check_compatible, load_bundle
+    from lcmodel.model_io import load_bundle
 
     bundle = load_bundle(bundle_path)
     with open_raster(embedding, "embedding raster") as src:

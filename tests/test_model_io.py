@@ -13,13 +13,13 @@ import rasterio
 from sklearn.ensemble import RandomForestClassifier
 
 from lcmodel.classes import ClassTable
+from lcmodel.compatibility import check_compatible
 from lcmodel.embedding import NodataRule, band_names
 from lcmodel.errors import CompatibilityError, InputFileError, LcmodelWarning, ModelBundleError
 from lcmodel.io import sha256_file
 from lcmodel.model_io import (
     BUNDLE_FORMAT,
     ModelBundle,
-    check_compatible,
     current_versions,
     load_bundle,
     save_bundle,

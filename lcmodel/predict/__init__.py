@@ -34,28 +34,28 @@ predicts only the missing blocks, and writes a map byte-identical to an uninterr
 ``predict_map`` task calls the same function, so a retried or re-run task resumes too. The output
 folder is locked (:func:`lcmodel.io.output_lock`) while the call runs.
 
-Modules: ``plan`` (window size, windows, map data type, overview factors), ``classify`` (one block ->
-its arrays), ``executors`` (this thread, threads, worker processes; results in order), ``store`` (the
-resumable block store), ``layers`` (one :class:`OutputLayer` type for the map, confidence and uncertainty
-rasters), ``cog`` (layers -> tiled GeoTIFFs -> overviews -> COGs), ``job`` (inputs and options -> a
-:class:`~lcmodel.predict.job.PredictionJob`), ``api`` (the entry points below).
+Modules: ``plan`` (window size, windows, map data type, overview factors, the :class:`PredictionPlan` of a
+split prediction), ``classify`` (one block -> its arrays), ``executors`` (this thread, threads, worker
+processes; results in order), ``store`` (the resumable block store), ``layers`` (one :class:`OutputLayer`
+type for the map, confidence and uncertainty rasters), ``cog`` (layers -> tiled GeoTIFFs -> overviews ->
+COGs), ``job`` (inputs and options -> a :class:`~lcmodel.predict.job.PredictionJob`), ``summary``
+(:class:`PredictionSummary`, what a prediction wrote), ``api`` (the entry points below).
 """
 
 from lcmodel.forest import ENGINES
 from lcmodel.predict.api import (
-    PredictionOptions,
-    PredictionPlan,
-    PredictionSummary,
     assemble_prediction,
     predict_blocks,
     predict_raster,
     prepare_prediction,
 )
 from lcmodel.predict.cog import COG_BLOCKSIZE
+from lcmodel.predict.job import PredictionOptions
 from lcmodel.predict.layers import CONFIDENCE_NODATA, OutputLayer
 from lcmodel.predict.plan import (
     DEFAULT_MAX_WINDOW,
     OVERVIEW_MIN_SIZE,
+    PredictionPlan,
     choose_block_size,
     effective_block_size,
     output_dtype,
@@ -63,6 +63,7 @@ from lcmodel.predict.plan import (
     plan_windows,
 )
 from lcmodel.predict.store import BlockStore, partial_dir
+from lcmodel.predict.summary import PredictionSummary
 
 __all__ = [
     "PredictionSummary",

@@ -7,10 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from lcmodel.errors import ConfigError, InputFileError, OutputError, PredictionError
 from lcmodel.forest import Predictor
@@ -18,13 +15,11 @@ from lcmodel.model_io import ModelBundle
 from lcmodel.predict.cog import write_cogs
 from lcmodel.predict.executors import iter_blocks
 from lcmodel.predict.job import PredictionJob, PredictionOptions, locked, prepare_job
-from lcmodel.predict.plan import overview_factors, window_text
+from lcmodel.predict.plan import PredictionPlan, overview_factors, window_text
 from lcmodel.predict.store import BlockStore, partial_dir
+from lcmodel.predict.summary import PredictionSummary, summarize_prediction
 
 __all__ = [
-    "PredictionSummary",
-    "PredictionOptions",
-    "PredictionPlan",
     "predict_raster",
     "prepare_prediction",
     "predict_blocks",
@@ -32,59 +27,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class PredictionSummary:
-    """What :func:`predict_raster` wrote, with counts for reports.
-
-    Attributes
-    ----------
-    map_path, confidence_path : the COGs written (confidence_path None when not asked for).
-    width, height : raster size in pixels.
-    n_blocks : number of windows predicted.
-    n_pixels, n_valid, n_nodata : all pixels, classified pixels, nodata pixels.
-    class_counts : predicted pixels per class value (every class of the model, zeros included).
-    pixel_area_m2 : area of one pixel in square metres when the CRS is projected, else None;
-        hectares of a class are ``class_counts[v] * pixel_area_m2 / 10_000``.
-    elapsed_s, pixels_per_s : wall time of the whole call and all pixels per second.
-    block_size : window side in pixels (tiled rasters) or window height in rows (striped rasters).
-    n_jobs : parallel workers used (1 = in-process): threads for a plain forest, else processes.
-    output_dtype, output_nodata : data type and nodata value of the class map.
-    n_resumed : blocks taken from an interrupted earlier run (see :class:`BlockStore`), not recomputed.
-    n_unclassified, unclassified_value : pixels below ``unclassified_below`` and their map value.
-    extra_paths : uncertainty COGs written (``probabilities``, ``margin``, ``entropy`` -> path).
-    engine : what classified the pixels: ``"compiled"`` (:mod:`lcmodel.forest`) or ``"sklearn"``; from
-        :func:`assemble_prediction`, the ``engine`` option (each block group chose its own).
-    """
-
-    map_path: Path
-    confidence_path: Path | None
-    width: int
-    height: int
-    n_blocks: int
-    n_pixels: int
-    n_valid: int
-    n_nodata: int
-    class_counts: dict[int, int]
-    pixel_area_m2: float | None
-    elapsed_s: float
-    pixels_per_s: float
-    block_size: int
-    n_jobs: int
-    output_dtype: str
-    output_nodata: int
-    n_resumed: int = 0
-    n_unclassified: int = 0
-    unclassified_value: int | None = None
-    extra_paths: dict[str, str] = field(default_factory=dict)
-    engine: str = "sklearn"
-
-    def class_areas_ha(self) -> dict[int, float] | None:
-        """Predicted area per class value in hectares, or None when the pixel area is unknown."""
-        if self.pixel_area_m2 is None:
-            return None
-        return {v: n * self.pixel_area_m2 / 10_000.0 for v, n in self.class_counts.items()}
 
 
 def predict_raster(
@@ -199,40 +141,10 @@ def predict_raster(
         counts = store.total_counts(n_blocks, len(job.recipe.class_out))
         n_unclassified = _assemble(store, job)
         store.remove()
-    return _summary(
+    return summarize_prediction(
         job, counts, n_unclassified, time.perf_counter() - started, n_workers, n_blocks - len(todo),
         predictor.engine,
     )
-
-
-@dataclass(frozen=True)
-class PredictionPlan:
-    """The blocks of a prediction, from :func:`prepare_prediction`.
-
-    Attributes
-    ----------
-    n_blocks : windows of the whole raster.
-    todo : indices of the windows not finished yet (all of them unless an earlier run left some).
-    block_size : window side (tiled) or strip height (striped) in pixels.
-    work_dir : the shared work folder (:func:`partial_dir`) the block groups write into.
-    """
-
-    n_blocks: int
-    todo: list[int]
-    block_size: int
-    work_dir: Path
-
-    def groups(self, blocks_per_task: int) -> list[list[int]]:
-        """The unfinished windows in consecutive groups of at most ``blocks_per_task``.
-
-        Raises
-        ------
-        ConfigError
-            ``blocks_per_task`` is below 1.
-        """
-        if blocks_per_task < 1:
-            raise ConfigError(f"blocks_per_task={blocks_per_task} is not allowed; use 1 or more")
-        return [self.todo[k : k + blocks_per_task] for k in range(0, len(self.todo), blocks_per_task)]
 
 
 def prepare_prediction(
@@ -377,7 +289,7 @@ def assemble_prediction(
         n_unclassified = _assemble(store, job)
         store.remove()
     # the groups chose their engine each: report the option ("auto" or "sklearn")
-    return _summary(job, counts, n_unclassified, time.time() - wall_start, n_jobs, 0, options.engine)
+    return summarize_prediction(job, counts, n_unclassified, time.time() - wall_start, n_jobs, 0, options.engine)
 
 
 def _predict_into(
@@ -420,45 +332,3 @@ def _assemble(store: BlockStore, job: PredictionJob) -> int:
             f"could not write {str(job.out_path)!r} ({exc.strerror or str(exc).splitlines()[0]}); "
             f"check free space and permissions, then rerun: finished blocks are kept in {str(store.folder)!r}"
         ) from None
-
-
-def _summary(
-    job: PredictionJob,
-    counts: np.ndarray,
-    n_unclassified: int,
-    elapsed: float,
-    n_workers: int,
-    n_resumed: int,
-    engine: str = "sklearn",
-) -> PredictionSummary:
-    n_valid = int(counts.sum()) + n_unclassified
-    n_pixels = job.grid.width * job.grid.height
-    class_out = job.recipe.class_out
-    summary = PredictionSummary(
-        map_path=job.out_path,
-        confidence_path=job.conf_out,
-        width=job.grid.width,
-        height=job.grid.height,
-        n_blocks=len(job.grid.windows),
-        n_pixels=n_pixels,
-        n_valid=n_valid,
-        n_nodata=n_pixels - n_valid,
-        class_counts={int(v): int(n) for v, n in zip(class_out, counts, strict=True)},
-        pixel_area_m2=job.pixel_area,
-        elapsed_s=elapsed,
-        pixels_per_s=n_pixels / elapsed if elapsed > 0 else float("inf"),
-        block_size=job.grid.size,
-        n_jobs=n_workers,
-        output_dtype=str(class_out.dtype),
-        output_nodata=job.recipe.nodata,
-        n_resumed=n_resumed,
-        n_unclassified=n_unclassified,
-        unclassified_value=job.recipe.uncertainty.unclassified_value,
-        extra_paths={k: str(v) for k, v in job.extra_paths.items()},
-        engine=engine,
-    )
-    logger.info(
-        "predicted %d valid of %d pixels in %.1f s (%.0f px/s) -> %s",
-        n_valid, n_pixels, elapsed, summary.pixels_per_s, job.out_path,
-    )
-    return summary

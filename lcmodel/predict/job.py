@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 
+from lcmodel.compatibility import check_compatible
 from lcmodel.errors import ConfigError
 from lcmodel.forest import ENGINES
 from lcmodel.geo import pixel_area_m2
 from lcmodel.io import open_raster, output_lock
-from lcmodel.model_io import ModelBundle, check_compatible
+from lcmodel.model_io import ModelBundle
 from lcmodel.predict.classify import BlockRecipe
 from lcmodel.predict.cog import output_profile
 from lcmodel.predict.executors import BlockWork

@@ -1,9 +1,11 @@
-"""Planning a prediction before any block is read: window size, the windows, the map's data type, overviews."""
+"""Planning a prediction before any block is read: window size, the windows, the map's data type, overviews,
+and the plan of a prediction split across machines (:class:`PredictionPlan`)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from rasterio.io import DatasetReader
@@ -16,6 +18,7 @@ __all__ = [
     "DEFAULT_MAX_WINDOW",
     "OVERVIEW_MIN_SIZE",
     "Grid",
+    "PredictionPlan",
     "choose_block_size",
     "output_dtype",
     "effective_block_size",
@@ -229,3 +232,33 @@ def window_text(window: Window) -> str:
         f"(col_off={int(window.col_off)}, row_off={int(window.row_off)}, "
         f"width={int(window.width)}, height={int(window.height)})"
     )
+
+
+@dataclass(frozen=True)
+class PredictionPlan:
+    """The blocks of a prediction, from :func:`~lcmodel.predict.prepare_prediction`.
+
+    Attributes
+    ----------
+    n_blocks : windows of the whole raster.
+    todo : indices of the windows not finished yet (all of them unless an earlier run left some).
+    block_size : window side (tiled) or strip height (striped) in pixels.
+    work_dir : the shared work folder (:func:`~lcmodel.predict.store.partial_dir`) the block groups write into.
+    """
+
+    n_blocks: int
+    todo: list[int]
+    block_size: int
+    work_dir: Path
+
+    def groups(self, blocks_per_task: int) -> list[list[int]]:
+        """The unfinished windows in consecutive groups of at most ``blocks_per_task``.
+
+        Raises
+        ------
+        ConfigError
+            ``blocks_per_task`` is below 1.
+        """
+        if blocks_per_task < 1:
+            raise ConfigError(f"blocks_per_task={blocks_per_task} is not allowed; use 1 or more")
+        return [self.todo[k : k + blocks_per_task] for k in range(0, len(self.todo), blocks_per_task)]

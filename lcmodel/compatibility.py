@@ -1,0 +1,115 @@
+"""Whether an embedding raster can be predicted with a model bundle, checked before any block is read.
+
+:func:`check_compatible` compares an open raster with the facts a :class:`~lcmodel.model_io.ModelBundle`
+records about its training embedding: band count, band names (only when both sides have real names, not
+band_1..band_N), CRS, and the nodata rule (data type and de-quantization must match; a different
+declared nodata value is logged and the bundle's rule applies). A mismatch is one
+:class:`~lcmodel.errors.CompatibilityError` line naming it and the fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from rasterio.crs import CRS
+from rasterio.errors import CRSError
+from rasterio.io import DatasetReader
+
+from lcmodel.embedding import NodataRule, band_names
+from lcmodel.errors import CompatibilityError, ModelBundleError
+from lcmodel.geo import crs_label
+from lcmodel.model_io import ModelBundle
+
+__all__ = ["check_compatible"]
+
+logger = logging.getLogger(__name__)
+
+_GENERIC_BAND = re.compile(r"^band_\d+$")
+
+
+def check_compatible(bundle: ModelBundle, src: DatasetReader) -> NodataRule:
+    """Check that an open embedding raster can be predicted with a bundle, before reading any block.
+
+    Checks, in order: band count, band names (only when both the bundle and the raster have real
+    names, not band_1..band_N), CRS (when the bundle has one), and the raster's nodata rule against
+    the bundle's (data type and de-quantization must match).
+
+    Parameters
+    ----------
+    bundle : the model bundle.
+    src : the open embedding raster.
+
+    Returns
+    -------
+    NodataRule
+        The rule to apply: the bundle's (the same rule as at extraction).
+
+    Raises
+    ------
+    CompatibilityError
+        One line naming the mismatch and the fix.
+    """
+    name = str(src.name)
+    if src.count != bundle.n_bands:
+        raise CompatibilityError(
+            f"embedding {name!r} has {src.count} bands, the model was trained on "
+            f"{bundle.n_bands}; predict with the embedding the model was trained on (same bands, "
+            "same order) or retrain"
+        )
+    raster_names = band_names(src)
+    expected = list(bundle.band_names)
+    if _has_real_names(raster_names) and _has_real_names(expected) and raster_names != expected:
+        if sorted(raster_names) == sorted(expected):
+            i = next(i for i, (a, b) in enumerate(zip(raster_names, expected, strict=False)) if a != b)
+            raise CompatibilityError(
+                f"embedding {name!r} has the model's bands in another order (band {i + 1} is "
+                f"{raster_names[i]!r}, the model expects {expected[i]!r}); reorder the bands to "
+                "the training order or retrain"
+            )
+        missing = [b for b in expected if b not in raster_names][:3]
+        raise CompatibilityError(
+            f"embedding {name!r} band names differ from the model's (model bands {missing} are "
+            "missing); predict with the embedding the model was trained on or retrain"
+        )
+    if bundle.crs_wkt:
+        try:
+            model_crs = CRS.from_wkt(bundle.crs_wkt)
+        except CRSError:
+            raise ModelBundleError(
+                f"the model bundle's CRS is not valid WKT ({bundle.crs_wkt[:60]!r}...); "
+                "retrain with `lcmodel train`"
+            ) from None
+        if src.crs is None:
+            raise CompatibilityError(
+                f"embedding {name!r} has no CRS, the model was trained on "
+                f"{crs_label(model_crs)}; assign the CRS to the raster (gdal_edit.py -a_srs) "
+                "or retrain"
+            )
+        if src.crs != model_crs:
+            raise CompatibilityError(
+                f"embedding {name!r} is in {crs_label(src.crs)}, the model was trained on "
+                f"{crs_label(model_crs)}; reproject the embedding to the training CRS or retrain"
+            )
+    raster_rule = NodataRule.detect(src)
+    rule = bundle.nodata_rule
+    if raster_rule.dtype != rule.dtype or raster_rule.dequantize != rule.dequantize:
+        raise CompatibilityError(
+            f"embedding {name!r} is {raster_rule.describe()}, the model was trained on "
+            f"{rule.describe()}; predict with an embedding of the same data type and encoding "
+            "or retrain"
+        )
+    if raster_rule.nodata != rule.nodata and raster_rule.nodata is not None:
+        logger.warning(
+            "embedding %s declares nodata %g, the model's rule uses %s; applying the model's "
+            "rule (%s)",
+            name,
+            raster_rule.nodata,
+            "none" if rule.nodata is None else f"{rule.nodata:g}",
+            rule.describe(),
+        )
+    return rule
+
+
+def _has_real_names(names: list[str]) -> bool:
+    return not all(_GENERIC_BAND.match(n) for n in names)
