@@ -1,4 +1,4 @@
-"""From extracted points to the modelling table: samples, subsampling, rare classes, train/test split.
+"""From extracted points to the modelling table: samples, subsampling, rare classes, the table file.
 
 The notebook's section 3, with its defects fixed:
 
@@ -7,25 +7,22 @@ The notebook's section 3, with its defects fixed:
 - points that fall in the same embedding pixel become one sample (WorldCover's grid is finer than the
   embedding's, so the same vector would otherwise appear several times, on both sides of the split);
 - subsampling takes what exists when a class (or the whole table) is smaller than asked, instead of crashing;
-- rare classes are dropped with a warning that names them, never silently;
-- a class too small for a stratified split raises an error that names it and the fix, before scikit-learn
-  trips on it.
+- rare classes are dropped with a warning that names them, never silently.
 
 The training table is a CSV: ``x, y, row, col, code, value, split`` then one float32 column per band.
 Band values are written with the shortest repr that identifies the float32, so they read back exactly.
+The ``split`` column comes from :func:`lcmodel.split.split_train_test`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from lcmodel.errors import (
     ConfigError,
@@ -45,10 +42,10 @@ __all__ = [
     "build_samples",
     "subsample",
     "drop_rare_classes",
-    "split_train_test",
     "write_training_table",
     "read_training_table",
     "feature_columns",
+    "require_columns",
 ]
 
 logger = logging.getLogger(__name__)
@@ -75,7 +72,8 @@ def feature_columns(df: pd.DataFrame) -> list[str]:
     return [str(c) for c in df.columns if c not in META_COLUMNS]
 
 
-def _require_columns(df: pd.DataFrame, columns: tuple[str, ...] | list[str], what: str, fix: str) -> None:
+def require_columns(df: pd.DataFrame, columns: tuple[str, ...] | list[str], what: str, fix: str) -> None:
+    """Raise :class:`~lcmodel.errors.InputDataError` naming the columns ``df`` lacks, what it is and the fix."""
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise InputDataError(f"{what} lacks column(s) {missing} (has {list(df.columns)[:10]}); {fix}")
@@ -119,7 +117,7 @@ def build_samples(
     DataWarning
         When points are dropped, with the count outside the raster and the count on nodata pixels.
     """
-    _require_columns(
+    require_columns(
         points_table, ["x", "y", "code", "value"], "reference points", "reclassify the points before extraction"
     )
     n = len(points_table)
@@ -247,7 +245,7 @@ def subsample(
     """
     if int(n_sample) < 1:
         raise ConfigError(f"sampling.n_sample is {n_sample}; it must be at least 1")
-    _require_columns(df, [class_column], "samples table", "give the table's class column as class_column")
+    require_columns(df, [class_column], "samples table", "give the table's class column as class_column")
     n_sample = int(n_sample)
     if len(df) <= n_sample:
         return df.sample(frac=1.0, random_state=random_state).reset_index(drop=True)
@@ -292,7 +290,7 @@ def drop_rare_classes(
     DataWarning
         Naming each dropped class with its row count and share: they can never be predicted.
     """
-    _require_columns(df, [class_column], "samples table", "give the table's class column as class_column")
+    require_columns(df, [class_column], "samples table", "give the table's class column as class_column")
     n = len(df)
     if n == 0:
         raise InsufficientDataError("the samples table is empty; check the reference points and the embedding")
@@ -318,118 +316,6 @@ def drop_rare_classes(
     return kept, [c.item() if isinstance(c, np.generic) else c for c in rare]
 
 
-def split_train_test(
-    df: pd.DataFrame,
-    test_size: float,
-    *,
-    random_state: int = 42,
-    class_column: str = "value",
-    strategy: str = "random",
-    block_size: float | None = None,
-) -> pd.DataFrame:
-    """Stratified train/test split; adds a ``split`` column (``train`` / ``test``) after ``value``.
-
-    The same draw as the notebook's ``train_test_split(X, y, test_size, random_state, stratify=y)``; rows
-    keep their order. Before calling scikit-learn every class is checked to get at least one row in each
-    part: with ``n_test = ceil(test_size * n)``, a class of c rows needs ``c * n_test >= n`` and
-    ``c * (n - n_test) >= n`` (and c >= 2).
-
-    Parameters
-    ----------
-    df : DataFrame
-        Samples.
-    test_size : float
-        Fraction in the test part (``sampling.test_size``), strictly between 0 and 1.
-    random_state : int, default 42
-        Seed of the split.
-    class_column : str, default "value"
-        Column to stratify on.
-    strategy : {"random", "spatial"}, default "random"
-        ``spatial``: whole blocks of side ``block_size`` (grid in the x/y CRS) go to the test part, chosen by
-        :func:`lcmodel.accuracy.spatial_test_mask` to keep each class near ``test_size`` as far as blocks allow.
-    block_size : float, optional
-        Block side for ``spatial`` (e.g. from :func:`lcmodel.accuracy.auto_block_size`).
-
-    Returns
-    -------
-    DataFrame
-        A copy of ``df`` (fresh RangeIndex) with the ``split`` column.
-
-    Raises
-    ------
-    InsufficientDataError
-        Fewer than 2 classes, or a class too small to have a row in both parts; the message names the class,
-        its count and the fix.
-    """
-    if not 0.0 < float(test_size) < 1.0:
-        raise ConfigError(f"sampling.test_size is {test_size}; it must be between 0 and 1 (e.g. 0.2)")
-    _require_columns(df, [class_column], "samples table", "give the table's class column as class_column")
-    n = len(df)
-    counts = df[class_column].value_counts()
-    if len(counts) < 2:
-        raise InsufficientDataError(
-            f"a train/test split needs at least 2 classes, got {len(counts)} ({list(counts.index)} in {n} rows); "
-            "use reference data with more classes or lower sampling.min_class_fraction"
-        )
-    if strategy == "spatial":
-        return _split_spatial(df, test_size, random_state, class_column, block_size)
-    if strategy != "random":
-        raise ConfigError(f"sampling.split {strategy!r} is not known; use 'random' or 'spatial'")
-    n_test = math.ceil(float(test_size) * n)
-    n_train = n - n_test
-    need = max(2, math.ceil(n / n_test), math.ceil(n / n_train) if n_train > 0 else n + 1)
-    small = counts[counts < need]
-    if len(small):
-        cls = small.index[-1]  # the smallest class
-        others = f" (and {len(small) - 1} more)" if len(small) > 1 else ""
-        raise InsufficientDataError(
-            f"class {class_column}={cls} has {int(small[cls])} sample(s){others}; a stratified split with "
-            f"sampling.test_size={test_size:g} of {n} rows needs at least {need} per class; raise "
-            "sampling.n_sample / reference.n_points to get more, or raise sampling.min_class_fraction to drop it"
-        )
-    y = df[class_column].to_numpy()
-    _, test_idx = train_test_split(
-        np.arange(n), test_size=test_size, random_state=random_state, stratify=y
-    )
-    split = np.full(n, "train", dtype=object)
-    split[test_idx] = "test"
-    out = df.drop(columns=["split"], errors="ignore").reset_index(drop=True)
-    position = list(out.columns).index("value") + 1 if "value" in out.columns else len(out.columns)
-    out.insert(position, "split", pd.Series(split, dtype="str"))
-    return out
-
-
-def _split_spatial(
-    df: pd.DataFrame, test_size: float, random_state: int, class_column: str, block_size: float | None
-) -> pd.DataFrame:
-    """The spatial branch of :func:`split_train_test`: whole blocks in the test part."""
-    from lcmodel.accuracy import spatial_test_mask
-
-    if block_size is None:
-        raise ConfigError("a spatial split needs a block size; set sampling.block_size or let the pipeline choose")
-    _require_columns(df, ["x", "y"], "samples table", "spatial splits need the x/y columns")
-    labels = df[class_column].to_numpy()
-    test = spatial_test_mask(
-        df["x"].to_numpy(), df["y"].to_numpy(), labels, test_size, block_size=block_size, random_state=random_state
-    )
-    one_sided = sorted(
-        {c.item() if isinstance(c, np.generic) else c for c in np.unique(labels)}
-        - ({*np.unique(labels[test]).tolist()} & {*np.unique(labels[~test]).tolist()})
-    )
-    if one_sided:
-        warnings.warn(
-            f"spatial split (blocks of {block_size:g}): {class_column} {one_sided} fall only in the train or only "
-            "in the test part; lower sampling.block_size or use sampling.split: random",
-            DataWarning,
-            stacklevel=3,
-        )
-    split = np.where(test, "test", "train").astype(object)
-    out = df.drop(columns=["split"], errors="ignore").reset_index(drop=True)
-    position = list(out.columns).index("value") + 1 if "value" in out.columns else len(out.columns)
-    out.insert(position, "split", pd.Series(split, dtype="str"))
-    return out
-
-
 def write_training_table(df: pd.DataFrame, out_dir: Path | str) -> Path:
     """Write ``training_table.csv`` into ``out_dir`` atomically; band values read back bit-exact.
 
@@ -445,7 +331,7 @@ def write_training_table(df: pd.DataFrame, out_dir: Path | str) -> Path:
     Path
         The written file.
     """
-    _require_columns(df, list(META_COLUMNS), "training table", "build it with split_train_test")
+    require_columns(df, list(META_COLUMNS), "training table", "build it with split_train_test")
     bands = feature_columns(df)
     if not bands:
         raise InputDataError("training table has no band columns; build it from build_samples output")
@@ -481,7 +367,7 @@ def read_training_table(path: Path | str) -> pd.DataFrame:
             f"training table {str(path)!r} is not a readable CSV ({str(exc).splitlines()[0]}); "
             "rebuild it with the pipeline"
         ) from None
-    _require_columns(df, list(_SAMPLE_COLUMNS), f"training table {str(path)!r}", "rebuild it with the pipeline")
+    require_columns(df, list(_SAMPLE_COLUMNS), f"training table {str(path)!r}", "rebuild it with the pipeline")
     bands = feature_columns(df)
     try:
         df = df.astype(

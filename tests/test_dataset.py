@@ -1,4 +1,4 @@
-"""dataset: aligned samples, pixel de-duplication, subsampling, rare classes, stratified split, table I/O."""
+"""dataset and split: aligned samples, pixel de-duplication, subsampling, rare classes, stratified split, table I/O."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from lcmodel.dataset import (
     drop_rare_classes,
     feature_columns,
     read_training_table,
-    split_train_test,
     subsample,
     write_training_table,
 )
@@ -32,6 +31,7 @@ from lcmodel.errors import (
     NoOverlapError,
 )
 from lcmodel.extract import Extraction, extract_values
+from lcmodel.split import split_train_test
 from tests.rasters import write_raster
 
 X0, Y0, RES = 500000.0, 8000000.0, 10.0

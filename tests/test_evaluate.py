@@ -1,4 +1,4 @@
-"""Tests for lcmodel.evaluate: test-set metrics, reports, plots, band importances."""
+"""Tests for lcmodel.evaluate and lcmodel.report: test-set metrics, reports, plots, band importances."""
 
 from __future__ import annotations
 
@@ -19,14 +19,8 @@ from sklearn.metrics import (
 
 from lcmodel.classes import ClassTable
 from lcmodel.errors import InputDataError
-from lcmodel.evaluate import (
-    PRE_REFIT_SENTENCE,
-    assemble_metrics,
-    evaluate_model,
-    feature_importances,
-    write_feature_importances,
-    write_reports,
-)
+from lcmodel.evaluate import assemble_metrics, evaluate_model, feature_importances
+from lcmodel.report import PRE_REFIT_SENTENCE, write_feature_importances, write_reports
 from lcmodel.tuning import tune_grid
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

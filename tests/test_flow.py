@@ -179,7 +179,7 @@ def test_flow_run_logs_name_the_mlflow_run(first_run):
             break
         time.sleep(0.5)
     assert any(result["mlflow_run_id"] in m for m in messages), messages
-    assert any("reports written" in m for m in messages)  # a library (lcmodel.evaluate) line
+    assert any("reports written" in m for m in messages)  # a library (lcmodel.report) line
 
 
 def test_credentials_are_never_logged(demo_config, tmp_path, monkeypatch, caplog):

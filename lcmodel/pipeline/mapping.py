@@ -191,7 +191,7 @@ def design_text(settings: ReportSettings, blocks: dict[str, Any]) -> list[str]:
 @stage(about="report.md: test metrics, tuning, random vs spatial CV, and the area-adjusted assessment when mapped")
 def report(settings: ReportSettings, evaluation: Evaluation, assessment: Assessment | None = None, *, out: Path
            ) -> Report:
-    from lcmodel.evaluate import assessment_markdown, report_markdown
+    from lcmodel.report import assessment_markdown, report_markdown
 
     metrics = json.loads(evaluation.metrics.path.read_text())
     text = report_markdown(metrics, metrics.get("notes") or []) + "\n"

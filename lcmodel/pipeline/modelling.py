@@ -124,13 +124,8 @@ def evaluate(
     settings: EvaluateSettings, table: TrainingTable, tuning: Tuning, labelled: LabelledPoints, *, out: Path
 ) -> Evaluation:
     from lcmodel.dataset import feature_columns, read_training_table
-    from lcmodel.evaluate import (
-        assemble_metrics,
-        evaluate_model,
-        feature_importances,
-        write_feature_importances,
-        write_reports,
-    )
+    from lcmodel.evaluate import assemble_metrics, evaluate_model, feature_importances
+    from lcmodel.report import write_feature_importances, write_reports
     from lcmodel.tuning import make_forest
 
     frame = read_training_table(table.table.path)

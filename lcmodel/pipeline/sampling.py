@@ -143,13 +143,8 @@ def extract_samples(
 
 @stage(about="subsample to n_sample by class, drop rare classes, split train/test (spatial or random)")
 def make_training_table(settings: TrainingTableSettings, samples: Samples, *, out: Path) -> TrainingTable:
-    from lcmodel.dataset import (
-        drop_rare_classes,
-        read_training_table,
-        split_train_test,
-        subsample,
-        write_training_table,
-    )
+    from lcmodel.dataset import drop_rare_classes, read_training_table, subsample, write_training_table
+    from lcmodel.split import split_train_test
 
     s = settings
     paths = RunPaths(out)

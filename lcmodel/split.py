@@ -1,0 +1,134 @@
+"""The train/test split of the modelling table: stratified random, or whole spatial blocks in the test part.
+
+The split adds the training table's ``split`` column (``train`` / ``test``; the table is :mod:`lcmodel.dataset`).
+A class too small for a stratified split raises an error that names it and the fix, before scikit-learn trips
+on it.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from lcmodel.dataset import require_columns
+from lcmodel.errors import ConfigError, DataWarning, InsufficientDataError
+
+__all__ = ["split_train_test"]
+
+
+def split_train_test(
+    df: pd.DataFrame,
+    test_size: float,
+    *,
+    random_state: int = 42,
+    class_column: str = "value",
+    strategy: str = "random",
+    block_size: float | None = None,
+) -> pd.DataFrame:
+    """Stratified train/test split; adds a ``split`` column (``train`` / ``test``) after ``value``.
+
+    The same draw as the notebook's ``train_test_split(X, y, test_size, random_state, stratify=y)``; rows
+    keep their order. Before calling scikit-learn every class is checked to get at least one row in each
+    part: with ``n_test = ceil(test_size * n)``, a class of c rows needs ``c * n_test >= n`` and
+    ``c * (n - n_test) >= n`` (and c >= 2).
+
+    Parameters
+    ----------
+    df : DataFrame
+        Samples.
+    test_size : float
+        Fraction in the test part (``sampling.test_size``), strictly between 0 and 1.
+    random_state : int, default 42
+        Seed of the split.
+    class_column : str, default "value"
+        Column to stratify on.
+    strategy : {"random", "spatial"}, default "random"
+        ``spatial``: whole blocks of side ``block_size`` (grid in the x/y CRS) go to the test part, chosen by
+        :func:`lcmodel.accuracy.spatial_test_mask` to keep each class near ``test_size`` as far as blocks allow.
+    block_size : float, optional
+        Block side for ``spatial`` (e.g. from :func:`lcmodel.accuracy.auto_block_size`).
+
+    Returns
+    -------
+    DataFrame
+        A copy of ``df`` (fresh RangeIndex) with the ``split`` column.
+
+    Raises
+    ------
+    InsufficientDataError
+        Fewer than 2 classes, or a class too small to have a row in both parts; the message names the class,
+        its count and the fix.
+    """
+    if not 0.0 < float(test_size) < 1.0:
+        raise ConfigError(f"sampling.test_size is {test_size}; it must be between 0 and 1 (e.g. 0.2)")
+    require_columns(df, [class_column], "samples table", "give the table's class column as class_column")
+    n = len(df)
+    counts = df[class_column].value_counts()
+    if len(counts) < 2:
+        raise InsufficientDataError(
+            f"a train/test split needs at least 2 classes, got {len(counts)} ({list(counts.index)} in {n} rows); "
+            "use reference data with more classes or lower sampling.min_class_fraction"
+        )
+    if strategy == "spatial":
+        return _split_spatial(df, test_size, random_state, class_column, block_size)
+    if strategy != "random":
+        raise ConfigError(f"sampling.split {strategy!r} is not known; use 'random' or 'spatial'")
+    n_test = math.ceil(float(test_size) * n)
+    n_train = n - n_test
+    need = max(2, math.ceil(n / n_test), math.ceil(n / n_train) if n_train > 0 else n + 1)
+    small = counts[counts < need]
+    if len(small):
+        cls = small.index[-1]  # the smallest class
+        others = f" (and {len(small) - 1} more)" if len(small) > 1 else ""
+        raise InsufficientDataError(
+            f"class {class_column}={cls} has {int(small[cls])} sample(s){others}; a stratified split with "
+            f"sampling.test_size={test_size:g} of {n} rows needs at least {need} per class; raise "
+            "sampling.n_sample / reference.n_points to get more, or raise sampling.min_class_fraction to drop it"
+        )
+    y = df[class_column].to_numpy()
+    _, test_idx = train_test_split(
+        np.arange(n), test_size=test_size, random_state=random_state, stratify=y
+    )
+    split = np.full(n, "train", dtype=object)
+    split[test_idx] = "test"
+    return _with_split_column(df, split)
+
+
+def _split_spatial(
+    df: pd.DataFrame, test_size: float, random_state: int, class_column: str, block_size: float | None
+) -> pd.DataFrame:
+    """The spatial branch of :func:`split_train_test`: whole blocks in the test part."""
+    from lcmodel.accuracy import spatial_test_mask
+
+    if block_size is None:
+        raise ConfigError("a spatial split needs a block size; set sampling.block_size or let the pipeline choose")
+    require_columns(df, ["x", "y"], "samples table", "spatial splits need the x/y columns")
+    labels = df[class_column].to_numpy()
+    test = spatial_test_mask(
+        df["x"].to_numpy(), df["y"].to_numpy(), labels, test_size, block_size=block_size, random_state=random_state
+    )
+    one_sided = sorted(
+        {c.item() if isinstance(c, np.generic) else c for c in np.unique(labels)}
+        - ({*np.unique(labels[test]).tolist()} & {*np.unique(labels[~test]).tolist()})
+    )
+    if one_sided:
+        warnings.warn(
+            f"spatial split (blocks of {block_size:g}): {class_column} {one_sided} fall only in the train or only "
+            "in the test part; lower sampling.block_size or use sampling.split: random",
+            DataWarning,
+            stacklevel=3,
+        )
+    split = np.where(test, "test", "train").astype(object)
+    return _with_split_column(df, split)
+
+
+def _with_split_column(df: pd.DataFrame, split: np.ndarray) -> pd.DataFrame:
+    """A copy of ``df`` (fresh RangeIndex) with ``split`` (``train`` / ``test`` per row) after ``value``."""
+    out = df.drop(columns=["split"], errors="ignore").reset_index(drop=True)
+    position = list(out.columns).index("value") + 1 if "value" in out.columns else len(out.columns)
+    out.insert(position, "split", pd.Series(split, dtype="str"))
+    return out
