@@ -88,6 +88,7 @@ def test_predict_flow_with_dask_task_runner(cluster, inputs, tmp_path, monkeypat
     assert _sha(tmp_path / "conf.tif") == _sha(emb.parent / "ref" / "conf.tif")
 
 
+@pytest.mark.slow  # ~30 s (a Prefect harness of its own); CI runs it (.ci/run: make test-slow)
 def test_landcover_flow_predicts_on_dask_under_the_same_key(cluster, tmp_path, monkeypatch):
     """prediction.task_runner is the flow's choice, not a stage setting: the Dask map is the plain map, byte for
     byte, and a rerun on threads reuses it."""

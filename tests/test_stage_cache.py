@@ -118,6 +118,7 @@ STEPS: list[tuple[dict[str, Any], set[str]]] = [
 ]
 
 
+@pytest.mark.slow  # ~45 s: 7 flow reruns and 7 fresh runs; CI runs it (.ci/run: make test-slow)
 def test_changed_keys_rerun_their_stages_and_equal_fresh_runs(base_cfg: RunConfig, first: dict[str, Any],
                                                               tmp_path: Path) -> None:
     from flows.landcover import landcover
