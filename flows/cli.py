@@ -71,6 +71,11 @@ def _run(cfg: Any, plain: bool) -> None:
                 "prediction.task_runner 'dask' applies to the Prefect flow only; --plain predicts with local workers")
         run_plain(cfg)
         return
+    import os
+
+    from flows.credentials import check_environment_uri
+
+    check_environment_uri(os.environ)  # an MLflow URI that cannot work: one line, before any compute
     result = _run_flow(cfg)
     print_training(cfg, Path(result["bundle"]))
     print_prediction(json.loads(pipeline.paths_for(cfg).prediction.read_text()))

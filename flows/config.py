@@ -12,8 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from flows.credentials import CREDENTIAL_VARIABLES_HINT, scrub_uri, uri_secrets
 from lcmodel.config import ConfigSection, PredictionConfig, RunConfig, config_from_dict, load_config
 
 __all__ = ["FlowConfig", "FlowPredictionConfig", "TrackingConfig", "load_flow_config", "flow_config",
@@ -31,6 +32,20 @@ class TrackingConfig(ConfigSection):
         False, description="give the new version the alias 'champion' when its test macro-F1 beats the "
         "current champion's on the same test table"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _uri_holds_no_secret(cls, data: Any) -> Any:
+        """Refuse credentials in ``uri``: the config is stored with every run (bundle, params, Prefect).
+
+        A section-level check, so the refusal names the scrubbed URI, never the value itself.
+        """
+        uri = data.get("uri") if isinstance(data, dict) else None
+        found = uri_secrets(uri) if isinstance(uri, str) else []
+        if found:
+            raise ValueError(f"uri {scrub_uri(uri)} holds credentials ({', '.join(found)}); the config is stored "  # type: ignore[arg-type]
+                             f"with every run, so remove them from the URI and {CREDENTIAL_VARIABLES_HINT}")
+        return data
 
 
 class FlowPredictionConfig(PredictionConfig):

@@ -353,7 +353,7 @@ class PredictionRun:
 
     def finish(self, error: BaseException | None = None) -> None:
         if error is not None:
-            self.client.set_tag(self.run_id, "error", str(error)[:5000])
+            self.client.set_tag(self.run_id, "error", scrub_uri(str(error))[:5000])
             self.client.set_terminated(self.run_id, status="FAILED")
         else:
             self.client.set_terminated(self.run_id, status="FINISHED")
