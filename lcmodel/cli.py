@@ -220,9 +220,11 @@ def predict(model: str, embedding: str, out: str, confidence: str | None, block_
 def predict_bundle(bundle: Any, embedding: str, out: str, *, confidence: str | None, block_size: int | None,
                    n_jobs: int, memory_mb: int, engine: str) -> None:
     """`lcmodel predict` once the bundle is loaded: predict the raster with progress, print the summary."""
-    from lcmodel.pipeline import summary_to_dict
+    from lcmodel.pipeline import refuse_input_as_output, summary_to_dict
     from lcmodel.predict import predict_raster
 
+    refuse_input_as_output({"embedding raster": embedding}, {"output map (--out)": out,
+                                                            "confidence raster (--confidence)": confidence})
     summary = predict_raster(bundle, embedding, out, confidence_path=confidence, block_size=block_size,
                              n_jobs=n_jobs, memory_mb=memory_mb, progress=Progress("predicting blocks"),
                              engine=engine)

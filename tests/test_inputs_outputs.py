@@ -241,3 +241,32 @@ def test_flow_itself_refuses_before_any_stage(case: dict[str, Path], mistake: st
     with pytest.raises(LcmodelError, match=pattern):
         landcover(str(cfg))
     assert _state(case["root"]) == before
+
+
+@pytest.mark.parametrize("target", ["same", "symlink", "confidence"])
+def test_predict_onto_its_own_embedding(case: dict[str, Path], target: str) -> None:
+    import rasterio
+    from sklearn.ensemble import RandomForestClassifier
+
+    from lcmodel.classes import ClassTable
+    from lcmodel.embedding import NodataRule
+    from lcmodel.model_io import ModelBundle, current_versions, save_bundle, utc_now
+
+    X = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
+    with rasterio.open(case["emb"]) as src:
+        rule, crs = NodataRule.detect(src), src.crs.to_wkt()
+    model = save_bundle(ModelBundle(
+        estimator=RandomForestClassifier(n_estimators=2, random_state=0).fit(X, np.where(X[:, 0] > 0, 10, 20)),
+        band_names=[f"band_{i}" for i in range(1, 5)], crs_wkt=crs, nodata_rule=rule,
+        class_table=ClassTable(code_to_value={10: 10, 20: 20}), config={}, training_table_sha256=None,
+        versions=current_versions(), created=utc_now()), case["root"] / "models" / "model.joblib")
+    out, extra = case["emb"], []
+    if target == "symlink":
+        out = case["root"] / "link.tif"
+        os.symlink(case["emb"], out)
+    elif target == "confidence":
+        out, extra = case["root"] / "map.tif", ["--confidence", str(case["emb"])]
+    kind = r"confidence raster \(--confidence\)" if target == "confidence" else r"output map \(--out\)"
+    _fails(["predict", "--model", str(model), "--embedding", str(case["emb"]), "--out", str(out), *extra],
+           rf"embedding raster '.*emb.tif' is the {kind} '.*' \(the same file\): the command would overwrite its own "
+           "input", case["root"])

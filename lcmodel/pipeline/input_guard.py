@@ -18,7 +18,7 @@ from pathlib import Path
 from lcmodel.errors import InputFileError
 from lcmodel.pipeline.paths import RunPaths
 
-__all__ = ["run_outputs", "refuse_inputs_among_outputs"]
+__all__ = ["run_outputs", "refuse_inputs_among_outputs", "refuse_input_as_output"]
 
 #: files written next to RunPaths' ones: point CRSs, the bundle's side file, the report's and tuning's extras
 _COMPANIONS = ("reference_points.crs.json", "points_labelled.crs.json", "model.joblib.json",
@@ -91,6 +91,21 @@ def refuse_inputs_among_outputs(inputs: Mapping[str, Path | None], root: Path | 
             raise InputFileError(
                 f"{what} {str(path)!r} {same} this run writes in output.dir {str(root)!r}: the run would overwrite "
                 "it; move the input out of output.dir (or rename it), or choose another output.dir")
+
+
+def refuse_input_as_output(inputs: Mapping[str, Path | str | None], outputs: Mapping[str, Path | str | None]) -> None:
+    """The same check for a command with named outputs (``lcmodel predict --embedding X --out Y``)."""
+    for what, given in inputs.items():
+        if given is None or not Path(given).exists():
+            continue
+        st = os.stat(given)
+        for kind, out in outputs.items():
+            if out is None:
+                continue
+            if Path(given).resolve() == Path(out).resolve() or _same_inode(Path(out), st):
+                raise InputFileError(
+                    f"{what} {str(given)!r} is the {kind} {str(out)!r} (the same file): the command would "
+                    f"overwrite its own input; give another {kind} path")
 
 
 def _same_inode(path: Path, st: os.stat_result) -> bool:
