@@ -34,7 +34,7 @@ from lcmodel.cli import (
     run_plain,
     write_demo_inputs,
 )
-from lcmodel.errors import LcmodelError
+from lcmodel.io import ensure_output_dir
 
 __all__ = ["cli", "main", "DEMO_TRACKING"]
 
@@ -42,23 +42,11 @@ __all__ = ["cli", "main", "DEMO_TRACKING"]
 DEMO_TRACKING = {"experiment": "lcmodel-demo", "register_as": "lcmodel-demo", "promote_if_better": True}
 
 
-class _UserErrorFilter(logging.Filter):
-    """Drop the traceback from Prefect's log records of a user's mistake: the message line is enough."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], LcmodelError):
-            record.exc_info = None
-            record.exc_text = None
-        return True
-
-
 def _run_flow(cfg: Any) -> dict[str, Any]:
     from flows.landcover import landcover
+    from flows.tasks import quiet_user_errors
 
-    quiet = _UserErrorFilter()
-    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
-        for handler in logging.getLogger(name).handlers:
-            handler.addFilter(quiet)
+    quiet_user_errors()
     return landcover(cfg)
 
 
@@ -76,6 +64,9 @@ def _run(cfg: Any, plain: bool) -> None:
     from flows.credentials import check_environment_uri
 
     check_environment_uri(os.environ)  # an MLflow URI that cannot work: one line, before any compute
+    # the inputs and the output folder, checked before the Prefect server starts (the flow checks them again)
+    pipeline.source_files(cfg)
+    ensure_output_dir(cfg.output.dir)
     result = _run_flow(cfg)
     print_training(cfg, Path(result["bundle"]))
     print_prediction(json.loads(pipeline.paths_for(cfg).prediction.read_text()))

@@ -25,11 +25,11 @@ from prefect.runtime import flow_run
 
 from flows.cache import stage_cache_policy, state_dir
 from flows.config import FlowConfig, flow_config
-from flows.tasks import STAGE_TASK_OPTIONS, library_logs_to_prefect
+from flows.tasks import STAGE_TASK_OPTIONS, library_logs_to_prefect, quiet_user_errors
 from lcmodel import pipeline
 from lcmodel.config import RunConfig
 from lcmodel.errors import LcmodelError
-from lcmodel.io import output_lock
+from lcmodel.io import ensure_output_dir, output_lock
 from lcmodel.pipeline import (
     STAGES,
     Artifacts,
@@ -219,8 +219,8 @@ def landcover(config: RunConfig | str) -> dict[str, Any]:
     YAML/TOML config file (for deployments).
     """
     cfg = flow_config(config)
-    root = Path(cfg.output.dir)
-    root.mkdir(parents=True, exist_ok=True)
+    pipeline.source_files(cfg)  # the inputs exist, are readable and are no output: before MLflow or any stage
+    root = ensure_output_dir(cfg.output.dir)
     # one run per output folder; predict_map resumes after a crash or retry
     with output_lock(root), library_logs_to_prefect():
         return _landcover(cfg, root, get_run_logger())
@@ -337,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m flows.landcover CONFIG", file=sys.stderr)
         return 2
+    quiet_user_errors()
     try:
         result = landcover(flow_config(argv[0]))
     except LcmodelError as exc:

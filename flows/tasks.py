@@ -1,4 +1,5 @@
-"""What every flow task shares: retries for I/O failures only, and the library's logs routed to Prefect."""
+"""What every flow task shares: retries for I/O failures only, the library's logs routed to Prefect, and no
+traceback in Prefect's logs for a user's mistake."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from prefect.tasks import exponential_backoff
 
 from lcmodel.errors import LcmodelError
 
-__all__ = ["retry_on_io_error", "library_logs_to_prefect", "IO_RETRIES", "STAGE_TASK_OPTIONS"]
+__all__ = ["retry_on_io_error", "library_logs_to_prefect", "quiet_user_errors", "IO_RETRIES", "STAGE_TASK_OPTIONS"]
 
 
 def retry_on_io_error(_task: Any, _task_run: Any, state: Any) -> bool:
@@ -54,3 +55,25 @@ def library_logs_to_prefect() -> Iterator[None]:
             lib.removeHandler(handler)
         lib.setLevel(saved[0])
         lib.propagate = saved[1]
+
+
+class _UserErrorFilter(logging.Filter):
+    """Drop the traceback from Prefect's log records of a user's mistake: the message line is enough."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], LcmodelError):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_QUIET = _UserErrorFilter()
+
+
+def quiet_user_errors() -> None:
+    """Install the filter on Prefect's flow and task loggers' handlers (idempotent): a LcmodelError is logged
+    as its one-line message, the CLI prints it as ``error: ...``; any other exception keeps its traceback."""
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            if _QUIET not in handler.filters:
+                handler.addFilter(_QUIET)

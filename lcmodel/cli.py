@@ -113,16 +113,19 @@ class OneLineErrorGroup(click.Group):
 def load_run_config(config: str | Path) -> Any:
     """The config of a CONFIG argument, validated as the group's config model (see :func:`make_cli`)."""
     from lcmodel.config import RunConfig, load_config
+    from lcmodel.pipeline import refuse_inputs_among_outputs
 
     ctx = click.get_current_context(silent=True)
     model = (ctx.find_root().obj or {}).get("config_model", RunConfig) if ctx is not None else RunConfig
     try:
-        return load_config(config, model=model)
+        cfg = load_config(config, model=model)
     except ConfigError as exc:
         if model is RunConfig and str(exc).startswith("unknown config key") and "." not in str(exc).split("'")[1]:
             # a whole section the library does not know: most likely one the orchestration layer reads
             raise ConfigError(f"{exc}; {_FLOW_SECTION_HINT}, {_PLAIN_ONLY}") from None
         raise
+    refuse_inputs_among_outputs({"config file": Path(config)}, cfg.output.dir)
+    return cfg
 
 
 @click.command()
@@ -217,9 +220,11 @@ def predict(model: str, embedding: str, out: str, confidence: str | None, block_
 def predict_bundle(bundle: Any, embedding: str, out: str, *, confidence: str | None, block_size: int | None,
                    n_jobs: int, memory_mb: int, engine: str) -> None:
     """`lcmodel predict` once the bundle is loaded: predict the raster with progress, print the summary."""
-    from lcmodel.pipeline import summary_to_dict
+    from lcmodel.pipeline import refuse_input_as_output, summary_to_dict
     from lcmodel.predict import predict_raster
 
+    refuse_input_as_output({"embedding raster": embedding}, {"output map (--out)": out,
+                                                            "confidence raster (--confidence)": confidence})
     summary = predict_raster(bundle, embedding, out, confidence_path=confidence, block_size=block_size,
                              n_jobs=n_jobs, memory_mb=memory_mb, progress=Progress("predicting blocks"),
                              engine=engine)

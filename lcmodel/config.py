@@ -120,7 +120,8 @@ class SamplingConfig(ConfigSection):
     min_class_fraction: float = Field(0.01, ge=0, lt=1)
     test_size: float = Field(0.2, gt=0, lt=1)
     dedupe_pixels: bool = True
-    random_state: int = 42
+    random_state: int = Field(42, ge=0, le=2**32 - 1, description="seed of every draw (numpy and scikit-learn "
+                              "take 0 .. 2**32 - 1)")
     split: Literal["auto", "random", "spatial"] = Field(
         "auto", description="auto: spatial for a raster reference or >= 500 points, else random"
     )
@@ -409,7 +410,12 @@ def load_config(path: Path | str, model: type[_C] = RunConfig) -> _C:  # type: i
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"config file {str(path)!r} does not exist; check the path")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line "
+                          f"{line}); save it as UTF-8") from None
     try:
         if path.suffix.lower() == ".toml":
             data = tomllib.loads(text)

@@ -11,7 +11,8 @@ with artifacts in ``<cwd>/mlartifacts`` (an explicit artifact root: MLflow would
 - :mod:`~flows.tracking.runs`: :class:`Tracker` (a training run) and :class:`PredictionRun`;
 - :mod:`~flows.tracking.model`: :class:`LandcoverPyfunc`, the registered model, and how it is logged;
 - :mod:`~flows.tracking.registry`: ``models:/`` references, downloading a bundle, promotion (:data:`CHAMPION`);
-- :mod:`~flows.tracking.compare`: the training runs of an experiment side by side.
+- :mod:`~flows.tracking.compare`: the training runs of an experiment side by side;
+- :mod:`~flows.tracking.stores`: read-only commands refuse a missing or non-database SQLite store.
 
 Import from here: logged models name ``flows.tracking.LandcoverPyfunc``, whatever submodule defines it.
 """
@@ -22,13 +23,17 @@ from flows.tracking.compare import COMPARE_COLUMNS, compare_runs
 from flows.tracking.model import LandcoverPyfunc, log_pyfunc_model
 from flows.tracking.registry import (
     CHAMPION,
+    RegistryArgumentError,
     TrackingLookupError,
+    check_alias,
+    check_version,
     download_registered_bundle,
     is_models_uri,
     promote,
     promotion_decision,
 )
 from flows.tracking.runs import PredictionRun, Tracker
+from flows.tracking.stores import TrackingStoreError, require_existing_store
 from flows.tracking.uris import resolve_tracking_uri, resolve_uri, scrub_uri
 
 __all__ = [
@@ -36,14 +41,19 @@ __all__ = [
     "COMPARE_COLUMNS",
     "LandcoverPyfunc",
     "PredictionRun",
+    "RegistryArgumentError",
     "TrackingLookupError",
+    "TrackingStoreError",
     "Tracker",
+    "check_alias",
+    "check_version",
     "compare_runs",
     "download_registered_bundle",
     "is_models_uri",
     "log_pyfunc_model",
     "promote",
     "promotion_decision",
+    "require_existing_store",
     "resolve_tracking_uri",
     "resolve_uri",
     "scrub_uri",

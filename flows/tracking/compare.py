@@ -7,6 +7,7 @@ from typing import Any
 from mlflow import MlflowClient
 
 from flows.tracking.registry import TrackingLookupError
+from flows.tracking.stores import require_existing_store
 from flows.tracking.uris import resolve_uri, scrub_uri
 
 __all__ = ["COMPARE_COLUMNS", "compare_runs"]
@@ -22,6 +23,7 @@ def compare_runs(experiment: str, tracking_uri: str | None = None) -> list[dict[
     Nested tuning-candidate runs and prediction-flow runs are left out.
     """
     uri, _ = resolve_uri(tracking_uri)
+    require_existing_store(uri)
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:

@@ -14,12 +14,16 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from flows.tracking.stores import require_existing_store
 from flows.tracking.uris import resolve_uri, scrub_uri
 from lcmodel.errors import LcmodelError
 
 __all__ = [
     "CHAMPION",
     "TrackingLookupError",
+    "RegistryArgumentError",
+    "check_alias",
+    "check_version",
     "download_registered_bundle",
     "is_models_uri",
     "promote",
@@ -33,6 +37,35 @@ _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<v
 
 class TrackingLookupError(LcmodelError, LookupError):
     """A registered model, version, alias or experiment does not exist in the tracking store."""
+
+
+class RegistryArgumentError(LcmodelError, ValueError):
+    """An alias or version that the registry cannot take (reserved, badly formed)."""
+
+
+_ALIAS = re.compile(r"^[\w-]{1,255}$")
+
+
+def check_alias(alias: str) -> str:
+    """``alias`` if the registry accepts it as an alias name, else a one-line RegistryArgumentError."""
+    if alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
+        raise RegistryArgumentError(
+            f"alias {alias!r} is reserved by MLflow ('latest' and v<number> name versions); choose another alias, "
+            f"e.g. --alias {CHAMPION}")
+    if not _ALIAS.match(alias):
+        raise RegistryArgumentError(
+            f"alias {alias!r} is not a valid alias name; use 1 to 255 letters, digits, '_' or '-' (e.g. --alias "
+            f"{CHAMPION})")
+    return alias
+
+
+def check_version(version: str) -> str:
+    """``version`` if it is a registry version number (a positive integer), else a RegistryArgumentError."""
+    if not re.fullmatch(r"[1-9]\d*", str(version)):
+        raise RegistryArgumentError(
+            f"model version {version!r} is not a version number; give a positive integer such as 1 (the versions "
+            "are listed in the MLflow UI)")
+    return str(version)
 
 
 def is_models_uri(ref: str | Path) -> bool:
@@ -108,8 +141,9 @@ def download_registered_bundle(ref: str, dest: Path | str,
         ``model_id`` (MLflow's logged-model id, "" when unknown).
     """
     uri, _ = resolve_uri(tracking_uri)
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     name, alias, version = _parse_models_uri(ref)
+    require_existing_store(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     mv = _model_version(client, name, alias, version)
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(dest), tracking_uri=uri, registry_uri=uri
@@ -169,7 +203,9 @@ def promote(name: str, version: str, alias: str = CHAMPION, tracking_uri: str | 
 
     Returns ``{"name", "version", "alias", "previous"}`` (previous: the version the alias pointed at, or "").
     """
+    version, alias = check_version(version), check_alias(alias)
     uri, _ = resolve_uri(tracking_uri)
+    require_existing_store(uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     _model_version(client, name, None, version)  # one-line errors for a wrong name or version
     previous = _version_by_alias(client, name, alias)

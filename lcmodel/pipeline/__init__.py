@@ -31,6 +31,7 @@ from lcmodel.pipeline.artifacts import (
     Tuning,
 )
 from lcmodel.pipeline.declare import Stage, lcmodel_version, stage, stage_key
+from lcmodel.pipeline.input_guard import refuse_input_as_output, refuse_inputs_among_outputs, run_outputs
 from lcmodel.pipeline.mapping import (
     ASSESSMENT_HEADING,
     prediction_artifacts,
@@ -91,6 +92,9 @@ __all__ = [
     "run_stages",
     "sample",
     "source_files",
+    "refuse_input_as_output",
+    "refuse_inputs_among_outputs",
+    "run_outputs",
     "stage",
     "stage_key",
     "summary_to_dict",

@@ -12,6 +12,7 @@ from lcmodel.errors import InputFileError
 from lcmodel.io import open_raster
 from lcmodel.pipeline.artifacts import ClassTableSource, EmbeddingSource, ReferenceSource, Source
 from lcmodel.pipeline.declare import Stage
+from lcmodel.pipeline.input_guard import refuse_inputs_among_outputs
 from lcmodel.pipeline.mapping import assess_map, predict_map, report, write_quicklook
 from lcmodel.pipeline.modelling import evaluate, fit_final, tune
 from lcmodel.pipeline.sampling import extract_samples, make_training_table, prepare_points, sample_reference
@@ -30,8 +31,14 @@ STAGES: dict[str, Stage] = {s.name: s for s in (*TRAINING, *MAPPING, report)}
 
 
 def source_files(cfg: RunConfig) -> list[Source]:
-    """The user's input files as content-addressed sources, each checked (exists, readable) before any work."""
+    """The user's input files as content-addressed sources, each checked before any work.
+
+    Each exists and is readable, and none is a file the run writes (:mod:`~lcmodel.pipeline.input_guard`).
+    """
     ref = cfg.reference.path
+    kind_of_ref = "reference raster" if cfg.reference_kind == "raster" else "points file"
+    refuse_inputs_among_outputs({kind_of_ref: ref, "embedding raster": cfg.embedding.path,
+                                 "class table": cfg.classes.table}, cfg.output.dir)
     if cfg.reference_kind == "raster":
         with open_raster(ref, "reference raster"):
             pass
