@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from lcmodel.accuracy import stratified_estimates
@@ -62,6 +63,34 @@ def test_report_says_undefined_and_why() -> None:
     assert "undefined: no test point is mapped as class 4" in text
     not_computed = assessment_markdown({"computed": False, "reason": "map classes [5] have pixels"}, "## A")
     assert "Not computed (undefined): map classes [5] have pixels" in not_computed
+
+
+def test_assess_cli_prints_undefined_and_why(tmp_path: Path) -> None:
+    """`lcmodel assess` on a map with a one-pixel class: that stratum has one point, so SEs are undefined."""
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from lcmodel.cli import cli
+    from tests.rasters import write_raster
+
+    data = np.random.default_rng(7).choice(np.array([1, 2, 3], dtype=np.uint8), size=(60, 60), p=[0.6, 0.3, 0.1])
+    data[0, 50] = 4  # a class with a single pixel: at most one validation point
+    class_map = write_raster(tmp_path / "map.tif", data, nodata=0, blocksize=16)
+    points = tmp_path / "pts.csv"
+    r = CliRunner().invoke(cli, ["validation-sample", str(class_map), "--n", "60", "--min-per-class", "8",
+                                 "--out", str(points)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(points)
+    assert (df["map_class"] == 4).sum() == 1
+    df["reference"] = df["map_class"]
+    df.to_csv(points, index=False)
+    r = CliRunner().invoke(cli, ["assess", str(class_map), str(points), "--out", str(tmp_path / "a.json")],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "+/- undefined" in r.output and "nan" not in r.output
+    assert "undefined: map class 4 has a single test point" in r.output
+    result = json.loads((tmp_path / "a.json").read_text())
+    assert result["overall_accuracy_ci95"] is None and result["undefined"]["overall_accuracy_ci95"]
 
 
 # ----------------------------------------------------------------------------------------------- MLflow
