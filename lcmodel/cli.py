@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sys
 import time
 import warnings
@@ -367,15 +368,22 @@ def assess(map_path: str, labelled: str, out: str | None, reference_column: str)
     result = assess_labelled(map_path, labelled, reference_column=reference_column)
     if out:
         write_json(result, Path(out))
-    click.echo(f"overall accuracy {result['overall_accuracy']:.4f} +/- {result['overall_accuracy_ci95']:.4f} "
-               f"(95 % CI, {result['n_samples']} points)")
+    def num(value: float, spec: str) -> str:
+        return format(value, spec) if math.isfinite(value) else "undefined"
+
+    click.echo(f"overall accuracy {num(result['overall_accuracy'], '.4f')} +/- "
+               f"{num(result['overall_accuracy_ci95'], '.4f')} (95 % CI, {result['n_samples']} points)")
     unit = "ha" if result.get("pixel_area_m2") else "px"
+    reasons = dict.fromkeys(result.get("undefined", {}).values())
     for key, c in result["per_class"].items():
         area = c["area_ha"] if unit == "ha" else c["area_pixels"]
         ci = c["area_ha_ci95"] if unit == "ha" else c["area_pixels_ci95"]
-        click.echo(f"  {key:>6} user's {c['users_accuracy']:.3f} +/- {c['users_ci95']:.3f}  producer's "
-                   f"{c['producers_accuracy']:.3f} +/- {c['producers_ci95']:.3f}  "
-                   f"area {area:,.1f} +/- {ci:,.1f} {unit}")
+        click.echo(f"  {key:>6} user's {num(c['users_accuracy'], '.3f')} +/- {num(c['users_ci95'], '.3f')}  "
+                   f"producer's {num(c['producers_accuracy'], '.3f')} +/- {num(c['producers_ci95'], '.3f')}  "
+                   f"area {num(area, ',.1f')} +/- {num(ci, ',.1f')} {unit}")
+        reasons.update(dict.fromkeys(c.get("undefined", {}).values()))
+    for reason in reasons:
+        click.echo(f"  undefined: {reason}")
 
 
 #: the plain commands, in the order of this module

@@ -146,15 +146,22 @@ def cv_comparison_markdown(comparison: Mapping[str, Any] | None) -> list[str]:
 
 
 def assessment_markdown(result: Mapping[str, Any], heading: str) -> str:
-    """Report section of an area-adjusted assessment (:func:`lcmodel.accuracy.stratified_estimates` + design)."""
+    """Report section of an area-adjusted assessment (:func:`lcmodel.accuracy.stratified_estimates` + design).
+
+    An estimate that could not be computed reads "undefined" in its cell, and the section lists why
+    (the ``undefined`` reasons of the assessment), grouped by reason.
+    """
     lines = [heading, ""]
     lines += [f"> {line}" for line in result.get("design", [])] + [""]
     if not result.get("computed", True):
-        lines += [f"Not computed: {result.get('reason')}", ""]
+        lines += [f"Not computed (undefined): {result.get('reason')}", ""]
         return "\n".join(lines)
     z = result.get("z", 1.96)
+    overall_undefined = result.get("undefined") or {}
+    ci = ("undefined" if "overall_accuracy_ci95" in overall_undefined
+          else _fmt(result["overall_accuracy_ci95"], 4))
     lines += [
-        f"Overall accuracy {_fmt(result['overall_accuracy'], 4)} +/- {_fmt(result['overall_accuracy_ci95'], 4)} "
+        f"Overall accuracy {_fmt(result['overall_accuracy'], 4)} +/- {ci} "
         f"(95 % CI, z = {z}), from {result['n_samples']} test points; the error matrix is in area proportions.",
         "",
     ]
@@ -162,17 +169,32 @@ def assessment_markdown(result: Mapping[str, Any], heading: str) -> str:
     ha = result.get("pixel_area_m2") is not None
     header = ["Class", "Map share", "n", "User's", "+/- 95 %", "Producer's", "+/- 95 %",
               "Area (ha)" if ha else "Area (px)", "+/- 95 %", "Map area (ha)" if ha else "Map area (px)"]
+    keys = ["users_accuracy", "users_ci95", "producers_accuracy", "producers_ci95",
+            "area_ha" if ha else "area_pixels", "area_ha_ci95" if ha else "area_pixels_ci95"]
     rows = []
+    why: dict[str, list[str]] = {}
+    if "overall_accuracy_ci95" in overall_undefined:
+        why.setdefault(overall_undefined["overall_accuracy_ci95"], []).append("overall accuracy +/- 95 %")
     for key, c in result["per_class"].items():
-        rows.append([
-            names.get(key, key), c["map_proportion"], c["n_samples"], c["users_accuracy"], c["users_ci95"],
-            c["producers_accuracy"], c["producers_ci95"],
-            _fmt(c["area_ha"] if ha else c["area_pixels"], 1),
-            _fmt(c["area_ha_ci95"] if ha else c["area_pixels_ci95"], 1),
-            _fmt(c["map_area_ha"] if ha else c["map_pixels"], 1),
-        ])
+        undefined = c.get("undefined") or {}
+        name = names.get(key, key)
+        cells = []
+        for k, label in zip(keys, _ASSESSMENT_LABELS, strict=True):
+            if k in undefined or c.get(k) is None:
+                cells.append("undefined")
+                why.setdefault(undefined.get(k, "not computable from this sample"), []).append(f"{name} {label}")
+            else:
+                cells.append(_fmt(c[k], 1 if k.startswith("area") else 3))
+        rows.append([name, c["map_proportion"], c["n_samples"], *cells,
+                     _fmt(c["map_area_ha"] if ha else c["map_pixels"], 1)])
     lines += _md_table(header, rows) + [""]
+    if why:
+        lines += ["Undefined estimates:", ""]
+        lines += [f"- undefined: {reason} ({'; '.join(what)})" for reason, what in why.items()] + [""]
     return "\n".join(lines)
+
+
+_ASSESSMENT_LABELS = ("user's", "user's +/- 95 %", "producer's", "producer's +/- 95 %", "area", "area +/- 95 %")
 
 
 def _confusion_figure(names: Sequence[str], counts: np.ndarray) -> Any:

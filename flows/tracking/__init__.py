@@ -9,6 +9,8 @@ with artifacts in ``<cwd>/mlartifacts`` (an explicit artifact root: MLflow would
 
 - :mod:`~flows.tracking.uris`: which store (tracking URI, artifact root) and URIs without credentials;
 - :mod:`~flows.tracking.runs`: :class:`Tracker` (a training run) and :class:`PredictionRun`;
+- :mod:`~flows.tracking.figures`: figures to metrics; an undefined one (None/NaN/inf) is the tag
+  ``lcmodel.undefined.<metric>`` with its reason (:data:`UNDEFINED_TAG`);
 - :mod:`~flows.tracking.model`: :class:`LandcoverPyfunc`, the registered model, and how it is logged;
 - :mod:`~flows.tracking.registry`: ``models:/`` references, downloading a bundle, promotion (:data:`CHAMPION`);
 - :mod:`~flows.tracking.compare`: the training runs of an experiment side by side;
@@ -20,6 +22,7 @@ Import from here: logged models name ``flows.tracking.LandcoverPyfunc``, whateve
 from __future__ import annotations
 
 from flows.tracking.compare import COMPARE_COLUMNS, compare_runs
+from flows.tracking.figures import UNDEFINED_TAG, log_figures
 from flows.tracking.model import LandcoverPyfunc, log_pyfunc_model
 from flows.tracking.registry import (
     CHAMPION,
@@ -44,12 +47,14 @@ __all__ = [
     "RegistryArgumentError",
     "TrackingLookupError",
     "TrackingStoreError",
+    "UNDEFINED_TAG",
     "Tracker",
     "check_alias",
     "check_version",
     "compare_runs",
     "download_registered_bundle",
     "is_models_uri",
+    "log_figures",
     "log_pyfunc_model",
     "promote",
     "promotion_decision",

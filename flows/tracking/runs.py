@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 from mlflow import MlflowClient
-from mlflow.entities import LoggedModelInput, Metric, Param, RunTag
+from mlflow.entities import LoggedModelInput, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from flows.config import FlowConfig
+from flows.tracking.figures import Figure, assessment_figures, log_figures
 from flows.tracking.model import log_pyfunc_model
 from flows.tracking.registry import CHAMPION, promotion_decision
 from flows.tracking.uris import resolve_tracking_uri, resolve_uri, scrub_uri
@@ -117,67 +117,65 @@ class Tracker:
         params = [Param(str(k), json.dumps(v) if not isinstance(v, str) else v)
                   for k, v in dict(info.get("params", {})).items()]
         params += [Param("stage", str(stage))]
-        metrics = []
-        for key in ("mean_score", "std_score", "fit_time"):
-            value = info.get(key)
-            if value is not None and np.isfinite(value):
-                metrics.append(Metric(f"cv_{key}" if key != "fit_time" else key, float(value), 0, 0))
-        for k, v in enumerate(info.get("fold_scores", []) or []):
-            if v is not None and np.isfinite(v):
-                metrics.append(Metric("cv_fold_score", float(v), 0, k))
+        figures: list[Figure] = [(f"cv_{key}" if key != "fit_time" else key, info[key], 0)
+                                 for key in ("mean_score", "std_score", "fit_time") if key in info]
+        figures += [("cv_fold_score", v, k) for k, v in enumerate(info.get("fold_scores", []) or [])]
         tags = [RunTag("state", str(info["state"]))] if "state" in info else []
-        self.client.log_batch(run.info.run_id, metrics=metrics, params=params, tags=tags)
+        self.client.log_batch(run.info.run_id, params=params, tags=tags)
+        log_figures(self.client, run.info.run_id, figures)  # a failed trial's NaN score is a tag, not a metric
         self.client.set_terminated(run.info.run_id)
 
     # ----------------------------------------------------------------------------------------- results
     def log_tuning(self, tuning_summary: Mapping[str, Any], stage_files: Iterable[Path]) -> None:
         params = [Param(f"best.{k}", json.dumps(v)) for k, v in tuning_summary.get("best_params", {}).items()]
-        metrics = [Metric("cv_best_score", float(tuning_summary["best_score"]), 0, 0),
-                   Metric("tuning_time_s", float(tuning_summary.get("elapsed_s", 0.0)), 0, 0),
-                   Metric("tuning_candidates", float(tuning_summary.get("n_candidates", 0)), 0, 0)]
-        self.client.log_batch(self.run_id, metrics=metrics, params=params)
+        self.client.log_batch(self.run_id, params=params)
+        log_figures(self.client, self.run_id, [("cv_best_score", tuning_summary.get("best_score"), 0),
+                                               ("tuning_time_s", tuning_summary.get("elapsed_s", 0.0), 0),
+                                               ("tuning_candidates", tuning_summary.get("n_candidates", 0), 0)])
         for f in stage_files:
             self.client.log_artifact(self.run_id, str(f), "tuning")
 
     def log_metrics(self, metrics_path: Path) -> dict[str, Any]:
         data = json.loads(Path(metrics_path).read_text())
         test = data.get("test", {})
-        metrics = [Metric(f"test_{k}", float(test[k]), 0, 0)
-                   for k in ("overall_accuracy", "macro_f1", "kappa") if test.get(k) is not None]
-        for value, pc in test.get("per_class", {}).items():
-            if pc.get("f1") is not None:
-                metrics.append(Metric(f"test_f1_class_{value}", float(pc["f1"]), 0, 0))
-        cv = data.get("cv", {})
-        if cv.get("best_score") is not None:
-            metrics.append(Metric("cv_macro_f1" if cv.get("scoring") == "f1_macro" else "cv_best_score",
-                                  float(cv["best_score"]), 0, 0))
-        self.client.log_batch(self.run_id, metrics=metrics)
+        figures: list[Figure] = [(f"test_{k}", test[k], 0) for k in ("overall_accuracy", "macro_f1", "kappa")
+                                 if k in test]
+        figures += [(f"test_f1_class_{value}", pc["f1"], 0)
+                    for value, pc in (test.get("per_class") or {}).items() if "f1" in pc]
+        cv = data.get("cv") or {}
+        if "best_score" in cv:
+            figures.append(("cv_macro_f1" if cv.get("scoring") == "f1_macro" else "cv_best_score",
+                            cv["best_score"], 0))
+        log_figures(self.client, self.run_id, figures)
         return data
 
     def log_prediction(self, summary: Mapping[str, Any]) -> None:
-        self.client.log_batch(self.run_id, metrics=_prediction_metrics(summary))
+        log_figures(self.client, self.run_id, _prediction_figures(summary))
         self.client.log_dict(self.run_id, dict(summary), "prediction/prediction.json")
 
-    def log_assessment(self, path: Path) -> None:
-        """Area-adjusted accuracy (accuracy_assessment.json): overall accuracy and class areas with 95 % CIs."""
+    def log_assessment(self, path: Path) -> dict[str, str]:
+        """Area-adjusted accuracy (accuracy_assessment.json): overall accuracy and class areas with 95 % CIs.
+
+        An estimate the assessment could not compute (null, with its reason under ``undefined``) is the tag
+        ``lcmodel.undefined.<metric>`` holding that reason; the defined ones are logged as metrics. Returns
+        ``{metric: reason}`` of the undefined ones.
+        """
         data = json.loads(Path(path).read_text())
-        if data.get("computed"):
-            metrics = [Metric("area_adjusted_overall_accuracy", float(data["overall_accuracy"]), 0, 0),
-                       Metric("area_adjusted_overall_accuracy_ci95", float(data["overall_accuracy_ci95"]), 0, 0)]
-            for value, c in data["per_class"].items():
-                for key in ("area_ha", "area_ha_ci95", "users_accuracy", "producers_accuracy"):
-                    if c.get(key) is not None and c[key] == c[key]:  # not NaN
-                        metrics.append(Metric(f"{key}_class_{value}", float(c[key]), 0, 0))
-            self.client.log_batch(self.run_id, metrics=metrics)
+        figures, reasons = assessment_figures(data)
+        undefined = log_figures(self.client, self.run_id, figures, reasons)
+        if undefined:
+            log.warning("area-adjusted assessment: %d estimate(s) undefined (tags %s*): %s", len(undefined),
+                        "lcmodel.undefined.", "; ".join(dict.fromkeys(undefined.values())))
         self.client.log_artifact(self.run_id, str(path), "accuracy")
+        return undefined
 
     def log_cv_comparison(self, metrics_path: Path) -> None:
         """Random and spatial CV scores of the selected parameters (metrics.json ``cv_comparison``)."""
         comparison = json.loads(Path(metrics_path).read_text()).get("cv_comparison") or {}
-        metrics = [Metric(f"cv_{name}_mean", float(comparison[name]["mean"]), 0, 0)
-                   for name in ("random", "spatial") if "mean" in (comparison.get(name) or {})]
-        if metrics:
-            self.client.log_batch(self.run_id, metrics=metrics)
+        figures: list[Figure] = [(f"cv_{name}_mean", comparison[name]["mean"], 0)
+                                 for name in ("random", "spatial") if "mean" in (comparison.get(name) or {})]
+        if figures:
+            log_figures(self.client, self.run_id, figures)
 
     def log_artifacts(self, paths: Iterable[Path], folder: str | None = None) -> None:
         for p in paths:
@@ -299,17 +297,15 @@ class Tracker:
         return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1" if uri.startswith("sqlite") else uri
 
 
-def _prediction_metrics(summary: Mapping[str, Any]) -> list[Metric]:
+def _prediction_figures(summary: Mapping[str, Any]) -> list[Figure]:
     """Speed, pixel counts per class and class areas (ha) of a prediction summary."""
-    metrics = [Metric("predict_px_per_s", float(summary["pixels_per_s"]), 0, 0),
-               Metric("predict_time_s", float(summary["elapsed_s"]), 0, 0),
-               Metric("predict_valid_pixels", float(summary["n_valid"]), 0, 0),
-               Metric("predict_nodata_pixels", float(summary["n_nodata"]), 0, 0)]
-    for value, count in summary.get("class_counts", {}).items():
-        metrics.append(Metric(f"map_pixels_class_{value}", float(count), 0, 0))
-    for value, ha in summary.get("class_area_ha", {}).items():
-        metrics.append(Metric(f"map_area_ha_class_{value}", float(ha), 0, 0))
-    return metrics
+    figures: list[Figure] = [("predict_px_per_s", summary.get("pixels_per_s"), 0),
+                             ("predict_time_s", summary.get("elapsed_s"), 0),
+                             ("predict_valid_pixels", summary.get("n_valid"), 0),
+                             ("predict_nodata_pixels", summary.get("n_nodata"), 0)]
+    figures += [(f"map_pixels_class_{value}", count, 0) for value, count in summary.get("class_counts", {}).items()]
+    figures += [(f"map_area_ha_class_{value}", ha, 0) for value, ha in summary.get("class_area_ha", {}).items()]
+    return figures
 
 
 class PredictionRun:
@@ -348,7 +344,7 @@ class PredictionRun:
 
     def log_summary(self, summary: Mapping[str, Any]) -> None:
         """Speed, pixel counts and hectares per class, and the summary as prediction.json."""
-        self.client.log_batch(self.run_id, metrics=_prediction_metrics(summary))
+        log_figures(self.client, self.run_id, _prediction_figures(summary))
         self.client.log_dict(self.run_id, dict(summary), "prediction.json")
 
     def finish(self, error: BaseException | None = None) -> None:

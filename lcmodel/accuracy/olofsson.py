@@ -23,7 +23,9 @@ reference classes, in the same class order, plus the number of map pixels of eac
 
 These are the estimators for stratified random sampling with the map classes as strata. They also hold
 (as post-stratified estimators) for a simple random or systematic sample (Olofsson et al. 2013, 2014 sect. 4.3).
-A stratum with one sample has an undefined variance: its standard errors are NaN (reported as "n/a").
+A stratum with one sample has an undefined variance: its standard errors are NaN. Every estimate that
+cannot be computed is NaN (null in JSON) and its reason is under ``undefined`` (:func:`undefined_reasons`):
+the report and the MLflow run say it is undefined and why, rather than printing a number or crashing.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import numpy as np
 
 from lcmodel.errors import InputDataError, InsufficientDataError
 
-__all__ = ["Z_95", "stratified_estimates", "confusion_counts"]
+__all__ = ["Z_95", "stratified_estimates", "confusion_counts", "undefined_reasons"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +105,8 @@ def stratified_estimates(
         ``per_class``: ``{str(class): {n_samples, map_pixels, map_proportion, users_accuracy, users_se,
         users_ci95, producers_accuracy, producers_se, producers_ci95, area_proportion, area_proportion_se,
         area_pixels, area_pixels_se, area_pixels_ci95, [area_ha, area_ha_se, area_ha_ci95]}}``.
-        Ratios with a zero denominator are NaN.
+        Ratios with a zero denominator are NaN. ``undefined`` maps each NaN overall figure to its reason, and
+        each ``per_class`` row has its own ``undefined`` (see :func:`undefined_reasons`).
 
     Raises
     ------
@@ -207,10 +210,14 @@ def stratified_estimates(
                 map_area_ha=float(N[j]) * ha,
             )
         per_class[str(name)] = row
-    if np.isnan(se_oa) or np.isnan(se_area).any():
-        logger.warning(
-            "a map class has a single sample: its variance is undefined (standard errors are NaN)"
-        )
+    single = [labels[i] for i in range(k) if W[i] > 0 and ni[i] == 1]
+    for name in labels:
+        row = per_class[str(name)]
+        row["undefined"] = undefined_reasons(row, name, single)
+    overall = {"overall_accuracy_se": se_oa, "overall_accuracy_ci95": z * se_oa}
+    undefined = {key: _single_point_reason(single) for key, v in overall.items() if not np.isfinite(v)}
+    if undefined:
+        logger.warning("overall accuracy standard error undefined: %s", undefined["overall_accuracy_se"])
     return {
         "estimator": "stratified (Olofsson et al. 2014, section 4); strata = map classes",
         "overall_accuracy": oa,
@@ -224,4 +231,37 @@ def stratified_estimates(
         "sample_counts": n.astype(np.int64).tolist(),
         "error_matrix_proportions": p.tolist(),
         "per_class": per_class,
+        "undefined": undefined,
     }
+
+
+def _single_point_reason(single: Sequence[Any]) -> str:
+    if not single:
+        return "not computable from this sample"
+    return (f"map class{'es' if len(single) > 1 else ''} {', '.join(str(c) for c in single)} "
+            f"{'have' if len(single) > 1 else 'has'} a single test point: a stratum's variance needs at least 2 "
+            "(draw more with `lcmodel validation-sample`)")
+
+
+def undefined_reasons(row: dict[str, Any], name: Any, single: Sequence[Any]) -> dict[str, str]:
+    """Why each estimate of one class's ``per_class`` row that is not a finite number could not be computed.
+
+    ``single`` lists the map classes (strata with map pixels) that have exactly one test point: their
+    variance is undefined, and so is every standard error that sums over them.
+    """
+    no_mapped = f"no test point is mapped as class {name}"
+    no_reference = f"no test point in a mapped stratum has reference class {name}: its estimated area is 0"
+    if row["n_samples"] == 1:
+        users_se = f"a single test point is mapped as class {name}: a standard error needs at least 2"
+    else:
+        users_se = no_mapped
+    prod_undefined = not np.isfinite(row["producers_accuracy"])
+    spread = _single_point_reason(single)
+    reasons = {
+        "users_accuracy": no_mapped, "users_se": users_se, "users_ci95": users_se,
+        "producers_accuracy": no_reference,
+        "producers_se": no_reference if prod_undefined else spread,
+        "producers_ci95": no_reference if prod_undefined else spread,
+    }
+    return {key: reasons.get(key, spread) for key, value in row.items()
+            if isinstance(value, float) and not np.isfinite(value)}

@@ -143,6 +143,7 @@ def assess_map(
         result["computed"] = False
         result["reason"] = (f"map classes {unsampled} have pixels but no test point is predicted as them; the "
                             "stratified estimator needs every map class sampled (use `lcmodel validation-sample`)")
+        result["undefined"] = {"overall_accuracy": result["reason"]}
     else:
         matrix = confusion_counts(test["predicted"].to_numpy(), test["reference"].to_numpy(), classes)
         result.update(stratified_estimates(matrix, [counts.get(c, 0) for c in classes], classes=classes,
