@@ -285,11 +285,7 @@ class Tracker:
         return decision
 
     def finish(self, error: BaseException | None = None) -> None:
-        if error is not None:
-            self.client.set_tag(self.run_id, "error", scrub_uri(str(error))[:5000])
-            self.client.set_terminated(self.run_id, status="FAILED")
-        else:
-            self.client.set_terminated(self.run_id, status="FINISHED")
+        finish_run(self.client, self.run_id, error)
 
     @property
     def ui_hint(self) -> str:
@@ -348,8 +344,13 @@ class PredictionRun:
         self.client.log_dict(self.run_id, dict(summary), "prediction.json")
 
     def finish(self, error: BaseException | None = None) -> None:
-        if error is not None:
-            self.client.set_tag(self.run_id, "error", scrub_uri(str(error))[:5000])
-            self.client.set_terminated(self.run_id, status="FAILED")
-        else:
-            self.client.set_terminated(self.run_id, status="FINISHED")
+        finish_run(self.client, self.run_id, error)
+
+
+def finish_run(client: MlflowClient, run_id: str, error: BaseException | None = None) -> None:
+    """End a run: FINISHED, or FAILED with the one-line error (scrubbed of credentials) as the tag ``error``."""
+    if error is not None:
+        client.set_tag(run_id, "error", scrub_uri(str(error))[:5000])
+        client.set_terminated(run_id, status="FAILED")
+    else:
+        client.set_terminated(run_id, status="FINISHED")
