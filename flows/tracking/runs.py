@@ -24,6 +24,7 @@ from flows.config import FlowConfig
 from flows.tracking.figures import Figure, assessment_figures, log_figures
 from flows.tracking.model import log_pyfunc_model
 from flows.tracking.registry import CHAMPION, promotion_decision
+from flows.tracking.stores import require_reachable_server
 from flows.tracking.uris import resolve_tracking_uri, resolve_uri, scrub_uri
 from lcmodel.config import flatten_config
 from lcmodel.pipeline import StageOutcome
@@ -54,6 +55,7 @@ class Tracker:
                  extra_tags: Mapping[str, str] | None = None) -> None:
         self.cfg = cfg
         self.uri, artifact_root = resolve_tracking_uri(cfg, workdir)
+        require_reachable_server(self.uri)  # one line within seconds, not minutes of MLflow's retries
         mlflow.set_tracking_uri(self.uri)
         self.client = MlflowClient(tracking_uri=self.uri)
         name = cfg.tracking.experiment
