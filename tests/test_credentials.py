@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,9 +19,8 @@ from flows.config import flow_config_from_dict
 from flows.credentials import split_credentials, uri_secrets
 from lcmodel.errors import ConfigError
 from tests.rasters import tiny_demo_config
+from tests.servers import BIN, free_port, subprocess_env
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 SECRET = "S3cretPW-planted"
 
 
@@ -76,7 +74,7 @@ def test_a_tracking_uri_without_credentials_is_accepted(demo, uri):
 def test_the_refusal_through_the_cli_is_one_line_exit_2(tmp_path):
     cfg = tiny_demo_config(tmp_path / "data", tracking={"uri": f"http://alice:{SECRET}@127.0.0.1:1"})
     done = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(cfg)], capture_output=True, text=True,
-                          env=_env(tmp_path), cwd=tmp_path, timeout=120)
+                          env=subprocess_env(tmp_path, drop_tracking=True), cwd=tmp_path, timeout=120)
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("error:") and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "MLFLOW_TRACKING_PASSWORD" in done.stderr
@@ -129,7 +127,8 @@ def test_the_environments_uri_leaves_its_user_info_to_mlflows_variables(monkeypa
 def test_a_query_secret_in_the_environments_uri_is_one_line_exit_2(tmp_path):
     cfg = tiny_demo_config(tmp_path / "data")
     done = subprocess.run([sys.executable, "-m", "flows.cli", "run", str(cfg)], capture_output=True, text=True,
-                          env=_env(tmp_path, MLFLOW_TRACKING_URI=f"http://127.0.0.1:1/?token={SECRET}"),
+                          env=subprocess_env(tmp_path, drop_tracking=True,
+                                             MLFLOW_TRACKING_URI=f"http://127.0.0.1:1/?token={SECRET}"),
                           cwd=tmp_path, timeout=300)
     assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-3000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
@@ -138,26 +137,6 @@ def test_a_query_secret_in_the_environments_uri_is_one_line_exit_2(tmp_path):
 
 
 # ---------------------------------------------------------------------- a planted secret is never written
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env(root: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "PREFECT_API"))}
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        PYTHONPATH=f"{ROOT}{os.pathsep}{env['PYTHONPATH']}" if env.get("PYTHONPATH") else str(ROOT),
-        PREFECT_HOME=str(root / "prefect"),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.sqlite'}",
-        MLFLOW_DISABLE_TELEMETRY="true",
-    )
-    env.update(extra)
-    return env
-
-
 def _files_holding(folder: Path, needle: bytes) -> list[Path]:
     return [p for p in folder.rglob("*") if p.is_file() and not p.is_symlink() and needle in p.read_bytes()]
 
@@ -166,17 +145,19 @@ def _files_holding(folder: Path, needle: bytes) -> list[Path]:
 def test_a_planted_password_reaches_no_file_database_or_output(tmp_path):
     pytest.importorskip("mlflow")
     pytest.importorskip("prefect")
-    port = _free_port()
+    port = free_port()
     server_dir = tmp_path / "server"
     server_dir.mkdir()
-    env = _env(tmp_path, MLFLOW_TRACKING_URI=f"http://alice:{SECRET}@127.0.0.1:{port}")
+    env = subprocess_env(tmp_path, drop_tracking=True,
+                         MLFLOW_TRACKING_URI=f"http://alice:{SECRET}@127.0.0.1:{port}")
     log = tmp_path / "server.log"
     with open(log, "wb") as out:
         server = subprocess.Popen(
             [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
              "--backend-store-uri", f"sqlite:///{server_dir / 'mlflow.db'}",
              "--artifacts-destination", str(server_dir / "artifacts")],
-            env=_env(tmp_path), cwd=server_dir, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            env=subprocess_env(tmp_path, drop_tracking=True), cwd=server_dir, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True)
         try:
             deadline = time.monotonic() + 120
             while True:

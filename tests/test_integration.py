@@ -7,9 +7,7 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -26,37 +24,16 @@ pytest.importorskip("prefect")
 pytest.importorskip("mlflow")
 
 from flows.config import load_flow_config as load_config  # noqa: E402
-from tests.rasters import tiny_demo_config  # noqa: E402
+from tests.rasters import tiny_demo_config
+from tests.servers import BIN, ROOT, free_port, subprocess_env  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _tiny_config(root: Path, name: str) -> Path:
     return tiny_demo_config(root / "data", tracking={
         "experiment": name, "register_as": name, "uri": f"sqlite:///{root / 'mlflow.sqlite'}"})
-
-
-def _env(root: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",  # mlflow's server execs uvicorn via the venv
-        PYTHONPATH=f"{ROOT}{os.pathsep}{env['PYTHONPATH']}" if env.get("PYTHONPATH") else str(ROOT),
-        PREFECT_HOME=str(root / "prefect"),
-        PREFECT_SERVER_ANALYTICS_ENABLED="false",
-        MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.sqlite'}",
-        MLFLOW_DISABLE_TELEMETRY="true",
-    )
-    env.update(extra)
-    return env
 
 
 class Started:
@@ -113,9 +90,9 @@ def _run(args: list[str], env: dict[str, str], timeout: float = 120.0) -> str:
 
 # ------------------------------------------------------------------------------------------ Prefect
 def test_training_deployment_runs_through_a_worker(tmp_path, started):
-    port = _free_port()
+    port = free_port()
     api = f"http://127.0.0.1:{port}/api"
-    env = _env(tmp_path, PREFECT_API_URL=api)
+    env = subprocess_env(tmp_path, PREFECT_API_URL=api)
     cfg_path = _tiny_config(tmp_path, "deployed")
     prefect = str(BIN / "prefect")
     server_log = tmp_path / "server.log"
@@ -194,11 +171,11 @@ def test_served_model_answers_pixel_tables_like_the_bundle(registered, started):
     from lcmodel.model_io import load_bundle
 
     root, cfg, uri = registered
-    port = _free_port()
+    port = free_port()
     log = root / "serve.log"
     server = started.start([str(BIN / "mlflow"), "models", "serve", "-m", "models:/served@champion",
                             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-                           _env(root, MLFLOW_TRACKING_URI=uri), log, cwd=root)
+                           subprocess_env(root, MLFLOW_TRACKING_URI=uri), log, cwd=root)
     _wait_http(f"http://127.0.0.1:{port}/ping", server, log)
     url = f"http://127.0.0.1:{port}/invocations"
 

@@ -13,7 +13,6 @@ trusts a name or a timestamp alone.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import threading
@@ -155,9 +154,6 @@ class Artifacts:
             else:
                 kwargs[f.name] = value
         return cls(**kwargs)
-
-    def replace(self: _A, **changes: Any) -> _A:
-        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True)
