@@ -65,7 +65,7 @@ def _run(cfg: Any, plain: bool) -> None:
 
     check_environment_uri(os.environ)  # an MLflow URI that cannot work: one line, before any compute
     # the inputs and the output folder, checked before the Prefect server starts (the flow checks them again)
-    pipeline.source_files(cfg)
+    pipeline.source_files(cfg, write=False)
     ensure_output_dir(cfg.output.dir)
     result = _run_flow(cfg)
     print_training(cfg, Path(result["bundle"]))

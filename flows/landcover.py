@@ -43,6 +43,7 @@ from lcmodel.pipeline import (
 )
 from lcmodel.pipeline import artifacts as a
 from lcmodel.pipeline import settings as s
+from lcmodel.sources import Collection, is_remote
 
 __all__ = ["landcover", "STAGE_TASKS"]
 
@@ -55,9 +56,10 @@ def _execute(name: str, settings: StageSettings, inputs: dict[str, Any], out: Pa
 
 
 @task(name="sample_reference", **STAGE_TASK_OPTIONS)
-def sample_reference(settings: s.SampleReferenceSettings, reference: a.ReferenceSource, *, out: Path,
-                     produced_by: dict[str, str]) -> a.PointsFile:
-    return _execute("sample_reference", settings, {"reference": reference}, out, produced_by)  # type: ignore[return-value]
+def sample_reference(settings: s.SampleReferenceSettings, reference: a.ReferenceSource,
+                     embedding: a.EmbeddingSource, *, out: Path, produced_by: dict[str, str]) -> a.PointsFile:
+    return _execute("sample_reference", settings, {"reference": reference, "embedding": embedding},  # type: ignore[return-value]
+                    out, produced_by)
 
 
 @task(name="prepare_points", **STAGE_TASK_OPTIONS)
@@ -183,7 +185,8 @@ class FlowStageRun(pipeline.StageRun):
 
         def distributed(settings: StageSettings, model: a.Model, embedding: a.EmbeddingSource, *, out: Path
                         ) -> a.Prediction:
-            data = predict_distributed(str(model.bundle.path), str(embedding.path), str(paths.map), options,
+            tile = Collection.read(embedding.path).first.path
+            data = predict_distributed(str(model.bundle.path), tile, str(paths.map), options,
                                        dask_address=cfg.prediction.dask_address,
                                        blocks_per_task=cfg.prediction.blocks_per_task,
                                        n_workers=cfg.prediction.n_jobs or cfg.n_jobs)
@@ -219,7 +222,7 @@ def landcover(config: RunConfig | str) -> dict[str, Any]:
     YAML/TOML config file (for deployments).
     """
     cfg = flow_config(config)
-    pipeline.source_files(cfg)  # the inputs exist, are readable and are no output: before MLflow or any stage
+    pipeline.source_files(cfg, write=False)  # inputs exist, are readable, are no output: before MLflow or any stage
     root = ensure_output_dir(cfg.output.dir)
     # one run per output folder; predict_map resumes after a crash or retry
     with output_lock(root), library_logs_to_prefect():
@@ -234,8 +237,9 @@ def _landcover(cfg: FlowConfig, root: Path, logger: Any) -> dict[str, Any]:
     logger.info("MLflow run %s in experiment %r (%s)", tracker.run_id, cfg.tracking.experiment, tracker.ui_hint)
     try:
         tracker.log_config()
-        tracker.log_inputs({"reference": cfg.reference.path, "embedding": cfg.embedding.path,
-                            "classes": cfg.classes.table})
+        first = pipeline.embedding_collection(cfg).first.path
+        tracker.log_inputs({"reference": pipeline.reference_raster(cfg, write=False),
+                            "embedding": None if is_remote(first) else Path(first), "classes": cfg.classes.table})
         produced_by = {"flow_run_id": flow_run_id or "", "mlflow_run_id": tracker.run_id}
         model: dict[str, Any] = {}
 

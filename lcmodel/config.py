@@ -10,24 +10,28 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from lcmodel.config_paths import (
+    POINT_SUFFIXES,
+    PathSpec,
+    ResolvedPath,
+    resolve_reference_kind,
+    spec_text,
+)
 from lcmodel.errors import ConfigError, InputFileError
 
 __all__ = [
@@ -47,20 +51,10 @@ __all__ = [
     "flatten_config",
     "resolve_reference_kind",
     "POINT_SUFFIXES",
+    "PathSpec",
+    "spec_text",
     "GridValue",
 ]
-
-
-def _resolve_path(value: Path, info: ValidationInfo) -> Path:
-    """Make a relative path absolute against the config file's folder (context ``base_dir``)."""
-    value = Path(value).expanduser()
-    base = (info.context or {}).get("base_dir")
-    if not value.is_absolute() and base is not None:
-        value = Path(base) / value
-    return Path(os.path.normpath(value)) if value.is_absolute() else value
-
-
-ResolvedPath = Annotated[Path, AfterValidator(_resolve_path)]
 
 
 class ConfigSection(BaseModel):
@@ -70,9 +64,9 @@ class ConfigSection(BaseModel):
 
 
 class ReferenceConfig(ConfigSection):
-    """Reference land cover: a class raster (e.g. ESA WorldCover) or a CSV of labelled points."""
+    """Reference land cover: class raster(s) (e.g. ESA WorldCover tiles) or a file of labelled points."""
 
-    path: ResolvedPath
+    path: PathSpec
     kind: Literal["auto", "raster", "points"] = "auto"
     n_points: int = Field(10000, gt=0, description="raster: points drawn (the notebook's n_esa_sample)")
     nodata: float | None = None
@@ -107,10 +101,26 @@ class ClassesConfig(ConfigSection):
 
 
 class EmbeddingConfig(ConfigSection):
-    """The embedding raster; nodata is detected from the file unless overridden."""
+    """The embedding raster(s): a file, a list, a glob, a folder, a .vrt or an index; nodata from the files."""
 
-    path: ResolvedPath
+    path: PathSpec
     nodata: float | None = None
+    aoi: list[float] | ResolvedPath | None = Field(
+        None, description="area of interest: [west, south, east, north] in degrees, or a GeoJSON file"
+    )
+    year: int | None = Field(None, ge=1900, le=2200, description="the year of an index's tiles to use")
+
+    @field_validator("aoi")
+    @classmethod
+    def _aoi_parses(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            from lcmodel.sources import parse_aoi
+
+            try:
+                parse_aoi(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc).removeprefix("embedding.aoi ")) from None
+        return value
 
 
 class SamplingConfig(ConfigSection):
@@ -341,17 +351,6 @@ class RunConfig(ConfigSection):
     @property
     def reference_kind(self) -> Literal["raster", "points"]:
         return resolve_reference_kind(self.reference.kind, self.reference.path)
-
-
-#: Reference files read as labelled points when ``reference.kind`` is ``auto``; anything else is a raster.
-POINT_SUFFIXES = (".csv", ".txt", ".tsv")
-
-
-def resolve_reference_kind(kind: str, path: Path) -> Literal["raster", "points"]:
-    """``reference.kind``, with ``auto`` resolved by the file's suffix (points for .csv/.txt/.tsv)."""
-    if kind in ("raster", "points"):
-        return kind  # type: ignore[return-value]
-    return "points" if Path(path).suffix.lower() in POINT_SUFFIXES else "raster"
 
 
 def _model_at(loc: tuple[int | str, ...], root: type[BaseModel]) -> type[BaseModel] | None:

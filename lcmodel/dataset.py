@@ -52,6 +52,8 @@ logger = logging.getLogger(__name__)
 
 #: Columns of the training table that are not features, in order; the band columns follow.
 META_COLUMNS: tuple[str, ...] = ("x", "y", "row", "col", "code", "value", "split")
+#: a collection's samples also say which tile each pixel was read from (after ``split``)
+TILE_COLUMN = "tile"
 TRAINING_TABLE_NAME = "training_table.csv"
 _SAMPLE_COLUMNS = META_COLUMNS[:6]
 
@@ -69,7 +71,7 @@ def feature_columns(df: pd.DataFrame) -> list[str]:
     list of str
         Every column that is not in :data:`META_COLUMNS`.
     """
-    return [str(c) for c in df.columns if c not in META_COLUMNS]
+    return [str(c) for c in df.columns if c not in META_COLUMNS and c != TILE_COLUMN]
 
 
 def require_columns(df: pd.DataFrame, columns: tuple[str, ...] | list[str], what: str, fix: str) -> None:
@@ -126,7 +128,7 @@ def build_samples(
             f"extraction has {extraction.n_points} rows but the points table has {n}; extract at exactly "
             "these points, in the same order"
         )
-    overlap = set(extraction.band_names) & set(META_COLUMNS)
+    overlap = set(extraction.band_names) & {*META_COLUMNS, TILE_COLUMN}
     if overlap:
         raise InputDataError(
             f"band name(s) {sorted(overlap)} clash with the training table's columns; rename the raster's band "
@@ -175,9 +177,11 @@ def build_samples(
     )
     samples = pd.concat([samples, features], axis=1)
 
+    if extraction.tile is not None:  # a collection: pixels are (tile, row, col), centres in the points' CRS
+        samples.insert(2, "tile", np.asarray(extraction.tile)[valid].astype(np.int64))
     n_merged = 0
     if dedupe:
-        samples = _merge_pixels(samples, extraction)
+        samples = _merge_pixels(samples, extraction, valid)
         n_merged = n_valid - len(samples)
         if n_merged:
             logger.info("merged %d reference points that share an embedding pixel with another", n_merged)
@@ -191,9 +195,14 @@ def build_samples(
     return samples, stats
 
 
-def _merge_pixels(samples: pd.DataFrame, extraction: Extraction) -> pd.DataFrame:
-    """One row per (row, col): majority value (ties: smallest), then most frequent code (ties: smallest)."""
-    keys = ["row", "col"]
+def _merge_pixels(samples: pd.DataFrame, extraction: Extraction, valid: np.ndarray) -> pd.DataFrame:
+    """One row per (row, col): majority value (ties: smallest), then most frequent code (ties: smallest).
+
+    For a collection the pixel is (tile, row, col) and its centre comes from ``extraction.centres``.
+    """
+    keys = ["tile", "row", "col"] if "tile" in samples.columns else ["row", "col"]
+    if extraction.centres is not None:
+        samples = samples.assign(_cx=extraction.centres[0][valid], _cy=extraction.centres[1][valid])
     votes = samples.groupby([*keys, "value"], sort=False).size().rename("n").reset_index()
     winners = (
         votes.sort_values([*keys, "n", "value"], ascending=[True, True, False, True], kind="mergesort")
@@ -209,12 +218,15 @@ def _merge_pixels(samples: pd.DataFrame, extraction: Extraction) -> pd.DataFrame
     first = samples.drop_duplicates(keys, keep="first").drop(columns=["code", "value"])
     merged = first.merge(winners, on=keys, how="inner").merge(codes, on=keys, how="inner")
     merged = merged.sort_values(keys, kind="mergesort").reset_index(drop=True)
-    if extraction.transform is not None:
+    if extraction.centres is not None:
+        merged["x"], merged["y"] = merged.pop("_cx").to_numpy(), merged.pop("_cy").to_numpy()
+    elif extraction.transform is not None:
         merged["x"], merged["y"] = pixel_centres(
             extraction.transform, merged["row"].to_numpy(), merged["col"].to_numpy()
         )
     merged["value"] = merged["value"].astype(np.int64)
-    return merged[[*_SAMPLE_COLUMNS, *feature_columns(samples)]]
+    meta = [*_SAMPLE_COLUMNS[:2], "tile", *_SAMPLE_COLUMNS[2:]] if "tile" in keys else list(_SAMPLE_COLUMNS)
+    return merged[[*meta, *(c for c in feature_columns(samples) if c not in ("_cx", "_cy"))]]
 
 
 def subsample(
@@ -332,10 +344,11 @@ def write_training_table(df: pd.DataFrame, out_dir: Path | str) -> Path:
         The written file.
     """
     require_columns(df, list(META_COLUMNS), "training table", "build it with split_train_test")
+    meta = [*META_COLUMNS, *([TILE_COLUMN] if TILE_COLUMN in df.columns else [])]  # tile: collections only
     bands = feature_columns(df)
     if not bands:
         raise InputDataError("training table has no band columns; build it from build_samples output")
-    table = df[[*META_COLUMNS, *bands]].astype({b: np.float32 for b in bands})
+    table = df[[*meta, *bands]].astype({b: np.float32 for b in bands})
     path = Path(out_dir) / TRAINING_TABLE_NAME
     with atomic_path(path) as tmp:
         table.to_csv(tmp, index=False)

@@ -59,6 +59,11 @@ class Extraction:
         The nodata rule that decided ``valid``.
     transform : Affine or None
         The raster's affine transform (pixel -> x/y), used to place de-duplicated samples at pixel centres.
+    tile : int64 array (n_points,) or None
+        For a collection: the tile each point was read from (-1 outside every tile); pixels are then
+        (tile, row, col). None for a single raster.
+    centres : (x, y) float64 arrays or None
+        For a collection: the centre of each point's pixel in the points' CRS (NaN where outside).
     """
 
     values: np.ndarray
@@ -69,6 +74,8 @@ class Extraction:
     band_names: list[str]
     rule: NodataRule
     transform: Affine | None = field(default=None)
+    tile: np.ndarray | None = field(default=None)
+    centres: tuple[np.ndarray, np.ndarray] | None = field(default=None)
 
     @property
     def n_points(self) -> int:

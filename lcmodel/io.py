@@ -27,6 +27,7 @@ __all__ = [
     "atomic_path",
     "open_raster",
     "sha256_file",
+    "file_digest",
     "ensure_output_dir",
     "json_ready",
     "write_json",
@@ -110,6 +111,25 @@ def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+_DIGESTS: dict[tuple[str, int, int, int], str] = {}
+_DIGESTS_LOCK = threading.Lock()
+
+
+def file_digest(path: Path | str) -> str:
+    """SHA-256 of a file's content, memoised per process for an unchanged file (path, size, mtime, inode)."""
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    with _DIGESTS_LOCK:
+        known = _DIGESTS.get(key)
+    if known is not None:
+        return known
+    digest = sha256_file(path)
+    with _DIGESTS_LOCK:
+        _DIGESTS[key] = digest
+    return digest
 
 
 def json_ready(obj: Any) -> Any:

@@ -100,9 +100,12 @@ def _config(case: dict[str, Path], **sections: Any) -> Path:
 
 
 def _files(folder: Path) -> set[str]:
+    """The run's files, less the resolved-input manifests (``.lcmodel/inputs/``: complete, written atomically
+    once the inputs are checked, before any stage)."""
     if not folder.exists():
         return set()
-    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
+    inputs = folder / ".lcmodel" / "inputs"
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and not p.is_relative_to(inputs)}
 
 
 def _finished_stage_records(out: Path, allowed: set[str]) -> set[str]:
@@ -237,9 +240,9 @@ def test_raster_without_crs(case: dict[str, Path]) -> None:
 def test_reference_and_embedding_do_not_overlap(case: dict[str, Path]) -> None:
     ref = _classes_raster(case["root"] / "far.tif", west=WEST + 50_000)
     cfg = _config(case, reference={"path": str(ref)})
-    _fails(["sample", str(cfg)], r"none of the 300 reference points falls within the embedding raster .* check "
-           r"that the reference data and embedding.path cover the same area",
-           case["out"], allowed={"reference_points.csv", "reference_points.crs.json"})
+    # sampling draws only inside the embedding's footprint: a reference beside it fails before any block is read
+    _fails(["sample", str(cfg)], r"reference raster 'far.tif' does not overlap the embedding \(reference bounds .* "
+           r"check that the reference data and embedding.path cover the same area", case["out"])
 
 
 def test_lonlat_points_declared_as_utm(case: dict[str, Path]) -> None:

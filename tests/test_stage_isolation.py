@@ -13,6 +13,7 @@ import rasterio
 
 from lcmodel import pipeline
 from lcmodel.config import load_config
+from lcmodel.sources import Collection
 from tests.rasters import tiny_demo_config
 
 _STATE: dict[str, Any] = {"stage": None, "reads": [], "writes": set()}
@@ -47,6 +48,9 @@ class _Watched(pipeline.StageRun):
         finally:
             reads, writes, _STATE["stage"] = _STATE["reads"], _STATE["writes"], None
         given = {a.path.resolve() for v in inputs.values() if v is not None for _, a in v.files()}
+        # an embedding is given as the manifest of its tiles: the tiles it names are given too
+        given |= {Path(t.path).resolve() for v in inputs.values() if isinstance(v, pipeline.EmbeddingSource)
+                  for t in Collection.read(v.path)}
         own = {a.path.resolve() for _, a in outcome.outputs.files()} | writes
         watched = (self.root.resolve(), Path(self.cfg.embedding.path).resolve().parent)
         strays = sorted({str(p) for stage, p in reads

@@ -36,6 +36,8 @@ OTHER_VALUE: dict[str, Any] = {
     "reference.path": "points.csv",
     "reference.crs": "EPSG:3857",
     "embedding.path": "other_embedding.tif",
+    "embedding.aoi": [0.0, 0.0, 1.0, 1.0],
+    "embedding.year": 2021,
     "classes.table": "other_classes.csv",
     "tuning.scoring": "accuracy",
     "tuning.stages": [{"max_features": ["sqrt"]}],
@@ -131,7 +133,8 @@ def _keys(cfg: RunConfig) -> dict[str, str]:
 def _source_holders(key: str) -> set[str]:
     """Stages consuming the user file that ``key`` names (its content digest enters their keys)."""
     return {st.name for st in STAGES.values() for inp in st.inputs
-            if issubclass(inp.type, pipeline.Source) and inp.type.config_key == key}
+            if issubclass(inp.type, pipeline.Source)
+            and key in (inp.type.config_key, *inp.type.config_keys)}
 
 
 def _holders(key: str) -> tuple[set[str], set[str], set[str]]:

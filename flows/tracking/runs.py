@@ -26,7 +26,7 @@ from flows.tracking.model import log_pyfunc_model
 from flows.tracking.registry import CHAMPION, promotion_decision
 from flows.tracking.stores import require_reachable_server
 from flows.tracking.uris import resolve_tracking_uri, resolve_uri, scrub_uri
-from lcmodel.config import flatten_config
+from lcmodel.config import flatten_config, spec_text
 from lcmodel.pipeline import StageOutcome
 
 __all__ = ["PredictionRun", "Tracker"]
@@ -66,8 +66,8 @@ class Tracker:
             self.experiment_id = exp.experiment_id
         tags = {
             "lcmodel.reference_kind": cfg.reference_kind,
-            "lcmodel.reference": cfg.reference.path.name,
-            "lcmodel.embedding": cfg.embedding.path.name,
+            "lcmodel.reference": spec_text(cfg.reference.path),
+            "lcmodel.embedding": spec_text(cfg.embedding.path),
             "lcmodel.method": cfg.tuning.method,
             "lcmodel.n_sample": str(cfg.sampling.n_sample),
             "lcmodel.kind": "training",

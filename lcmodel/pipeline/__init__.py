@@ -32,6 +32,7 @@ from lcmodel.pipeline.artifacts import (
 )
 from lcmodel.pipeline.declare import Stage, lcmodel_version, stage, stage_key
 from lcmodel.pipeline.input_guard import refuse_input_as_output, refuse_inputs_among_outputs, run_outputs
+from lcmodel.pipeline.inputs import embedding_collection, reference_raster, tile_identity, write_embedding_manifest
 from lcmodel.pipeline.mapping import (
     ASSESSMENT_HEADING,
     prediction_artifacts,
@@ -92,6 +93,10 @@ __all__ = [
     "run_stages",
     "sample",
     "source_files",
+    "embedding_collection",
+    "reference_raster",
+    "tile_identity",
+    "write_embedding_manifest",
     "refuse_input_as_output",
     "refuse_inputs_among_outputs",
     "run_outputs",

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from lcmodel.io import sha256_file
+from lcmodel.io import file_digest
 
 __all__ = [
     "Artifact",
@@ -47,25 +46,6 @@ __all__ = [
 ]
 
 _A = TypeVar("_A", bound="Artifacts")
-
-
-_DIGESTS: dict[tuple[str, int, int, int], str] = {}
-_DIGESTS_LOCK = threading.Lock()
-
-
-def file_digest(path: Path | str) -> str:
-    """SHA-256 of a file's content, memoised per process for an unchanged file (path, size, mtime, inode)."""
-    path = Path(path)
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
-    with _DIGESTS_LOCK:
-        known = _DIGESTS.get(key)
-    if known is not None:
-        return known
-    digest = sha256_file(path)
-    with _DIGESTS_LOCK:
-        _DIGESTS[key] = digest
-    return digest
 
 
 @dataclass(frozen=True)
@@ -162,6 +142,8 @@ class Source(Artifacts):
 
     #: the config key that names the file
     config_key: ClassVar[str] = ""
+    #: every config key the file's content depends on (the key itself, and e.g. the AOI that selects tiles)
+    config_keys: ClassVar[tuple[str, ...]] = ()
 
     file: Artifact
 
@@ -176,14 +158,17 @@ class Source(Artifacts):
 
 @dataclass(frozen=True)
 class ReferenceSource(Source):
-    about: ClassVar[str] = "the reference file: a class raster or labelled points"
+    about: ClassVar[str] = "the reference file: a class raster (several tiles: a VRT mosaic of them) or " \
+        "labelled points"
     config_key: ClassVar[str] = "reference.path"
 
 
 @dataclass(frozen=True)
 class EmbeddingSource(Source):
-    about: ClassVar[str] = "the embedding raster"
+    about: ClassVar[str] = "the embedding tiles: the manifest `.lcmodel/inputs/embedding.json` of what " \
+        "`embedding.path` names (each tile's grid, bands and content digest)"
     config_key: ClassVar[str] = "embedding.path"
+    config_keys: ClassVar[tuple[str, ...]] = ("embedding.path", "embedding.aoi", "embedding.year")
 
 
 @dataclass(frozen=True)

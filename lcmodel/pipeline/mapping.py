@@ -91,14 +91,22 @@ def predict_map(
 ) -> Prediction:
     """Resumable: a call after a crash or a kill (a retried flow task, a rerun) predicts only the blocks the
     interrupted call had not finished (see :class:`lcmodel.predict.BlockStore`)."""
+    from lcmodel.errors import ConfigError
     from lcmodel.model_io import load_bundle
     from lcmodel.predict import predict_raster
+    from lcmodel.sources import Collection
 
     paths = RunPaths(out)
     bundle = load_bundle(model.bundle.path)
     o = prediction_options(settings, paths)
+    tiles = Collection.read(embedding.path)
+    if len(tiles) > 1:
+        raise ConfigError(
+            f"embedding.path names {len(tiles)} tiles; per-tile prediction is not built yet: predict one tile "
+            "at a time (lcmodel predict)"
+        )
     summary = predict_raster(
-        bundle, embedding.path, paths.map,
+        bundle, tiles.first.path, paths.map,
         confidence_path=o.confidence_path, block_size=o.block_size, n_jobs=settings.n_jobs,
         memory_mb=o.memory_mb, progress=progress, probabilities_path=o.probabilities_path,
         margin_path=o.margin_path, entropy_path=o.entropy_path, unclassified_below=o.unclassified_below,

@@ -240,6 +240,7 @@ def fit_final(
     from lcmodel.dataset import feature_columns, read_training_table
     from lcmodel.embedding import NodataRule
     from lcmodel.model_io import ModelBundle, current_versions, save_bundle, side_file_path
+    from lcmodel.sources import Collection
     from lcmodel.tuning import make_forest
 
     frame = read_training_table(table.table.path)
@@ -248,9 +249,10 @@ def fit_final(
     model = make_forest(_best_params(tuning), random_state=settings.random_state, n_jobs=settings.n_jobs)
     # fitted with the band names, so a served model checks its input columns by name
     model.fit(pd.DataFrame(X, columns=bands), y)
-    with open_raster(embedding.path, "embedding raster") as src:
+    tiles = Collection.read(embedding.path)
+    with open_raster(tiles.first.path, "embedding raster") as src:
         rule = NodataRule.detect(src, override=settings.nodata)
-        crs_wkt = src.crs.to_wkt() if src.crs else None
+    crs_wkt = tiles.crs.to_wkt()
     test = json.loads(evaluation.metrics.path.read_text()).get("test", {})
     headline = {k: test[k] for k in ("overall_accuracy", "macro_f1", "kappa") if k in test}
     bundle = ModelBundle(

@@ -22,6 +22,16 @@ class RunPaths:
     root: Path
 
     @property
+    def embedding_manifest(self) -> Path:
+        """The embedding's tiles, as resolved from ``embedding.path`` (what the stages are given)."""
+        return self.root / ".lcmodel" / "inputs" / "embedding.json"
+
+    @property
+    def reference_mosaic(self) -> Path:
+        """A VRT of the reference tiles, when ``reference.path`` names several."""
+        return self.root / ".lcmodel" / "inputs" / "reference.vrt"
+
+    @property
     def points(self) -> Path:
         return self.root / "reference_points.csv"
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
 import logging
 import warnings
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import shapely
 from rasterio.crs import CRS
 
 from lcmodel.classes import ClassTable, read_class_table
-from lcmodel.errors import InputFileError
+from lcmodel.errors import NoOverlapError
 from lcmodel.io import atomic_path, open_raster, write_json
 from lcmodel.pipeline.artifacts import (
     Artifact,
@@ -69,17 +71,34 @@ def read_class_table_artifact(labelled: LabelledPoints) -> ClassTable:
 
 @stage(about="reference points in their own CRS: a stratified sample of a class raster, or a point file's points")
 def sample_reference(
-    settings: SampleReferenceSettings, reference: ReferenceSource, *, out: Path, progress: Progress | None = None
+    settings: SampleReferenceSettings, reference: ReferenceSource, embedding: EmbeddingSource, *, out: Path,
+    progress: Progress | None = None,
 ) -> PointsFile:
+    """A raster reference is sampled only where the embedding tiles (and ``embedding.aoi``) are, so every
+    point drawn lies on the embedding and ``reference.n_points`` counts usable points."""
     from lcmodel.reference import read_points_csv, sample_raster_points
+    from lcmodel.sources import Collection
 
     s = settings
     if s.kind == "points":
         points = read_points_csv(reference.path, x_column=s.x_column, y_column=s.y_column,
                                  label_column=s.label_column, crs=s.crs)
     else:
+        with open_raster(reference.path, "reference raster") as src:
+            ref_crs, ref_bounds = src.crs, shapely.box(*_sorted_bounds(src.bounds))
+        footprint = None
+        if ref_crs is not None:
+            footprint = Collection.read(embedding.path).footprint_in(ref_crs)
+            if footprint.is_empty or not all(math.isfinite(v) for v in footprint.bounds):
+                footprint = None  # the embedding cannot be placed in the reference's CRS: prepare_points says why
+            elif not footprint.intersects(ref_bounds):
+                raise NoOverlapError(
+                    f"reference raster {reference.path.name!r} does not overlap the embedding (reference bounds "
+                    f"{_fmt(ref_bounds.bounds)}, embedding {_fmt(footprint.bounds)} in the reference's CRS); check "
+                    "that the reference data and embedding.path cover the same area"
+                )
         points = sample_raster_points(reference.path, s.n_points, nodata=s.nodata, random_state=s.random_state,
-                                      progress=progress, n_threads=s.n_threads)
+                                      progress=progress, n_threads=s.n_threads, footprint=footprint)
     log.info("reference: %d points from %s (%s)", len(points), reference.path.name, s.kind)
     return PointsFile(*write_points(points.table, points.crs, RunPaths(out).points))
 
@@ -94,22 +113,20 @@ def prepare_points(
     out: Path,
 ) -> LabelledPoints:
     from lcmodel.reference import ReferencePoints, check_overlap, reclassify, reproject_points, warn_crs_units
+    from lcmodel.sources import Collection
 
     paths = RunPaths(out)
     table, crs = read_points(points.points, points.crs)
-    with open_raster(embedding.path, "embedding raster") as src:
-        dst_crs = src.crs
-        bounds = tuple(src.bounds)
-    if dst_crs is None:
-        raise InputFileError(
-            f"embedding raster {str(embedding.path)!r} has no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:32720)"
-        )
-    warn_crs_units(bounds, dst_crs, f"embedding raster {embedding.path.name!r}")
+    tiles = Collection.read(embedding.path)
+    dst_crs = tiles.crs  # the CRS of the most tiles: the run's points, blocks and distances are in it
+    bounds = tiles.bounds_in(dst_crs)
+    label = tiles.first.path if len(tiles) == 1 else f"{len(tiles)} tiles ({tiles.first.name}, ...)"
+    warn_crs_units(bounds, dst_crs, f"embedding raster {tiles.first.name!r}")
     source = ReferencePoints(table=table, crs=crs)
     with warnings.catch_warnings(record=True) as caught:  # shown only when the points do overlap
         warnings.simplefilter("always")
         projected = reproject_points(source, dst_crs)
-    check_overlap(source, projected, bounds, str(embedding.path))
+    check_overlap(source, projected, bounds, label)
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     table_in = None
@@ -127,12 +144,13 @@ def extract_samples(
     settings: ExtractSettings, labelled: LabelledPoints, embedding: EmbeddingSource, *, out: Path
 ) -> Samples:
     from lcmodel.dataset import build_samples
-    from lcmodel.extract import extract_values
+    from lcmodel.sources import Collection
+    from lcmodel.sources.extraction import extract_collection
 
     paths = RunPaths(out)
-    table, _ = read_points(labelled.points, labelled.crs)
-    extraction = extract_values(embedding.path, table["x"].to_numpy(), table["y"].to_numpy(),
-                                nodata=settings.nodata, n_threads=settings.n_threads)
+    table, crs = read_points(labelled.points, labelled.crs)
+    extraction = extract_collection(Collection.read(embedding.path), table["x"].to_numpy(), table["y"].to_numpy(),
+                                    crs, nodata=settings.nodata, n_threads=settings.n_threads)
     samples, stats = build_samples(table, extraction, dedupe=settings.dedupe_pixels)
     write_json(stats, paths.sample_stats)
     with atomic_path(paths.samples) as tmp:
@@ -160,6 +178,15 @@ def make_training_table(settings: TrainingTableSettings, samples: Samples, *, ou
     log.info("training table: %d rows (%d test); rare classes dropped: %s",
              len(df), (df["split"] == "test").sum(), dropped)
     return TrainingTable(Artifact.of(path), Artifact.of(paths.spatial_blocks))
+
+
+def _sorted_bounds(b: Any) -> tuple[float, float, float, float]:
+    """(left, bottom, right, top) with left < right and bottom < top, whatever the raster's orientation."""
+    return min(b[0], b[2]), min(b[1], b[3]), max(b[0], b[2]), max(b[1], b[3])
+
+
+def _fmt(bounds: Any) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in bounds) + ")"
 
 
 #: A class with fewer training rows than this (or than 2 x tuning.cv) gets a warning: its figures are noise.

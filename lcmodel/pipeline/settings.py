@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
-from lcmodel.config import GridValue, RunConfig, resolve_reference_kind
+from lcmodel.config import GridValue, RunConfig, resolve_reference_kind, spec_text
 
 __all__ = [
     "StageSettings",
@@ -109,8 +109,8 @@ def _first_set(value: int | None, fallback: int) -> int:
     return value if value is not None else fallback
 
 
-def _file_name(path: Path) -> str:
-    return Path(path).name
+def _file_name(path: Path | tuple[str, ...]) -> str:
+    return spec_text(path)
 
 
 # ------------------------------------------------------------------------------------------ the stages'

@@ -7,16 +7,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lcmodel.config import RunConfig
 from lcmodel.errors import InputFileError
 from lcmodel.io import open_raster
 from lcmodel.pipeline.artifacts import ClassTableSource, EmbeddingSource, ReferenceSource, Source
 from lcmodel.pipeline.declare import Stage
 from lcmodel.pipeline.input_guard import refuse_inputs_among_outputs
+from lcmodel.pipeline.inputs import embedding_collection, local_inputs, reference_raster, write_embedding_manifest
 from lcmodel.pipeline.mapping import assess_map, predict_map, report, write_quicklook
 from lcmodel.pipeline.modelling import evaluate, fit_final, tune
 from lcmodel.pipeline.sampling import extract_samples, make_training_table, prepare_points, sample_reference
-from lcmodel.pipeline.settings import config_value
 
 __all__ = ["SAMPLING", "TRAINING", "MAPPING", "STAGES", "source_files"]
 
@@ -30,28 +32,44 @@ MAPPING: tuple[Stage, ...] = (predict_map, write_quicklook, assess_map)
 STAGES: dict[str, Stage] = {s.name: s for s in (*TRAINING, *MAPPING, report)}
 
 
-def source_files(cfg: RunConfig) -> list[Source]:
+def source_files(cfg: RunConfig, *, write: bool = True) -> list[Source]:
     """The user's input files as content-addressed sources, each checked before any work.
 
     Each exists and is readable, and none is a file the run writes (:mod:`~lcmodel.pipeline.input_guard`).
+    The embedding is given to the stages as the manifest of its tiles (:mod:`~lcmodel.pipeline.inputs`), a
+    reference of several tiles as a VRT mosaic of them. With ``write=False`` everything is checked but
+    nothing is written (before a run holds its output folder's lock) and an empty list is returned.
     """
     ref = cfg.reference.path
     kind_of_ref = "reference raster" if cfg.reference_kind == "raster" else "points file"
-    refuse_inputs_among_outputs({kind_of_ref: ref, "embedding raster": cfg.embedding.path,
-                                 "class table": cfg.classes.table}, cfg.output.dir)
+    guarded: dict[str, Path | None] = {"class table": cfg.classes.table}
+    for what, spec in ((kind_of_ref, ref), ("embedding raster", cfg.embedding.path)):
+        for i, path in enumerate(local_inputs(spec)):
+            guarded[what if i == 0 else f"{what} {path.name}"] = path
+    refuse_inputs_among_outputs(guarded, cfg.output.dir)
     if cfg.reference_kind == "raster":
-        with open_raster(ref, "reference raster"):
-            pass
-    elif not ref.is_file():
-        raise InputFileError(f"points file {str(ref)!r} does not exist; check reference.path in the config")
-    with open_raster(cfg.embedding.path, "embedding raster"):
-        pass
+        raster = reference_raster(cfg, write=write)
+        if raster is not None:
+            with open_raster(raster, "reference raster"):
+                pass
+        reference = raster
+    else:
+        if not isinstance(ref, Path):
+            raise InputFileError(
+                f"reference.path {list(ref)!r} names several points files; give one file of labelled points"
+            )
+        if not ref.is_file():
+            raise InputFileError(f"points file {str(ref)!r} does not exist; check reference.path in the config")
+        reference = ref
+    collection = embedding_collection(cfg)
     table = cfg.classes.table
     if table is not None and not table.is_file():
         raise InputFileError(f"class table {str(table)!r} does not exist; check classes.table in the config")
-    found: list[Source] = []
-    for kind in (ReferenceSource, EmbeddingSource, ClassTableSource):
-        path = config_value(cfg, kind.config_key)
-        if path is not None:
-            found.append(kind.at(path))
+    if not write:
+        return []
+    manifest = write_embedding_manifest(collection, cfg.output.dir)
+    assert reference is not None  # written above
+    found: list[Source] = [ReferenceSource.at(reference), EmbeddingSource.at(manifest)]
+    if table is not None:
+        found.append(ClassTableSource.at(table))
     return found

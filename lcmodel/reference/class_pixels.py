@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+import shapely
+from affine import Affine
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
+from shapely import Geometry
 
 from lcmodel.errors import InputFileError
 from lcmodel.rasterio_io import ThreadReaders, map_ordered, one_pass_cache
@@ -72,12 +75,17 @@ class ClassPixelSampler:
     path : the raster (band 1); each reading thread opens it.
     src : the raster, open: its dtype, declared nodata and block layout are read here.
     nodata : value of pixels to skip, overriding the file's nodata; NaN is always skipped in float rasters.
+    footprint : only pixels whose centre lies in this geometry (in the raster's CRS) are counted and drawn,
+        and only the blocks it touches are read (the embedding's footprint: every point drawn is usable).
     """
 
-    def __init__(self, path: Path, src: DatasetReader, nodata: float | None = None) -> None:
+    def __init__(self, path: Path, src: DatasetReader, nodata: float | None = None,
+                 footprint: Geometry | None = None) -> None:
         self.path = path
         self._rule = _ValidRule(np.dtype(src.dtypes[0]), nodata if nodata is not None else src.nodata)
-        self._windows = _block_windows(src)
+        windows = _block_windows(src)
+        self._masks = _FootprintMasks(src.transform, footprint)
+        self._windows = [w for w in windows if self._masks.touches(w)]
 
     @property
     def nodata(self) -> Any:
@@ -116,7 +124,7 @@ class ClassPixelSampler:
         try:
             with one_pass_cache():
                 classes, block_ids, class_ids, block_counts = _count_classes(
-                    readers, self._windows, self._rule, n_threads, progress
+                    readers, self._windows, self._rule, self._masks, n_threads, progress
                 )
                 totals = np.zeros(classes.size, dtype=np.int64)
                 np.add.at(totals, class_ids, block_counts)
@@ -124,7 +132,7 @@ class ClassPixelSampler:
                 rng = np.random.default_rng(random_state)
                 draws = _draw_ranks(rng, taken, block_ids, class_ids, block_counts)
                 rows, cols, codes = _locate_pixels(
-                    readers, self._windows, self._rule, classes, draws, n_threads, progress, len(self._windows)
+                    readers, self._windows, self._masks, classes, draws, n_threads, progress, len(self._windows)
                 )
         finally:
             readers.close()
@@ -159,6 +167,34 @@ def _unreadable(path: Path) -> Callable[[Window, RasterioIOError], InputFileErro
     return error
 
 
+class _FootprintMasks:
+    """Which pixels of a window have their centre inside a footprint (None: every pixel, or no footprint)."""
+
+    def __init__(self, transform: Affine, footprint: Geometry | None) -> None:
+        self.transform = transform
+        self.footprint = footprint
+        if footprint is not None:
+            shapely.prepare(footprint)
+
+    def _box(self, w: Window) -> Geometry:
+        t = self.transform
+        xs = [t.c + c * t.a for c in (w.col_off, w.col_off + w.width)]
+        ys = [t.f + r * t.e for r in (w.row_off, w.row_off + w.height)]
+        return shapely.box(min(xs), min(ys), max(xs), max(ys))
+
+    def touches(self, w: Window) -> bool:
+        return self.footprint is None or self.footprint.intersects(self._box(w))
+
+    def inside(self, w: Window) -> np.ndarray | None:
+        if self.footprint is None or self.footprint.contains(self._box(w)):
+            return None
+        from rasterio.features import geometry_mask
+        from rasterio.windows import transform as window_transform
+
+        return geometry_mask([self.footprint], out_shape=(int(w.height), int(w.width)),
+                             transform=window_transform(w, self.transform), invert=True)
+
+
 class _ValidRule:
     """Which pixel values of the class raster are valid, and how blocks are counted."""
 
@@ -175,9 +211,9 @@ class _ValidRule:
                 if info.min <= nodata <= info.max:
                     self.nodata = dtype.type(int(nodata))
 
-    def count(self, block: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Distinct valid values of a block (sorted) and their pixel counts (int64)."""
-        flat = block.ravel()
+    def count(self, block: np.ndarray, inside: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct valid values of a block (sorted) and their pixel counts (int64), within ``inside``."""
+        flat = block.ravel() if inside is None else block.ravel()[inside.ravel()]
         if self.use_bincount:
             bins = np.bincount(flat, minlength=256)
             if self.nodata is not None:
@@ -200,6 +236,7 @@ def _count_classes(
     readers: ThreadReaders,
     windows: Sequence[Window],
     rule: _ValidRule,
+    masks: _FootprintMasks,
     n_threads: int,
     progress: Progress | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -213,7 +250,7 @@ def _count_classes(
     block_ids: list[np.ndarray] = []
 
     def count(window: Window) -> tuple[np.ndarray, np.ndarray]:
-        return rule.count(readers.read(window, 1))
+        return rule.count(readers.read(window, 1), masks.inside(window))
 
     for i, (values, counts) in enumerate(map_ordered(count, windows, n_threads, thread_name_prefix="lcmodel-sample")):
         if values.size:
@@ -273,7 +310,7 @@ def _draw_ranks(
 def _locate_pixels(
     readers: ThreadReaders,
     windows: Sequence[Window],
-    rule: _ValidRule,
+    masks: _FootprintMasks,
     classes: np.ndarray,
     draws: dict[int, list[tuple[int, np.ndarray]]],
     n_threads: int,
@@ -286,10 +323,14 @@ def _locate_pixels(
     def locate(block: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
         window = windows[block]
         flat = readers.read(window, 1).ravel()
+        inside = masks.inside(window)
         width = int(window.width)
         found = []
         for c, local in draws[block]:
-            index = np.flatnonzero(flat == classes[c])[local]
+            hit = flat == classes[c]
+            if inside is not None:
+                hit &= inside.ravel()
+            index = np.flatnonzero(hit)[local]
             found.append((c, int(window.row_off) + index // width, int(window.col_off) + index % width))
         return found
 

@@ -26,6 +26,8 @@ from lcmodel.reference.points import POINT_SUFFIXES, ReferencePoints, codes_colu
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from shapely import Geometry
+
     from lcmodel.config import ReferenceConfig
 
 __all__ = ["allocate_samples", "sample_raster_points", "load_reference"]
@@ -91,6 +93,7 @@ def sample_raster_points(
     random_state: int = 42,
     progress: Progress | None = None,
     n_threads: int = 2,
+    footprint: Geometry | None = None,
 ) -> ReferencePoints:
     """Draw a stratified random sample of points from a categorical raster (e.g. ESA WorldCover).
 
@@ -113,6 +116,9 @@ def sample_raster_points(
         counting, then grows by the number of blocks re-read to locate the drawn pixels.
     n_threads : int
         Threads reading blocks. The points do not depend on it.
+    footprint : shapely geometry, optional
+        Draw only from pixels whose centre lies in it (in the raster's CRS), reading only the blocks it
+        touches: the embedding's footprint, so that ``n_points`` counts points that can be extracted.
 
     Returns
     -------
@@ -148,13 +154,14 @@ def sample_raster_points(
             )
         crs = src.crs
         transform = src.transform
-        sampler = ClassPixelSampler(path, src, nodata=nodata)
+        sampler = ClassPixelSampler(path, src, nodata=nodata, footprint=footprint)
 
     def allocation(classes: np.ndarray, totals: np.ndarray) -> np.ndarray:
         if classes.size == 0:
             nd = "no nodata value" if sampler.nodata is None else f"nodata={format_code(sampler.nodata)}"
+            where = " inside the embedding's footprint" if footprint is not None else ""
             raise InputDataError(
-                f"reference raster {str(path)!r} has no valid pixel ({nd}); check reference.nodata or "
+                f"reference raster {str(path)!r} has no valid pixel{where} ({nd}); check reference.nodata or "
                 "give a raster that covers the area"
             )
         alloc = allocate_samples(totals, int(n_points))
@@ -215,19 +222,25 @@ def load_reference(
     ReferencePoints
         In the reference's own CRS (the raster's, or ``reference.crs`` for points).
     """
+    path = ref_cfg.path
+    if not isinstance(path, Path):
+        raise ConfigError(
+            f"reference.path {list(path)!r} names several files; load_reference reads one (a run reads tile "
+            "collections: lcmodel run)"
+        )
     kind = ref_cfg.kind
     if kind == "auto":
-        kind = "points" if Path(ref_cfg.path).suffix.lower() in POINT_SUFFIXES else "raster"
+        kind = "points" if path.suffix.lower() in POINT_SUFFIXES else "raster"
     if kind == "points":
         return read_points_csv(
-            ref_cfg.path,
+            path,
             x_column=ref_cfg.x_column,
             y_column=ref_cfg.y_column,
             label_column=ref_cfg.label_column,
             crs=ref_cfg.crs,
         )
     return sample_raster_points(
-        ref_cfg.path,
+        path,
         ref_cfg.n_points,
         nodata=ref_cfg.nodata,
         random_state=random_state,
