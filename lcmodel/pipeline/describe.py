@@ -30,7 +30,8 @@ def _settings_cell(settings: type) -> str:
 
 def _artifact_cell(kind: type[Artifacts]) -> str:
     if issubclass(kind, Source):
-        return f"`{kind.__name__}` (`{kind.config_key}`)"
+        keys = ", ".join(f"`{k}`" for k in (kind.config_keys or (kind.config_key,)))
+        return f"`{kind.__name__}` ({keys})"
     names = ", ".join(f.name for f in dataclasses.fields(kind))
     return f"`{kind.__name__}` ({names})"
 
