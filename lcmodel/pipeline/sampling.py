@@ -13,6 +13,7 @@ from rasterio.crs import CRS
 
 from lcmodel.classes import ClassTable, read_class_table
 from lcmodel.errors import InputFileError
+from lcmodel.geo import normalised_bounds
 from lcmodel.io import atomic_path, open_raster, write_json
 from lcmodel.pipeline.artifacts import (
     Artifact,
@@ -99,7 +100,7 @@ def prepare_points(
     table, crs = read_points(points.points, points.crs)
     with open_raster(embedding.path, "embedding raster") as src:
         dst_crs = src.crs
-        bounds = tuple(src.bounds)
+        bounds = tuple(normalised_bounds(src.transform, src.width, src.height))  # south-up: bottom < top too
     if dst_crs is None:
         raise InputFileError(
             f"embedding raster {str(embedding.path)!r} has no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:32720)"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from lcmodel.config import RunConfig
 from lcmodel.errors import InputFileError
+from lcmodel.geo import grid_orientation
 from lcmodel.io import open_raster
 from lcmodel.pipeline.artifacts import ClassTableSource, EmbeddingSource, ReferenceSource, Source
 from lcmodel.pipeline.declare import Stage
@@ -33,7 +34,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (*TRAINING, *MAPPING, report)}
 def source_files(cfg: RunConfig) -> list[Source]:
     """The user's input files as content-addressed sources, each checked before any work.
 
-    Each exists and is readable, and none is a file the run writes (:mod:`~lcmodel.pipeline.input_guard`).
+    Each exists and is readable, and none is a file the run writes (:mod:`~lcmodel.pipeline.input_guard`);
+    the embedding's grid is axis-aligned (:func:`lcmodel.geo.grid_orientation`).
     """
     ref = cfg.reference.path
     kind_of_ref = "reference raster" if cfg.reference_kind == "raster" else "points file"
@@ -44,8 +46,8 @@ def source_files(cfg: RunConfig) -> list[Source]:
             pass
     elif not ref.is_file():
         raise InputFileError(f"points file {str(ref)!r} does not exist; check reference.path in the config")
-    with open_raster(cfg.embedding.path, "embedding raster"):
-        pass
+    with open_raster(cfg.embedding.path, "embedding raster") as src:  # north-up or south-up, not rotated
+        grid_orientation(src.transform, src.width, src.height, name=f"embedding raster {str(cfg.embedding.path)!r}")
     table = cfg.classes.table
     if table is not None and not table.is_file():
         raise InputFileError(f"class table {str(table)!r} does not exist; check classes.table in the config")
