@@ -227,7 +227,7 @@ def grid_orientation(transform: Affine, width: int, height: int, *, name: str = 
     """
     t = transform
     if not is_axis_aligned(t):
-        coefficients = ", ".join(f"{v:g}" for v in (t.a, t.b, t.c, t.d, t.e, t.f))
+        coefficients = ", ".join(f"{v:.12g}" for v in (t.a, t.b, t.c, t.d, t.e, t.f))
         raise InputDataError(
             f"{name} has a rotated or sheared grid (transform {coefficients}); lcmodel "
             "needs an axis-aligned grid (north-up or south-up): warp it first, e.g. gdalwarp -t_srs <its CRS> "
