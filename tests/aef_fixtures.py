@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.windows
 from affine import Affine
 from rasterio.crs import CRS
 from rasterio.enums import Resampling
@@ -53,7 +54,7 @@ AEF_BANDS = 64
 #: GeoTIFF ModelTransformationTag: how GDAL stores a transform that is not north-up
 MODEL_TRANSFORMATION_TAG = 34264
 
-#: values(x, y) -> (bands, rows, cols) float unit vectors or int8 codes, x/y the pixel centres (north-up order)
+#: values(x, y) -> (bands, rows, cols) float features or int8 codes; x/y: pixel centres of a strip (north-up order)
 ValueFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -65,8 +66,8 @@ def aef_band_names(bands: int = AEF_BANDS) -> list[str]:
 def quantize_aef(features: np.ndarray) -> np.ndarray:
     """Float features in [-1, 1] -> int8 codes in -127..127, the inverse of ``(v / 127.5)**2 * sign(v)``
     (lcmodel's de-quantization, :class:`lcmodel.embedding.NodataRule`) up to rounding; never -128."""
-    f = np.clip(np.asarray(features, dtype=np.float64), -1.0, 1.0)
-    q = np.rint(np.sign(f) * np.sqrt(np.abs(f)) * 127.5)
+    f = np.clip(np.asarray(features, dtype=np.float32), -1.0, 1.0)
+    q = np.rint(np.copysign(np.sqrt(np.abs(f)), f) * np.float32(127.5))
     return np.clip(q, -127, 127).astype(np.int8)
 
 
@@ -79,22 +80,31 @@ def dequantize_aef(codes: np.ndarray) -> np.ndarray:
 
 
 def aef_values(x: np.ndarray, y: np.ndarray, *, bands: int = AEF_BANDS, seed: int = 0) -> np.ndarray:
-    """Unit vectors (bands, *x.shape) that vary smoothly with x/y (metres): each band a plane wave of its own
-    direction and phase drawn from ``seed``, the vector normalised. A function of x/y only."""
+    """Unit vectors (bands, *shape) that vary smoothly with x/y (metres), ``shape`` that of x and y broadcast
+    (pass a row of x and a column of y for a grid: the waves are separable, so that is fast). Each band is a
+    plane wave of its own direction, wavelength and phase drawn from ``seed``; the vector is normalised.
+    A function of x/y only (float32)."""
     rng = np.random.default_rng(seed)
     angle = rng.uniform(0.0, 2.0 * math.pi, bands)
     wavelength = rng.uniform(200.0, 2000.0, bands)  # metres: patches of a few to a few hundred pixels
     phase = rng.uniform(0.0, 2.0 * math.pi, bands)
-    kx = (2.0 * math.pi / wavelength * np.cos(angle))[:, None, None]
-    ky = (2.0 * math.pi / wavelength * np.sin(angle))[:, None, None]
-    xx = np.asarray(x, dtype=np.float64)[None]
-    yy = np.asarray(y, dtype=np.float64)[None]
-    v = np.sin(kx * xx + ky * yy + phase[:, None, None]) + 0.05
-    return v / np.linalg.norm(v, axis=0, keepdims=True)
+    xx, yy = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    shape = (bands,) + (1,) * max(xx.ndim, yy.ndim)
+    kx = (2.0 * math.pi / wavelength * np.cos(angle)).reshape(shape)
+    ky = (2.0 * math.pi / wavelength * np.sin(angle)).reshape(shape)
+    a = kx * xx[None] + phase.reshape(shape)
+    b = ky * yy[None]
+    # sin(a + b) = sin a cos b + cos a sin b, each factor on its own (small) axis
+    v = (np.sin(a).astype(np.float32) * np.cos(b).astype(np.float32)
+         + np.cos(a).astype(np.float32) * np.sin(b).astype(np.float32) + np.float32(0.05))
+    v /= np.sqrt(np.einsum("b...,b...->...", v, v))[None]
+    return v
 
 
 def _centres(transform: Affine, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    rows, cols = np.mgrid[0:height, 0:width]
+    """Pixel-centre x (1, width) and y (height, 1) of a north-up grid."""
+    cols = np.arange(width, dtype=np.float64)[None, :]
+    rows = np.arange(height, dtype=np.float64)[:, None]
     return transform.c + (cols + 0.5) * transform.a, transform.f + (rows + 0.5) * transform.e
 
 
@@ -142,8 +152,10 @@ def write_aef_tile(
     nodata_fraction : share of pixels, drawn with ``seed``, set to -128 on every band.
     nodata_mask : (height, width) bool, north-up: more pixels set to -128 on every band.
     values : the content, north-up: an int8 array of codes (bands, height, width), a float array of features
-        in [-1, 1] (quantized with :func:`quantize_aef`), or a function ``values(x, y)`` of the pixel centres
-        returning either; None: :func:`aef_values` with ``seed``.
+        in [-1, 1] (quantized with :func:`quantize_aef`), or a function ``values(x, y)`` returning either for
+        a strip of rows (called strip by strip, north to south, with the strip's pixel centres as two
+        (rows, width) arrays); None: :func:`aef_values` with ``seed``. The file is written strip by strip,
+        so memory stays bounded for benchmark-sized tiles unless an array is given.
     overviews : build internal overviews (average, nodata excluded) down to 1 x 1.
 
     Returns
@@ -157,44 +169,53 @@ def write_aef_tile(
     if left is None or top is None or width is None or height is None:
         raise ValueError("write_aef_tile needs left, top, width and height, or bounds")
     north_up = Affine(res, 0.0, float(left), 0.0, -res, float(top))
-    if callable(values) or values is None:
-        x, y = _centres(north_up, height, width)
-        data = values(x, y) if callable(values) else aef_values(x, y, bands=bands, seed=seed)
-    else:
-        data = values
-    data = np.asarray(data)
-    codes = data.astype(np.int8) if data.dtype == np.int8 else quantize_aef(data)
-    if codes.shape != (bands, height, width):
-        raise ValueError(f"values have shape {codes.shape}, expected {(bands, height, width)}")
-    codes = codes.copy()
-    if nodata_fraction > 0:
-        rng = np.random.default_rng([seed, 1])
-        codes[:, rng.random((height, width)) < nodata_fraction] = AEF_NODATA
-    if nodata_mask is not None:
-        codes[:, np.asarray(nodata_mask, dtype=bool)] = AEF_NODATA
     if south_up:
         transform = Affine(res, 0.0, float(left), 0.0, res, float(top) - res * height)
-        stored = codes[:, ::-1, :]
     else:
-        transform, stored = north_up, codes
-    _write_int8(Path(path), np.ascontiguousarray(stored), transform, crs, block, overviews)
-    return Path(path)
-
-
-def _write_int8(path: Path, stored: np.ndarray, transform: Affine, crs: Any, block: int, overviews: bool) -> None:
-    count, height, width = stored.shape
+        transform = north_up
+    array = None if values is None or callable(values) else np.asarray(values)
+    if array is not None and array.shape != (bands, height, width):
+        raise ValueError(f"values have shape {array.shape}, expected {(bands, height, width)}")
+    mask = None if nodata_mask is None else np.asarray(nodata_mask, dtype=bool)
+    rng = np.random.default_rng([seed, 1])
     profile: dict[str, Any] = dict(
-        driver="GTiff", width=width, height=height, count=count, dtype="int8", nodata=AEF_NODATA,
+        driver="GTiff", width=width, height=height, count=bands, dtype="int8", nodata=AEF_NODATA,
         crs=CRS.from_user_input(crs), transform=transform, tiled=True, blockxsize=block, blockysize=block,
-        compress="zstd", interleave="band",
+        compress="zstd", interleave="band", bigtiff="IF_SAFER",
     )
     with rasterio.open(path, "w", **profile) as dst:
-        dst.write(stored)
-        for i, name in enumerate(aef_band_names(count), start=1):
+        strip = max(1, min(height, (32 << 20) // max(1, bands * width * 4)))  # ~32 MB of float32 features
+        for r0 in range(0, height, strip):  # strips of north-up rows: bounded memory at benchmark sizes
+            r1 = min(height, r0 + strip)
+            if array is None:
+                x, y = _centres(north_up @ Affine.translation(0, r0), r1 - r0, width)
+                if callable(values):
+                    x, y = np.broadcast_arrays(x, y)
+                    data = values(x, y)
+                else:
+                    data = aef_values(x, y, bands=bands, seed=seed)
+            else:
+                data = array[:, r0:r1]
+            data = np.asarray(data)
+            codes = data.astype(np.int8) if data.dtype == np.int8 else quantize_aef(data)
+            if codes.shape != (bands, r1 - r0, width):
+                raise ValueError(f"values(x, y) gave shape {codes.shape}, expected {(bands, r1 - r0, width)}")
+            codes = codes.copy()
+            if nodata_fraction > 0:  # one stream of draws, row-major over the north-up grid
+                codes[:, rng.random((r1 - r0, width)) < nodata_fraction] = AEF_NODATA
+            if mask is not None:
+                codes[:, mask[r0:r1]] = AEF_NODATA
+            if south_up:
+                window = rasterio.windows.Window(0, height - r1, width, r1 - r0)
+                dst.write(np.ascontiguousarray(codes[:, ::-1]), window=window)
+            else:
+                dst.write(codes, window=rasterio.windows.Window(0, r0, width, r1 - r0))
+        for i, name in enumerate(aef_band_names(bands), start=1):
             dst.set_band_description(i, name)
     if overviews:
         with rasterio.open(path, "r+") as dst:
             dst.build_overviews(_overview_factors(width, height), Resampling.average)
+    return Path(path)
 
 
 def north_up_copy(src_path: Path | str, dst_path: Path | str, *, block: int | None = None) -> Path:
