@@ -9,6 +9,10 @@ threads, each with its own dataset handle (GDAL releases the GIL while decoding)
 The result keeps one row per input point, in input order: ``valid`` says which rows hold features, and
 ``inside`` tells points outside the raster apart from points on nodata pixels. The nodata rule and the
 de-quantization are those of :class:`lcmodel.embedding.NodataRule`, as in prediction.
+
+Pixel indices are those of the raster's NORTH-UP grid (:class:`lcmodel.geo.Orientation`), the grid of the map:
+a south-up raster (positive y pixel size, as the public AlphaEarth COGs) and its north-up copy give the same
+rows, columns, values and pixel centres; only the reads use the stored rows.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from rasterio.windows import Window
 
 from lcmodel.embedding import NodataRule, band_names
 from lcmodel.errors import InputDataError, InputFileError
-from lcmodel.geo import pixel_index
+from lcmodel.geo import grid_orientation, pixel_index
 from lcmodel.io import open_raster
 from lcmodel.rasterio_io import ThreadReaders, map_ordered
 
@@ -50,15 +54,18 @@ class Extraction:
     valid : bool array (n_points,)
         Inside the raster AND not nodata by ``rule``.
     inside : bool array (n_points,)
-        Inside the raster extent (left/top edges included, right/bottom edges excluded).
+        Inside the raster extent (west/north edges included, east/south edges excluded, whatever the
+        orientation).
     row, col : int64 arrays (n_points,)
-        Pixel indices of each point, -1 when outside.
+        Pixel indices of each point in the raster's north-up grid (row 0 at the north edge, as in the map;
+        the stored rows of a south-up raster are mirrored), -1 when outside.
     band_names : list of str
         One name per band (band descriptions, else ``band_1..band_N``).
     rule : NodataRule
         The nodata rule that decided ``valid``.
     transform : Affine or None
-        The raster's affine transform (pixel -> x/y), used to place de-duplicated samples at pixel centres.
+        The north-up transform of the raster's grid (:func:`lcmodel.geo.north_up_transform`, pixel -> x/y of
+        ``row``/``col``), used to place de-duplicated samples at pixel centres.
     tile : int64 array (n_points,) or None
         For a collection: the tile each point was read from (-1 outside every tile); pixels are then
         (tile, row, col). None for a single raster.
@@ -193,7 +200,7 @@ def extract_values(
     InputFileError
         The file is missing, not a raster, has no CRS, or a block cannot be read.
     InputDataError
-        x and y differ in length or are not numbers.
+        x and y differ in length or are not numbers, or the raster's grid is rotated or sheared.
     """
     xs, ys = _as_coordinates(x, y)
     n_threads = max(1, int(n_threads))
@@ -203,17 +210,19 @@ def extract_values(
                 f"embedding raster {str(path)!r} has no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:32720) "
                 "or export it with its CRS"
             )
+        height, width, count = src.height, src.width, src.count
+        orientation = grid_orientation(src.transform, width, height, name=f"embedding raster {str(path)!r}")
         rule = NodataRule.detect(src, override=nodata)
         names = band_names(src)
-        transform = src.transform
-        height, width, count = src.height, src.width, src.count
         dtype = np.dtype(src.dtypes[0])
         block_h, block_w = src.block_shapes[0]
 
+    transform = orientation.north_up
     row, col, inside = pixel_index(transform, xs, ys, height, width)
+    stored_row, stored_col = orientation.index(row, col)  # where the pixels are in the file
     jobs = _plan_jobs(
-        row,
-        col,
+        stored_row,
+        stored_col,
         inside,
         height=height,
         width=width,
@@ -221,7 +230,7 @@ def extract_values(
         bytes_per_row=width * count * dtype.itemsize,
     )
     raw = np.zeros((xs.size, count), dtype=dtype)
-    _read_jobs(Path(path), jobs, row, col, raw, n_threads=n_threads, progress=progress)
+    _read_jobs(Path(path), jobs, stored_row, stored_col, raw, n_threads=n_threads, progress=progress)
 
     valid = inside.copy()
     if inside.any():

@@ -9,6 +9,7 @@ import rasterio
 from rasterio.enums import Resampling
 
 from lcmodel.classes import ClassTable
+from lcmodel.geo import grid_orientation, is_axis_aligned
 from lcmodel.io import atomic_path
 
 __all__ = ["write_quicklook"]
@@ -28,6 +29,8 @@ def write_quicklook(map_path: Path | str, png_path: Path | str, class_table: Cla
         shape = (max(1, round(src.height / max(scale, 1))), max(1, round(src.width / max(scale, 1))))
         data = src.read(1, out_shape=shape, resampling=Resampling.nearest)
         nodata = src.nodata
+        if is_axis_aligned(src.transform):  # a south-up map (not lcmodel's own) is shown north-up
+            data = grid_orientation(src.transform, src.width, src.height).array(data)
     rgba = np.zeros((*data.shape, 4), dtype=np.uint8)
     cmap = class_table.colormap()
     present = []

@@ -234,6 +234,14 @@ def test_raster_without_crs(case: dict[str, Path]) -> None:
            allowed={"reference_points.csv", "reference_points.crs.json"})
 
 
+def test_rotated_embedding_grid(case: dict[str, Path]) -> None:
+    emb = _embedding(case["root"] / "rot.tif", transform=rasterio.Affine(RES, 2.0, WEST, 1.5, -RES, NORTH))
+    cfg = _config(case, embedding={"path": str(emb)})
+    _fails(["sample", str(cfg)], r"embedding raster '.*rot.tif' has a rotated or sheared grid \(transform 10, 2, "
+           r"500000, 1.5, -10, 8000000\); lcmodel needs an axis-aligned grid \(north-up or south-up\): warp it first",
+           case["out"])
+
+
 # --- overlap and CRS ------------------------------------------------------------------------------
 
 

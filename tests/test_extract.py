@@ -78,9 +78,12 @@ def test_bottom_up_raster(tmp_path: Path) -> None:
     np.testing.assert_array_equal(ext.values, encoded(r, c))
     with rasterio.open(path) as src:
         np.testing.assert_array_equal(np.array(list(src.sample(zip(x, y, strict=True)))), ext.values)
-    # The bottom edge of a bottom-up raster is row 0 (inside); its top edge is row == height (outside).
+    # Rows are those of the north-up grid (the map's): stored row r is row H - 1 - r, and the edges follow
+    # the north-up rule whatever the storage: the north edge is inside (row 0), the south edge outside.
+    assert ext.row.tolist() == (H - 1 - r).tolist() and ext.col.tolist() == c.tolist()
+    assert ext.transform == Affine(RES, 0.0, X0, 0.0, -RES, Y0)
     edge = extract_values(path, [X0 + 5, X0 + 5], [Y0 - RES * H, Y0])
-    assert edge.inside.tolist() == [True, False] and edge.row.tolist() == [0, -1]
+    assert edge.inside.tolist() == [False, True] and edge.row.tolist() == [-1, 0]
 
 
 def test_rotated_transform_pixel_index() -> None:

@@ -39,6 +39,7 @@ def source_files(cfg: RunConfig, *, write: bool = True) -> list[Source]:
     The embedding is given to the stages as the manifest of its tiles (:mod:`~lcmodel.pipeline.inputs`), a
     reference of several tiles as a VRT mosaic of them. With ``write=False`` everything is checked but
     nothing is written (before a run holds its output folder's lock) and an empty list is returned.
+    Tiles must be axis-aligned (north-up or south-up; :func:`lcmodel.sources.describe_tile`).
     """
     ref = cfg.reference.path
     kind_of_ref = "reference raster" if cfg.reference_kind == "raster" else "points file"

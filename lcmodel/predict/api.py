@@ -318,9 +318,15 @@ def _predict_into(
 
 def _assemble(store: BlockStore, job: PredictionJob) -> int:
     """Write the finished blocks into the COGs (:func:`lcmodel.predict.cog.write_cogs`), with write failures
-    as :class:`OutputError`; returns the number of pixels marked "unclassified"."""
+    as :class:`OutputError`; returns the number of pixels marked "unclassified".
+
+    Blocks are stored as the embedding holds them; for a south-up embedding each is flipped into its mirrored
+    window here, so the outputs are north-up, pixel for pixel the source grid."""
     windows = job.grid.windows
-    blocks = ((window, store.load(i)) for i, window in enumerate(windows))
+    o = job.orientation
+    blocks = (
+        (o.window(window), {k: o.array(v) for k, v in store.load(i).items()}) for i, window in enumerate(windows)
+    )
     try:
         return write_cogs(
             job.layers, job.profile, store.folder, blocks, overview_factors(job.grid.width, job.grid.height)

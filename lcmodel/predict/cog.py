@@ -25,6 +25,7 @@ from rasterio.io import DatasetReader, DatasetWriter
 from rasterio.windows import Window
 
 from lcmodel.classes import ClassTable
+from lcmodel.geo import grid_orientation
 from lcmodel.io import atomic_path
 from lcmodel.predict.layers import RGBA, UNCLASSIFIED_RGBA, OutputLayer, uncertainty_layers, unclassified_tags
 
@@ -47,10 +48,18 @@ COG_BLOCKSIZE = 512
 
 
 def output_profile(src: DatasetReader, first: Window) -> dict[str, Any]:
-    """A fresh single-band tiled GeoTIFF profile on the embedding's grid.
+    """A fresh single-band tiled GeoTIFF profile on the embedding's grid, stored NORTH-UP.
 
-    Never a copy of the embedding's profile (its predictor, nodata or dtype may not fit the map).
-    The tile size is one that the windows align with, so each output tile is written once.
+    Never a copy of the embedding's profile (its predictor, nodata or dtype may not fit the map). The
+    transform is the grid's north-up transform (:func:`lcmodel.geo.north_up_transform`): the map of a
+    south-up embedding has the same pixels, its rows mirrored (each block is written flipped into the
+    mirrored window). The tile size is one that the windows align with, so each output tile is written once
+    (for a mirrored grid whose height is not a multiple of the window, GDAL completes the edge tiles).
+
+    Raises
+    ------
+    InputDataError
+        The embedding's grid is rotated or sheared.
     """
     tile = COG_BLOCKSIZE
     h, w = int(first.height), int(first.width)
@@ -63,7 +72,9 @@ def output_profile(src: DatasetReader, first: Window) -> dict[str, Any]:
         "width": src.width,
         "height": src.height,
         "crs": src.crs,
-        "transform": src.transform,
+        "transform": grid_orientation(
+            src.transform, src.width, src.height, name=f"embedding raster {str(src.name)!r}"
+        ).north_up,
         "tiled": True,
         "blockxsize": tile,
         "blockysize": tile,

@@ -14,7 +14,7 @@ import numpy as np
 from lcmodel.compatibility import check_compatible
 from lcmodel.errors import ConfigError
 from lcmodel.forest import ENGINES
-from lcmodel.geo import pixel_area_m2
+from lcmodel.geo import Orientation, grid_orientation, pixel_area_m2
 from lcmodel.io import open_raster, output_lock
 from lcmodel.model_io import ModelBundle
 from lcmodel.predict.classify import BlockRecipe
@@ -60,9 +60,11 @@ class PredictionJob:
     work : the embedding, the windows and how a block is classified (what the executors get).
     grid : raster size and windows.
     layers : the outputs, the class map first.
-    profile : the tiled GeoTIFF profile of the outputs (:func:`lcmodel.predict.cog.output_profile`).
+    profile : the tiled GeoTIFF profile of the outputs (:func:`lcmodel.predict.cog.output_profile`), north-up.
     pixel_area : one pixel's area in m^2 (projected CRS), else None.
     fingerprint : of the work folder (:func:`lcmodel.predict.store.fingerprint`).
+    orientation : the embedding's grid against its north-up grid (blocks are read and stored as the file
+        holds them, and written flipped into the mirrored window of the north-up outputs).
     """
 
     work: BlockWork
@@ -71,6 +73,7 @@ class PredictionJob:
     profile: dict[str, Any]
     pixel_area: float | None
     fingerprint: str
+    orientation: Orientation
 
     @property
     def recipe(self) -> BlockRecipe:
@@ -108,6 +111,9 @@ def prepare_job(
         logger.warning("model classes %s are not in the class table; they get no name", unknown)
 
     with open_raster(embedding_path, "embedding raster") as src:
+        orientation = grid_orientation(
+            src.transform, src.width, src.height, name=f"embedding raster {str(embedding_path)!r}"
+        )
         rule = check_compatible(bundle, src)
         grid = Grid.of_raster(src, o.block_size, o.memory_mb, len(classes))
         profile = output_profile(src, grid.windows[0])
@@ -118,7 +124,9 @@ def prepare_job(
     layers = prediction_layers(
         out_path, conf_out, extra_paths, class_out, nodata, bundle.class_table, uncertainty.unclassified_value
     )
-    return PredictionJob(work, grid, layers, profile, pixel_area, fingerprint(bundle, work, profile))
+    return PredictionJob(
+        work, grid, layers, profile, pixel_area, fingerprint(bundle, work, profile), orientation
+    )
 
 
 @contextlib.contextmanager

@@ -83,7 +83,8 @@ def extract_collection(collection: Collection, x: np.ndarray, y: np.ndarray, crs
         row[sel] = ex.row[take]
         col[sel] = ex.col[take]
         which[sel] = i
-        px, py = pixel_centres(tile.affine, ex.row[take], ex.col[take])
+        assert ex.transform is not None  # a single raster always has one
+        px, py = pixel_centres(ex.transform, ex.row[take], ex.col[take])  # row/col: the north-up grid
         cx[sel], cy[sel] = reproject_xy(tile.crs_wkt, crs, px, py)
     if rule is None:  # no point in any tile: the rule of the first tile, for the message
         rule = extract_values(collection.first.path, x[:0], y[:0], nodata=nodata).rule

@@ -20,7 +20,7 @@ from rasterio.crs import CRS
 from shapely import Polygon
 
 from lcmodel.errors import InputFileError
-from lcmodel.geo import crs_label
+from lcmodel.geo import crs_label, grid_orientation
 
 __all__ = ["Tile", "describe_tile", "tile_band_names", "reproject_xy"]
 
@@ -141,7 +141,9 @@ def describe_tile(path: str, what: str, identity: Callable[[str], Mapping[str, A
     Raises
     ------
     InputFileError
-        Missing, not a raster, no CRS, or a rotated/sheared grid.
+        Missing, not a raster, or no CRS.
+    InputDataError
+        A rotated or sheared grid.
     """
     from lcmodel.io import open_raster
 
@@ -152,11 +154,7 @@ def describe_tile(path: str, what: str, identity: Callable[[str], Mapping[str, A
                 "with its CRS"
             )
         t = src.transform
-        if t.b != 0 or t.d != 0:
-            raise InputFileError(
-                f"{what} {path!r} has a rotated or sheared grid (transform {tuple(t)[:6]}); warp it to a "
-                "north-up grid first (gdalwarp)"
-            )
+        grid_orientation(t, src.width, src.height, name=f"{what} {str(path)!r}")  # north-up or south-up only
         tile = Tile(
             path=str(path),
             crs_wkt=src.crs.to_wkt(),
