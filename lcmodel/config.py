@@ -22,6 +22,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -70,7 +71,7 @@ class ConfigSection(BaseModel):
 
 
 class ReferenceConfig(ConfigSection):
-    """Reference land cover: a class raster (e.g. ESA WorldCover) or a CSV of labelled points."""
+    """Reference land cover: a class raster (e.g. ESA WorldCover), or labelled points (a CSV or a vector layer)."""
 
     path: ResolvedPath
     kind: Literal["auto", "raster", "points"] = "auto"
@@ -80,6 +81,7 @@ class ReferenceConfig(ConfigSection):
     y_column: str = "lat"
     label_column: str = "label"
     crs: str = "EPSG:4326"
+    layer: str | StrictInt | None = Field(None, description="vector points: a layer name or 0-based index")
 
     @field_validator("crs")
     @classmethod
@@ -343,15 +345,15 @@ class RunConfig(ConfigSection):
         return resolve_reference_kind(self.reference.kind, self.reference.path)
 
 
-#: Reference files read as labelled points when ``reference.kind`` is ``auto``; anything else is a raster.
-POINT_SUFFIXES = (".csv", ".txt", ".tsv")
+#: Reference files read as labelled points when ``reference.kind`` is ``auto`` (not .zip: it may hold a raster).
+POINT_SUFFIXES = (".csv", ".txt", ".tsv", ".gpkg", ".geojson", ".json", ".shp", ".shz", ".shp.zip", ".fgb")
 
 
 def resolve_reference_kind(kind: str, path: Path) -> Literal["raster", "points"]:
-    """``reference.kind``, with ``auto`` resolved by the file's suffix (points for .csv/.txt/.tsv)."""
+    """``reference.kind``, with ``auto`` resolved by the file's name (points for :data:`POINT_SUFFIXES`)."""
     if kind in ("raster", "points"):
         return kind  # type: ignore[return-value]
-    return "points" if Path(path).suffix.lower() in POINT_SUFFIXES else "raster"
+    return "points" if Path(path).name.lower().endswith(POINT_SUFFIXES) else "raster"
 
 
 def _model_at(loc: tuple[int | str, ...], root: type[BaseModel]) -> type[BaseModel] | None:

@@ -71,12 +71,14 @@ def read_class_table_artifact(labelled: LabelledPoints) -> ClassTable:
 def sample_reference(
     settings: SampleReferenceSettings, reference: ReferenceSource, *, out: Path, progress: Progress | None = None
 ) -> PointsFile:
-    from lcmodel.reference import read_points_csv, sample_raster_points
+    from lcmodel.config import ReferenceConfig
+    from lcmodel.reference import read_points_file, sample_raster_points
 
     s = settings
-    if s.kind == "points":
-        points = read_points_csv(reference.path, x_column=s.x_column, y_column=s.y_column,
-                                 label_column=s.label_column, crs=s.crs)
+    if s.kind == "points":  # reference.crs at its default counts as not given: a vector file's own CRS rules
+        crs = None if s.crs == ReferenceConfig.model_fields["crs"].default else s.crs
+        points = read_points_file(reference.path, x_column=s.x_column, y_column=s.y_column,
+                                  label_column=s.label_column, crs=crs, layer=s.layer)
     else:
         points = sample_raster_points(reference.path, s.n_points, nodata=s.nodata, random_state=s.random_state,
                                       progress=progress, n_threads=s.n_threads)

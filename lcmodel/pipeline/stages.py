@@ -17,6 +17,7 @@ from lcmodel.pipeline.mapping import assess_map, predict_map, report, write_quic
 from lcmodel.pipeline.modelling import evaluate, fit_final, tune
 from lcmodel.pipeline.sampling import extract_samples, make_training_table, prepare_points, sample_reference
 from lcmodel.pipeline.settings import config_value
+from lcmodel.reference.vector import check_points_layer, is_vector_file
 
 __all__ = ["SAMPLING", "TRAINING", "MAPPING", "STAGES", "source_files"]
 
@@ -33,7 +34,8 @@ STAGES: dict[str, Stage] = {s.name: s for s in (*TRAINING, *MAPPING, report)}
 def source_files(cfg: RunConfig) -> list[Source]:
     """The user's input files as content-addressed sources, each checked before any work.
 
-    Each exists and is readable, and none is a file the run writes (:mod:`~lcmodel.pipeline.input_guard`).
+    Each exists and is readable, and none is a file the run writes (:mod:`~lcmodel.pipeline.input_guard`); a
+    vector points file has the configured layer and label field, and point geometries.
     """
     ref = cfg.reference.path
     kind_of_ref = "reference raster" if cfg.reference_kind == "raster" else "points file"
@@ -44,6 +46,8 @@ def source_files(cfg: RunConfig) -> list[Source]:
             pass
     elif not ref.is_file():
         raise InputFileError(f"points file {str(ref)!r} does not exist; check reference.path in the config")
+    elif is_vector_file(ref):  # its layer, label field and geometry type, from the metadata alone
+        check_points_layer(ref, label_column=cfg.reference.label_column, layer=cfg.reference.layer)
     with open_raster(cfg.embedding.path, "embedding raster"):
         pass
     table = cfg.classes.table
