@@ -396,3 +396,11 @@ def test_check_points_layer_reads_only_metadata(tmp_path: Path, monkeypatch: pyt
 
     monkeypatch.setattr(pyogrio.raw, "read_arrow", no_features)
     assert check_points_layer(path)["features"] == 4
+
+
+def test_a_geojson_without_crs_holding_projected_coordinates_is_refused(tmp_path: Path) -> None:
+    path = write_points(tmp_path / "utm.geojson", X, Y, LABELS, crs=None)  # no "crs" member: WGS 84 by definition
+    with pytest.raises(InputDataError, match=r"^points file 'utm\.geojson' says its CRS is EPSG:4326, but its "
+                                             r"coordinates are not degrees \(x=500005, y=8e\+06\); write the file "
+                                             r"with its real CRS, e.g\. ogr2ogr -a_srs EPSG:32720 utm_fixed\.gpkg"):
+        read_points_vector(path, crs=UTM)

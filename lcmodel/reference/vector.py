@@ -224,8 +224,12 @@ def _labels(values: pd.Series) -> pd.Series:
     return values.map(lambda v: v.strip() if isinstance(v, str) else v).replace("", np.nan)
 
 
-def _file_crs(path: Path, info: dict[str, Any], crs: Any | None) -> Any:
-    """The CRS of the points: the file's (``crs`` then only checked), else ``crs`` or the fallback, with a warning."""
+def _file_crs(path: Path, info: dict[str, Any], crs: Any | None, x: np.ndarray, y: np.ndarray) -> Any:
+    """The CRS of the points: the file's (``crs`` then only checked), else ``crs`` or the fallback, with a warning.
+
+    A file whose CRS is geographic but whose coordinates cannot be degrees is refused: typically a GeoJSON
+    without a ``crs`` member (WGS 84 by definition) that holds projected coordinates.
+    """
     configured = None if crs is None else as_rasterio_crs(crs, "reference.crs")
     if info.get("crs"):
         try:
@@ -235,6 +239,15 @@ def _file_crs(path: Path, info: dict[str, Any], crs: Any | None) -> Any:
                 f"points file {path.name!r} has a CRS that cannot be read ({str(info['crs'])[:60]!r}); fix the "
                 "file's CRS (e.g. ogr2ogr -a_srs EPSG:32631)"
             ) from None
+        not_degrees = (np.abs(y) > 90) | (np.abs(x) > 360)
+        if own.is_geographic and not_degrees.any():
+            i = int(np.argmax(not_degrees))
+            to = crs if crs is not None else "EPSG:<code of the coordinates>"
+            raise InputDataError(
+                f"points file {path.name!r} says its CRS is {own.to_string()}, but its coordinates are not degrees "
+                f"(x={x[i]:.6g}, y={y[i]:.6g}); write the file with its real CRS, e.g. ogr2ogr -a_srs {to} "
+                f"{path.stem}_fixed.gpkg {path.name}, and set reference.path to that file"
+            )
         if configured is not None and configured != own:
             warnings.warn(
                 f"reference.crs {crs!r} is ignored: {path.name} carries its own CRS ({own.to_string()}); remove "
@@ -332,7 +345,7 @@ def read_points_vector(
             f"points file {path.name!r} layer {name!r}: {int((~finite).sum())} point(s) have non-finite "
             "coordinates; fix the file"
         )
-    file_crs = _file_crs(path, info, crs)
+    file_crs = _file_crs(path, info, crs, x, y)
     frame = pd.DataFrame({"x": x, "y": y, "code": codes_column(labels[keep].to_numpy())})
     logger.info("read %d points from layer %r of %s (%s)", len(frame), name, path.name, file_crs.to_string())
     return ReferencePoints(table=frame, crs=file_crs)
