@@ -20,6 +20,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
@@ -74,6 +75,7 @@ class ReferenceConfig(ConfigSection):
     y_column: str = "lat"
     label_column: str = "label"
     crs: str = "EPSG:4326"
+    layer: str | StrictInt | None = Field(None, description="vector points: a layer name or 0-based index")
 
     @field_validator("crs")
     @classmethod

@@ -65,14 +65,15 @@ def spec_text(spec: Path | tuple[str, ...]) -> str:
 
 
 #: Reference files read as labelled points when ``reference.kind`` is ``auto``; anything else is a raster.
-POINT_SUFFIXES = (".csv", ".txt", ".tsv")
+POINT_SUFFIXES = (".csv", ".txt", ".tsv", ".gpkg", ".geojson", ".json", ".shp", ".shz", ".shp.zip", ".fgb")
 
 
 def resolve_reference_kind(kind: str, path: Path | tuple[str, ...]) -> Literal["raster", "points"]:
-    """``reference.kind``, with ``auto`` resolved by the file's suffix (points for .csv/.txt/.tsv)."""
+    """``reference.kind``, with ``auto`` resolved by the file's name (points for :data:`POINT_SUFFIXES`; not
+    .zip: it may hold a raster)."""
     if kind in ("raster", "points"):
         return kind  # type: ignore[return-value]
     first = path if isinstance(path, Path) else Path(path[0].split("?", 1)[0])
-    return "points" if first.suffix.lower() in POINT_SUFFIXES else "raster"
+    return "points" if first.name.lower().endswith(POINT_SUFFIXES) else "raster"
 
 

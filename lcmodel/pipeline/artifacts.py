@@ -158,9 +158,20 @@ class Source(Artifacts):
 
 @dataclass(frozen=True)
 class ReferenceSource(Source):
+    """``companions``: the files beside ``file`` that hold part of its content (a shapefile's ``.dbf``,
+    ``.shx``, ``.prj``, ``.cpg``), so that the digest covers the whole dataset, not just its ``.shp``."""
+
     about: ClassVar[str] = "the reference file: a class raster (several tiles: a VRT mosaic of them) or " \
-        "labelled points"
+        "labelled points (a shapefile with its sidecars)"
     config_key: ClassVar[str] = "reference.path"
+
+    companions: tuple[Artifact, ...] = ()
+
+    @classmethod
+    def at(cls: type[_A], path: Path | str) -> _A:
+        from lcmodel.reference.vector import companion_files
+
+        return cls(Artifact.of(path), tuple(Artifact.of(p) for p in companion_files(path)))  # type: ignore[call-arg]
 
 
 @dataclass(frozen=True)

@@ -76,13 +76,15 @@ def sample_reference(
 ) -> PointsFile:
     """A raster reference is sampled only where the embedding tiles (and ``embedding.aoi``) are, so every
     point drawn lies on the embedding and ``reference.n_points`` counts usable points."""
-    from lcmodel.reference import read_points_csv, sample_raster_points
+    from lcmodel.config import ReferenceConfig
+    from lcmodel.reference import read_points_file, sample_raster_points
     from lcmodel.sources import Collection
 
     s = settings
-    if s.kind == "points":
-        points = read_points_csv(reference.path, x_column=s.x_column, y_column=s.y_column,
-                                 label_column=s.label_column, crs=s.crs)
+    if s.kind == "points":  # reference.crs at its default counts as not given: a vector file's own CRS rules
+        crs = None if s.crs == ReferenceConfig.model_fields["crs"].default else s.crs
+        points = read_points_file(reference.path, x_column=s.x_column, y_column=s.y_column,
+                                  label_column=s.label_column, crs=crs, layer=s.layer)
     else:
         with open_raster(reference.path, "reference raster") as src:
             ref_crs, ref_bounds = src.crs, shapely.box(*_sorted_bounds(src.bounds))

@@ -125,6 +125,7 @@ class SampleReferenceSettings(StageSettings):
     y_column: str = setting("reference.y_column")
     label_column: str = setting("reference.label_column")
     crs: str = setting("reference.crs")
+    layer: str | int | None = setting("reference.layer")
     random_state: int = setting("sampling.random_state")
     n_threads: int = setting("n_jobs", runtime=True)
 

@@ -19,6 +19,7 @@ from lcmodel.pipeline.inputs import embedding_collection, local_inputs, referenc
 from lcmodel.pipeline.mapping import assess_map, predict_map, report, write_quicklook
 from lcmodel.pipeline.modelling import evaluate, fit_final, tune
 from lcmodel.pipeline.sampling import extract_samples, make_training_table, prepare_points, sample_reference
+from lcmodel.reference.vector import check_points_layer, is_vector_file
 
 __all__ = ["SAMPLING", "TRAINING", "MAPPING", "STAGES", "source_files"]
 
@@ -40,6 +41,7 @@ def source_files(cfg: RunConfig, *, write: bool = True) -> list[Source]:
     reference of several tiles as a VRT mosaic of them. With ``write=False`` everything is checked but
     nothing is written (before a run holds its output folder's lock) and an empty list is returned.
     Tiles must be axis-aligned (north-up or south-up; :func:`lcmodel.sources.describe_tile`).
+    A vector points file has the configured layer and label field, and point geometries.
     """
     ref = cfg.reference.path
     kind_of_ref = "reference raster" if cfg.reference_kind == "raster" else "points file"
@@ -61,6 +63,8 @@ def source_files(cfg: RunConfig, *, write: bool = True) -> list[Source]:
             )
         if not ref.is_file():
             raise InputFileError(f"points file {str(ref)!r} does not exist; check reference.path in the config")
+        if is_vector_file(ref):  # its layer, label field and geometry type, from the metadata alone
+            check_points_layer(ref, label_column=cfg.reference.label_column, layer=cfg.reference.layer)
         reference = ref
     collection = embedding_collection(cfg)
     table = cfg.classes.table

@@ -34,7 +34,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: File suffixes that ``load_reference`` reads as CSV points (anything else is opened as a raster).
+#: File suffixes read as CSV points (vector layers: :data:`lcmodel.reference.vector.VECTOR_SUFFIXES`).
 POINT_SUFFIXES = (".csv", ".txt", ".tsv")
 
 

@@ -1,4 +1,4 @@
-"""Stratified random reference points from a class raster, and the reference points of a run (raster or CSV).
+"""Stratified random reference points from a class raster, and the reference points of a run (raster or points).
 
 Raster sampling reproduces the notebook's proportional allocation exactly (per-class share of the valid pixels,
 ``np.round``, the remainder added to the largest class, classes smaller than their share give all they have),
@@ -21,7 +21,8 @@ from lcmodel.errors import ConfigError, DataWarning, InputDataError, InputFileEr
 from lcmodel.geo import pixel_centres
 from lcmodel.io import open_raster
 from lcmodel.reference.class_pixels import ClassPixelSampler, Progress
-from lcmodel.reference.points import POINT_SUFFIXES, ReferencePoints, codes_column, format_code, read_points_csv
+from lcmodel.reference.points import ReferencePoints, codes_column, format_code
+from lcmodel.reference.vector import read_points_file
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -203,13 +204,14 @@ def load_reference(
     progress: Progress | None = None,
     n_threads: int = 2,
 ) -> ReferencePoints:
-    """The reference points of a run: sampled from a class raster or read from a CSV.
+    """The reference points of a run: sampled from a class raster, or read from a CSV or a vector layer.
 
     Parameters
     ----------
     ref_cfg : lcmodel.config.ReferenceConfig
-        The ``reference`` section. With ``kind="auto"`` a ``.csv``/``.txt``/``.tsv`` file is read as points,
-        anything else is sampled as a raster.
+        The ``reference`` section. With ``kind="auto"`` a file named as in
+        :data:`lcmodel.config.POINT_SUFFIXES` (``.csv``, ``.gpkg``, ``.shp``...) is read as points, anything
+        else is sampled as a raster.
     random_state : int
         Seed of the raster sample.
     progress : callable, optional
@@ -220,7 +222,7 @@ def load_reference(
     Returns
     -------
     ReferencePoints
-        In the reference's own CRS (the raster's, or ``reference.crs`` for points).
+        In the reference's own CRS (the raster's, a vector file's, or ``reference.crs`` for CSV points).
     """
     path = ref_cfg.path
     if not isinstance(path, Path):
@@ -228,16 +230,16 @@ def load_reference(
             f"reference.path {list(path)!r} names several files; load_reference reads one (a run reads tile "
             "collections: lcmodel run)"
         )
-    kind = ref_cfg.kind
-    if kind == "auto":
-        kind = "points" if path.suffix.lower() in POINT_SUFFIXES else "raster"
-    if kind == "points":
-        return read_points_csv(
+    from lcmodel.config import resolve_reference_kind
+
+    if resolve_reference_kind(ref_cfg.kind, path) == "points":
+        return read_points_file(
             path,
             x_column=ref_cfg.x_column,
             y_column=ref_cfg.y_column,
             label_column=ref_cfg.label_column,
-            crs=ref_cfg.crs,
+            crs=ref_cfg.crs if "crs" in ref_cfg.model_fields_set else None,
+            layer=ref_cfg.layer,
         )
     return sample_raster_points(
         path,
