@@ -20,6 +20,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -28,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from lcmodel.bands import check_band_list
 from lcmodel.errors import ConfigError, InputFileError
 
 __all__ = [
@@ -107,10 +109,11 @@ class ClassesConfig(ConfigSection):
 
 
 class EmbeddingConfig(ConfigSection):
-    """The embedding raster; nodata is detected from the file unless overridden."""
+    """The embedding raster; nodata is detected from the file unless overridden; ``bands``: see lcmodel.bands."""
 
     path: ResolvedPath
     nodata: float | None = None
+    bands: Annotated[tuple[str | int, ...] | None, BeforeValidator(check_band_list)] = None
 
 
 class SamplingConfig(ConfigSection):

@@ -8,7 +8,9 @@ threads, each with its own dataset handle (GDAL releases the GIL while decoding)
 
 The result keeps one row per input point, in input order: ``valid`` says which rows hold features, and
 ``inside`` tells points outside the raster apart from points on nodata pixels. The nodata rule and the
-de-quantization are those of :class:`lcmodel.embedding.NodataRule`, as in prediction.
+de-quantization are those of :class:`lcmodel.embedding.NodataRule`, as in prediction. Bands that carry
+nothing at the sampled pixels are dropped (or the caller's selection is used; :mod:`lcmodel.bands`), and the
+nodata rule applies to the bands used only.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from affine import Affine
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
+from lcmodel.bands import BandSelection, BandSpec, choose_bands, resolve_bands
 from lcmodel.embedding import NodataRule, band_names
 from lcmodel.errors import InputDataError, InputFileError
 from lcmodel.geo import pixel_index
@@ -54,11 +57,13 @@ class Extraction:
     row, col : int64 arrays (n_points,)
         Pixel indices of each point, -1 when outside.
     band_names : list of str
-        One name per band (band descriptions, else ``band_1..band_N``).
+        One name per band used (band descriptions, else ``band_<index>``), one per column of ``values``.
     rule : NodataRule
-        The nodata rule that decided ``valid``.
+        The nodata rule that decided ``valid`` (over the bands used).
     transform : Affine or None
         The raster's affine transform (pixel -> x/y), used to place de-duplicated samples at pixel centres.
+    bands : BandSelection or None
+        The bands used (1-based source indexes) and those dropped; None: every band (see :attr:`selection`).
     """
 
     values: np.ndarray
@@ -69,6 +74,12 @@ class Extraction:
     band_names: list[str]
     rule: NodataRule
     transform: Affine | None = field(default=None)
+    bands: BandSelection | None = field(default=None)
+
+    @property
+    def selection(self) -> BandSelection:
+        """The bands used: :attr:`bands`, or every band of :attr:`band_names`."""
+        return self.bands if self.bands is not None else BandSelection.every(self.band_names)
 
     @property
     def n_points(self) -> int:
@@ -158,6 +169,7 @@ def extract_values(
     y: Sequence[float] | np.ndarray,
     *,
     nodata: float | None = None,
+    bands: Sequence[BandSpec] | None = None,
     n_threads: int = 2,
     progress: Callable[[int, int], None] | None = None,
 ) -> Extraction:
@@ -171,6 +183,10 @@ def extract_values(
         Point coordinates, already in the raster's CRS (see ``lcmodel.reference.reproject_points``).
     nodata : float, optional
         Overrides the file's declared nodata value (``embedding.nodata`` in the config).
+    bands : sequence of str or int, optional
+        The bands to use (``embedding.bands``: names or 1-based indices); only those are read. None: every
+        band, less those that are nodata (or constant) in every sampled pixel (:func:`lcmodel.bands.choose_bands`,
+        with a warning naming them).
     n_threads : int, default 2
         Threads decoding blocks, each with its own dataset handle. 1 reads in the calling thread.
     progress : callable(done, total), optional
@@ -186,7 +202,14 @@ def extract_values(
     InputFileError
         The file is missing, not a raster, has no CRS, or a block cannot be read.
     InputDataError
-        x and y differ in length or are not numbers.
+        x and y differ in length or are not numbers; a band of ``bands`` is nodata at every sampled pixel.
+    ConfigError
+        ``bands`` names a band the raster does not have, or one band twice.
+
+    Warns
+    -----
+    DataWarning
+        Bands dropped because they carry nothing at the sampled pixels.
     """
     xs, ys = _as_coordinates(x, y)
     n_threads = max(1, int(n_threads))
@@ -198,6 +221,7 @@ def extract_values(
             )
         rule = NodataRule.detect(src, override=nodata)
         names = band_names(src)
+        read = resolve_bands(bands, names, raster=str(path)) if bands is not None else tuple(range(1, src.count + 1))
         transform = src.transform
         height, width, count = src.height, src.width, src.count
         dtype = np.dtype(src.dtypes[0])
@@ -211,16 +235,24 @@ def extract_values(
         height=height,
         width=width,
         block_shape=(int(block_h), int(block_w)),
-        bytes_per_row=width * count * dtype.itemsize,
+        bytes_per_row=width * len(read) * dtype.itemsize,
     )
-    raw = np.zeros((xs.size, count), dtype=dtype)
-    _read_jobs(Path(path), jobs, row, col, raw, n_threads=n_threads, progress=progress)
+    raw = np.zeros((xs.size, len(read)), dtype=dtype)
+    indexes = None if bands is None else list(read)
+    _read_jobs(Path(path), jobs, row, col, raw, indexes, n_threads=n_threads, progress=progress)
 
+    # the bands that carry something, judged on each sampled pixel once
+    _, first = np.unique(row[inside] * width + col[inside], return_index=True)
+    distinct = raw[np.flatnonzero(inside)[np.sort(first)]]
+    selection = choose_bands(distinct, rule, [names[i - 1] for i in read], read, n_source=count,
+                             selected=bands is not None, raster=str(path))
+    if selection.indexes != read:
+        raw = raw[:, [read.index(i) for i in selection.indexes]]
     valid = inside.copy()
     if inside.any():
         # valid_mask wants (bands, rows, cols): the gathered pixels as one column of n_inside rows.
         valid[inside] = rule.valid_mask(raw[inside].T[:, :, None])[:, 0]
-    values = np.zeros((xs.size, count), dtype=np.float32)
+    values = np.zeros((xs.size, raw.shape[1]), dtype=np.float32)
     if valid.any():
         values[valid] = rule.to_features(raw[valid])
     logger.debug(
@@ -233,9 +265,10 @@ def extract_values(
         inside=inside,
         row=row,
         col=col,
-        band_names=names,
+        band_names=list(selection.names),
         rule=rule,
         transform=transform,
+        bands=selection,
     )
 
 
@@ -245,11 +278,13 @@ def _read_jobs(
     row: np.ndarray,
     col: np.ndarray,
     raw: np.ndarray,
+    indexes: list[int] | None,
     *,
     n_threads: int,
     progress: Callable[[int, int], None] | None,
 ) -> None:
-    """Read every job's window once and gather its points' pixels into ``raw`` (n_points, bands)."""
+    """Read every job's window once (the bands ``indexes``, None: all) and gather its points' pixels into
+    ``raw`` (n_points, bands)."""
     total = len(jobs)
     if total == 0:
         return
@@ -265,7 +300,7 @@ def _read_jobs(
 
     def gather(job: _Job) -> None:
         w = job.window
-        block = readers.read(w)
+        block = readers.read(w, indexes)
         rr = row[job.points] - int(w.row_off)
         cc = col[job.points] - int(w.col_off)
         raw[job.points] = block[:, rr, cc].T

@@ -36,6 +36,7 @@ OTHER_VALUE: dict[str, Any] = {
     "reference.path": "points.csv",
     "reference.crs": "EPSG:3857",
     "embedding.path": "other_embedding.tif",
+    "embedding.bands": ["A00", 2],
     "classes.table": "other_classes.csv",
     "tuning.scoring": "accuracy",
     "tuning.stages": [{"max_features": ["sqrt"]}],

@@ -7,7 +7,9 @@
 
 from __future__ import annotations
 
+from lcmodel.bands import resolve_bands
 from lcmodel.config import RunConfig
+from lcmodel.embedding import band_names
 from lcmodel.errors import InputFileError
 from lcmodel.io import open_raster
 from lcmodel.pipeline.artifacts import ClassTableSource, EmbeddingSource, ReferenceSource, Source
@@ -44,8 +46,9 @@ def source_files(cfg: RunConfig) -> list[Source]:
             pass
     elif not ref.is_file():
         raise InputFileError(f"points file {str(ref)!r} does not exist; check reference.path in the config")
-    with open_raster(cfg.embedding.path, "embedding raster"):
-        pass
+    with open_raster(cfg.embedding.path, "embedding raster") as src:
+        if cfg.embedding.bands is not None:  # names and indices checked against the raster up front
+            resolve_bands(cfg.embedding.bands, band_names(src), raster=str(cfg.embedding.path))
     table = cfg.classes.table
     if table is not None and not table.is_file():
         raise InputFileError(f"class table {str(table)!r} does not exist; check classes.table in the config")
