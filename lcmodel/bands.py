@@ -44,8 +44,9 @@ __all__ = [
 #: One entry of ``embedding.bands``: a band name (``"A00"``, ``"band_3"``) or a 1-based band index.
 BandSpec = str | int
 
-#: A band is judged constant only over at least this many distinct valid sampled pixels.
-MIN_PIXELS_CONSTANT = 2
+#: A band is judged constant only over at least this many distinct valid sampled pixels (quantized values, e.g.
+#: AlphaEarth int8, often agree at two or three pixels by chance; at ten, practically never).
+MIN_PIXELS_CONSTANT = 10
 
 SelectedBy = Literal["all", "detection", "embedding.bands"]
 

@@ -14,7 +14,14 @@ import pytest
 import rasterio
 from sklearn.ensemble import RandomForestClassifier
 
-from lcmodel.bands import BandSelection, DroppedBand, band_list_text, bands_note, resolve_bands
+from lcmodel.bands import (
+    MIN_PIXELS_CONSTANT,
+    BandSelection,
+    DroppedBand,
+    band_list_text,
+    bands_note,
+    resolve_bands,
+)
 from lcmodel.classes import ClassTable
 from lcmodel.compatibility import check_compatible
 from lcmodel.config import config_from_dict
@@ -117,10 +124,10 @@ def test_constant_band_is_dropped_and_a_selected_one_only_warned(tmp_path: Path)
     with pytest.warns(DataWarning, match=r"embedding.bands selects band 2 \(A01\), constant .*carries nothing"):
         chosen = extract_values(path, x, y, bands=["A01", "A00"])
     assert chosen.band_names == ["A00", "A01"]  # in the raster's order
-    # one point: nothing is judged constant (too few pixels)
+    # fewer than MIN_PIXELS_CONSTANT distinct valid pixels: nothing is judged constant
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert extract_values(path, x[:1], y[:1]).band_names == names
+        assert extract_values(path, x[:MIN_PIXELS_CONSTANT - 1], y[:MIN_PIXELS_CONSTANT - 1]).band_names == names
 
 
 def test_points_on_nodata_drop_no_band(hyper: Path) -> None:
