@@ -90,9 +90,9 @@ def tune(settings: s.TuneSettings, table: a.TrainingTable, *, out: Path, produce
 
 @task(name="evaluate", **STAGE_TASK_OPTIONS)
 def evaluate(settings: s.EvaluateSettings, table: a.TrainingTable, tuning: a.Tuning, labelled: a.LabelledPoints,
-             *, out: Path, produced_by: dict[str, str]) -> a.Evaluation:
-    return _execute("evaluate", settings, {"table": table, "tuning": tuning, "labelled": labelled}, out,  # type: ignore[return-value]
-                    produced_by)
+             samples: a.Samples, *, out: Path, produced_by: dict[str, str]) -> a.Evaluation:
+    inputs = {"table": table, "tuning": tuning, "labelled": labelled, "samples": samples}
+    return _execute("evaluate", settings, inputs, out, produced_by)  # type: ignore[return-value]
 
 
 @task(name="fit_final", **STAGE_TASK_OPTIONS)

@@ -138,8 +138,13 @@ def sample(config: str) -> None:
     cfg = load_run_config(config)
     table = pipeline.sample(cfg, progress=Progress("sampling reference")).table.path
     stats = json.loads(pipeline.paths_for(cfg).sample_stats.read_text())
+    bands = stats.pop("bands", None)
     click.echo(f"training table: {table}")
     click.echo("  " + ", ".join(f"{k}={v}" for k, v in stats.items()))
+    if bands:
+        dropped = ", ".join(f"{d['index']} ({d['name']}: {d['why']})" for d in bands["dropped"])
+        click.echo(f"  bands: {bands['n_used']} of {bands['n_source_bands']} used ({bands['selected_by']})"
+                   + (f"; dropped {dropped}" if dropped else ""))
 
 
 @click.command()

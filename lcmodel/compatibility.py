@@ -1,9 +1,10 @@
 """Whether an embedding raster can be predicted with a model bundle, checked before any block is read.
 
 :func:`check_compatible` compares an open raster with the facts a :class:`~lcmodel.model_io.ModelBundle`
-records about its training embedding: band count, band names (only when both sides have real names, not
-band_1..band_N), CRS, and the nodata rule (data type and de-quantization must match; a different
-declared nodata value is logged and the bundle's rule applies). A mismatch is one
+records about its training embedding: band count, the names of the bands the model uses (at their
+``band_indexes``; only when both sides have real names, not band_<index>), CRS, and the nodata rule (data
+type and de-quantization must match; a different declared nodata value is logged and the bundle's rule
+applies). A mismatch is one
 :class:`~lcmodel.errors.CompatibilityError` line naming it and the fix.
 """
 
@@ -16,6 +17,7 @@ from rasterio.crs import CRS
 from rasterio.errors import CRSError
 from rasterio.io import DatasetReader
 
+from lcmodel.bands import band_list_text
 from lcmodel.embedding import NodataRule, band_names
 from lcmodel.errors import CompatibilityError, ModelBundleError
 from lcmodel.geo import crs_label
@@ -31,8 +33,9 @@ _GENERIC_BAND = re.compile(r"^band_\d+$")
 def check_compatible(bundle: ModelBundle, src: DatasetReader) -> NodataRule:
     """Check that an open embedding raster can be predicted with a bundle, before reading any block.
 
-    Checks, in order: band count, band names (only when both the bundle and the raster have real
-    names, not band_1..band_N), CRS (when the bundle has one), and the raster's nodata rule against
+    Checks, in order: band count (that of the training raster, also when the model uses some of its bands
+    only), the names of the bands used at their ``band_indexes`` (only when both the bundle and the raster
+    have real names, not band_<index>), CRS (when the bundle has one), and the raster's nodata rule against
     the bundle's (data type and de-quantization must match).
 
     Parameters
@@ -51,19 +54,23 @@ def check_compatible(bundle: ModelBundle, src: DatasetReader) -> NodataRule:
         One line naming the mismatch and the fix.
     """
     name = str(src.name)
-    if src.count != bundle.n_bands:
+    indexes = bundle.source_indexes
+    if src.count != bundle.source_band_count:
+        used = "" if bundle.uses_all_bands else (
+            f" (using {bundle.n_bands} of them: bands {band_list_text(indexes)})")
         raise CompatibilityError(
             f"embedding {name!r} has {src.count} bands, the model was trained on "
-            f"{bundle.n_bands}; predict with the embedding the model was trained on (same bands, "
+            f"{bundle.source_band_count}{used}; predict with the embedding the model was trained on (same bands, "
             "same order) or retrain"
         )
-    raster_names = band_names(src)
+    every = band_names(src)
+    raster_names = [every[i - 1] for i in indexes]
     expected = list(bundle.band_names)
     if _has_real_names(raster_names) and _has_real_names(expected) and raster_names != expected:
         if sorted(raster_names) == sorted(expected):
             i = next(i for i, (a, b) in enumerate(zip(raster_names, expected, strict=False)) if a != b)
             raise CompatibilityError(
-                f"embedding {name!r} has the model's bands in another order (band {i + 1} is "
+                f"embedding {name!r} has the model's bands in another order (band {indexes[i]} is "
                 f"{raster_names[i]!r}, the model expects {expected[i]!r}); reorder the bands to "
                 "the training order or retrain"
             )

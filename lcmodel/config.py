@@ -13,11 +13,12 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -26,8 +27,10 @@ from pydantic import (
     model_validator,
 )
 
+from lcmodel.bands import check_band_list
 from lcmodel.config_paths import (
     POINT_SUFFIXES,
+    AoiSpec,
     PathSpec,
     ResolvedPath,
     resolve_reference_kind,
@@ -107,22 +110,9 @@ class EmbeddingConfig(ConfigSection):
 
     path: PathSpec
     nodata: float | None = None
-    aoi: list[float] | ResolvedPath | None = Field(
-        None, description="area of interest: [west, south, east, north] in degrees, or a GeoJSON file"
-    )
+    aoi: AoiSpec = Field(None, description="area of interest: [west, south, east, north] in degrees, or a GeoJSON file")
     year: int | None = Field(None, ge=1900, le=2200, description="the year of an index's tiles to use")
-
-    @field_validator("aoi")
-    @classmethod
-    def _aoi_parses(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            from lcmodel.sources import parse_aoi
-
-            try:
-                parse_aoi(value)
-            except ConfigError as exc:
-                raise ValueError(str(exc).removeprefix("embedding.aoi ")) from None
-        return value
+    bands: Annotated[tuple[str | int, ...] | None, BeforeValidator(check_band_list)] = None
 
 
 class SamplingConfig(ConfigSection):

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, ValidationInfo
 
-__all__ = ["ResolvedPath", "PathSpec", "spec_text", "resolve_reference_kind", "POINT_SUFFIXES"]
+__all__ = ["ResolvedPath", "PathSpec", "AoiSpec", "spec_text", "resolve_reference_kind", "POINT_SUFFIXES"]
 
 
 def _resolve_path(value: Path, info: ValidationInfo) -> Path:
@@ -54,6 +54,23 @@ def _resolve_spec(value: Any, info: ValidationInfo) -> Any:
 #: ``embedding.path`` / ``reference.path``: a local file (Path), or a tuple of files, globs, folders, indexes
 #: and URLs (see lcmodel.sources.specs).
 PathSpec = Annotated[Path | tuple[str, ...], BeforeValidator(_resolve_spec)]
+
+
+def _check_aoi(value: Any) -> Any:
+    """A lon/lat box is checked here; a GeoJSON file when the run reads it."""
+    if isinstance(value, list):
+        from lcmodel.errors import ConfigError
+        from lcmodel.sources import parse_aoi
+
+        try:
+            parse_aoi(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("embedding.aoi ")) from None
+    return value
+
+
+#: ``embedding.aoi``: [west, south, east, north] in degrees, a GeoJSON file, or None.
+AoiSpec = Annotated[list[float] | ResolvedPath | None, AfterValidator(_check_aoi)]
 
 
 def spec_text(spec: Path | tuple[str, ...]) -> str:

@@ -146,16 +146,18 @@ def build_samples(
     n_outside = int((~inside).sum())
     n_nodata = int((inside & ~valid).sum())
     n_valid = int(valid.sum())
+    sel = extraction.selection
+    rule = extraction.rule.describe() + ("" if sel.is_all else f", over the {len(sel.indexes)} bands used")
     if n_valid == 0:
         raise NoOverlapError(
             f"none of the {n} reference points falls on a valid embedding pixel ({n_outside} outside the raster, "
-            f"{n_nodata} on nodata: {extraction.rule.describe()}); check that the reference data and "
+            f"{n_nodata} on nodata: {rule}); check that the reference data and "
             "embedding.path cover the same area"
         )
     if n_outside or n_nodata:
         warnings.warn(
             f"dropped {n - n_valid} of {n} reference points: {n_outside} outside the embedding raster, "
-            f"{n_nodata} on nodata pixels ({extraction.rule.describe()})",
+            f"{n_nodata} on nodata pixels ({rule})",
             DataWarning,
             stacklevel=2,
         )

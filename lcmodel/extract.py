@@ -12,7 +12,9 @@ de-quantization are those of :class:`lcmodel.embedding.NodataRule`, as in predic
 
 Pixel indices are those of the raster's NORTH-UP grid (:class:`lcmodel.geo.Orientation`), the grid of the map:
 a south-up raster (positive y pixel size, as the public AlphaEarth COGs) and its north-up copy give the same
-rows, columns, values and pixel centres; only the reads use the stored rows.
+rows, columns, values and pixel centres; only the reads use the stored rows. Bands that carry
+nothing at the sampled pixels are dropped (or the caller's selection is used; :mod:`lcmodel.bands`), and the
+nodata rule applies to the bands used only.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from affine import Affine
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
+from lcmodel.bands import BandSelection, BandSpec, choose_bands, resolve_bands
 from lcmodel.embedding import NodataRule, band_names
 from lcmodel.errors import InputDataError, InputFileError
 from lcmodel.geo import grid_orientation, pixel_index
@@ -60,9 +63,9 @@ class Extraction:
         Pixel indices of each point in the raster's north-up grid (row 0 at the north edge, as in the map;
         the stored rows of a south-up raster are mirrored), -1 when outside.
     band_names : list of str
-        One name per band (band descriptions, else ``band_1..band_N``).
+        One name per band used (band descriptions, else ``band_<index>``), one per column of ``values``.
     rule : NodataRule
-        The nodata rule that decided ``valid``.
+        The nodata rule that decided ``valid`` (over the bands used).
     transform : Affine or None
         The north-up transform of the raster's grid (:func:`lcmodel.geo.north_up_transform`, pixel -> x/y of
         ``row``/``col``), used to place de-duplicated samples at pixel centres.
@@ -71,6 +74,8 @@ class Extraction:
         (tile, row, col). None for a single raster.
     centres : (x, y) float64 arrays or None
         For a collection: the centre of each point's pixel in the points' CRS (NaN where outside).
+    bands : BandSelection or None
+        The bands used (1-based source indexes) and those dropped; None: every band (see :attr:`selection`).
     """
 
     values: np.ndarray
@@ -83,6 +88,12 @@ class Extraction:
     transform: Affine | None = field(default=None)
     tile: np.ndarray | None = field(default=None)
     centres: tuple[np.ndarray, np.ndarray] | None = field(default=None)
+    bands: BandSelection | None = field(default=None)
+
+    @property
+    def selection(self) -> BandSelection:
+        """The bands used: :attr:`bands`, or every band of :attr:`band_names`."""
+        return self.bands if self.bands is not None else BandSelection.every(self.band_names)
 
     @property
     def n_points(self) -> int:
@@ -172,6 +183,7 @@ def extract_values(
     y: Sequence[float] | np.ndarray,
     *,
     nodata: float | None = None,
+    bands: Sequence[BandSpec] | None = None,
     n_threads: int = 2,
     progress: Callable[[int, int], None] | None = None,
 ) -> Extraction:
@@ -185,6 +197,10 @@ def extract_values(
         Point coordinates, already in the raster's CRS (see ``lcmodel.reference.reproject_points``).
     nodata : float, optional
         Overrides the file's declared nodata value (``embedding.nodata`` in the config).
+    bands : sequence of str or int, optional
+        The bands to use (``embedding.bands``: names or 1-based indices); only those are read. None: every
+        band, less those that are nodata (or constant) in every sampled pixel (:func:`lcmodel.bands.choose_bands`,
+        with a warning naming them).
     n_threads : int, default 2
         Threads decoding blocks, each with its own dataset handle. 1 reads in the calling thread.
     progress : callable(done, total), optional
@@ -200,7 +216,15 @@ def extract_values(
     InputFileError
         The file is missing, not a raster, has no CRS, or a block cannot be read.
     InputDataError
-        x and y differ in length or are not numbers, or the raster's grid is rotated or sheared.
+        x and y differ in length or are not numbers, or the raster's grid is rotated or sheared; a band of
+        ``bands`` is nodata at every sampled pixel.
+    ConfigError
+        ``bands`` names a band the raster does not have, or one band twice.
+
+    Warns
+    -----
+    DataWarning
+        Bands dropped because they carry nothing at the sampled pixels.
     """
     xs, ys = _as_coordinates(x, y)
     n_threads = max(1, int(n_threads))
@@ -214,6 +238,7 @@ def extract_values(
         orientation = grid_orientation(src.transform, width, height, name=f"embedding raster {str(path)!r}")
         rule = NodataRule.detect(src, override=nodata)
         names = band_names(src)
+        read = resolve_bands(bands, names, raster=str(path)) if bands is not None else tuple(range(1, src.count + 1))
         dtype = np.dtype(src.dtypes[0])
         block_h, block_w = src.block_shapes[0]
 
@@ -227,16 +252,24 @@ def extract_values(
         height=height,
         width=width,
         block_shape=(int(block_h), int(block_w)),
-        bytes_per_row=width * count * dtype.itemsize,
+        bytes_per_row=width * len(read) * dtype.itemsize,
     )
-    raw = np.zeros((xs.size, count), dtype=dtype)
-    _read_jobs(Path(path), jobs, stored_row, stored_col, raw, n_threads=n_threads, progress=progress)
+    raw = np.zeros((xs.size, len(read)), dtype=dtype)
+    indexes = None if bands is None else list(read)
+    _read_jobs(Path(path), jobs, stored_row, stored_col, raw, indexes, n_threads=n_threads, progress=progress)
 
+    # the bands that carry something, judged on each sampled pixel once
+    _, first = np.unique(row[inside] * width + col[inside], return_index=True)
+    distinct = raw[np.flatnonzero(inside)[np.sort(first)]]
+    selection = choose_bands(distinct, rule, [names[i - 1] for i in read], read, n_source=count,
+                             selected=bands is not None, raster=str(path))
+    if selection.indexes != read:
+        raw = raw[:, [read.index(i) for i in selection.indexes]]
     valid = inside.copy()
     if inside.any():
         # valid_mask wants (bands, rows, cols): the gathered pixels as one column of n_inside rows.
         valid[inside] = rule.valid_mask(raw[inside].T[:, :, None])[:, 0]
-    values = np.zeros((xs.size, count), dtype=np.float32)
+    values = np.zeros((xs.size, raw.shape[1]), dtype=np.float32)
     if valid.any():
         values[valid] = rule.to_features(raw[valid])
     logger.debug(
@@ -249,9 +282,10 @@ def extract_values(
         inside=inside,
         row=row,
         col=col,
-        band_names=names,
+        band_names=list(selection.names),
         rule=rule,
         transform=transform,
+        bands=selection,
     )
 
 
@@ -261,11 +295,13 @@ def _read_jobs(
     row: np.ndarray,
     col: np.ndarray,
     raw: np.ndarray,
+    indexes: list[int] | None,
     *,
     n_threads: int,
     progress: Callable[[int, int], None] | None,
 ) -> None:
-    """Read every job's window once and gather its points' pixels into ``raw`` (n_points, bands)."""
+    """Read every job's window once (the bands ``indexes``, None: all) and gather its points' pixels into
+    ``raw`` (n_points, bands)."""
     total = len(jobs)
     if total == 0:
         return
@@ -281,7 +317,7 @@ def _read_jobs(
 
     def gather(job: _Job) -> None:
         w = job.window
-        block = readers.read(w)
+        block = readers.read(w, indexes)
         rr = row[job.points] - int(w.row_off)
         cc = col[job.points] - int(w.col_off)
         raw[job.points] = block[:, rr, cc].T

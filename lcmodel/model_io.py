@@ -1,10 +1,11 @@
 """The model bundle: a fitted estimator plus everything needed to apply it safely.
 
-``model.joblib`` holds the estimator together with the band names and CRS of the embedding it was
-trained on, the embedding's :class:`~lcmodel.embedding.NodataRule`, the class table, the run config,
-the training table's hash, library versions and headline metrics. Prediction checks a raster against
-the bundle (:func:`lcmodel.compatibility.check_compatible`) before touching any block, so a model is
-never applied to bands it was not trained on.
+``model.joblib`` holds the estimator together with the band names, the 1-based source indexes of those
+bands (``band_indexes``: the bands used, :mod:`lcmodel.bands`; absent in older bundles, meaning every band)
+and the CRS of the embedding it was trained on, the embedding's :class:`~lcmodel.embedding.NodataRule`, the
+class table, the run config, the training table's hash, library versions and headline metrics. Prediction
+checks a raster against the bundle (:func:`lcmodel.compatibility.check_compatible`) before touching any
+block, so a model is never applied to bands it was not trained on, and reads only the bands it uses.
 
 On disk the bundle is a plain dict (``{"lcmodel_bundle": format_version, "estimator": ...,
 "metadata": {...}}``) written with joblib, so that a later change of the :class:`ModelBundle` class
@@ -81,7 +82,7 @@ class ModelBundle:
     estimator : fitted scikit-learn classifier; ``classes_`` are the integer class values. Fitted on
         a bare array, or on a DataFrame whose columns are ``band_names``.
     band_names : names of the features, in order (the raster's band descriptions, else
-        band_1..band_N).
+        band_<index>).
     crs_wkt : CRS of the embedding raster it was trained on (WKT), or None.
     nodata_rule : how the training raster's pixels were judged valid and turned into features.
     class_table : reference codes -> class values, names and colours.
@@ -90,6 +91,10 @@ class ModelBundle:
     versions : versions of lcmodel, sklearn, numpy, rasterio and python at training time.
     created : ISO 8601 UTC timestamp of the bundle.
     metrics : small headline test metrics (overall accuracy, kappa, ...).
+    band_indexes : 1-based index in the training raster of each band of ``band_names`` (the bands
+        prediction reads); empty = every band, 1..n (bundles written before band selection).
+    n_source_bands : bands of the training raster; 0 = ``max(band_indexes)`` (every band when
+        ``band_indexes`` is empty).
     format_version : on-disk format version (:data:`BUNDLE_FORMAT`).
     """
 
@@ -103,10 +108,27 @@ class ModelBundle:
     versions: dict[str, str]
     created: str
     metrics: dict[str, Any] = field(default_factory=dict)
+    band_indexes: list[int] = field(default_factory=list)
+    n_source_bands: int = 0
     format_version: int = BUNDLE_FORMAT
     #: SHA-256 of the file the bundle was loaded from or saved to (None for a bundle made in memory);
     #: not part of the metadata. Prediction uses it to recognise its own unfinished work (resume).
     source_sha256: str | None = field(default=None, compare=False)
+
+    @property
+    def source_indexes(self) -> list[int]:
+        """The 1-based raster band of each feature: ``band_indexes``, or 1..n when it is empty."""
+        return [int(i) for i in self.band_indexes] or list(range(1, self.n_bands + 1))
+
+    @property
+    def source_band_count(self) -> int:
+        """Bands of the training raster: ``n_source_bands``, or the largest index used when it is 0."""
+        return int(self.n_source_bands) or max(self.source_indexes, default=0)
+
+    @property
+    def uses_all_bands(self) -> bool:
+        """The model reads every band of its raster, in order."""
+        return self.source_indexes == list(range(1, self.source_band_count + 1))
 
     @property
     def n_bands(self) -> int:
@@ -123,6 +145,8 @@ class ModelBundle:
         return {
             "format_version": self.format_version,
             "band_names": list(self.band_names),
+            "band_indexes": self.source_indexes,
+            "n_source_bands": self.source_band_count,
             "crs_wkt": self.crs_wkt,
             "nodata_rule": self.nodata_rule.to_dict(),
             "class_table": self.class_table.to_dict(),
@@ -291,6 +315,9 @@ def load_bundle(path: Path | str, *, trust: bool = False) -> ModelBundle:
             versions=dict(meta.get("versions") or {}),
             created=str(meta.get("created", "")),
             metrics=dict(meta.get("metrics") or {}),
+            # absent in bundles written before band selection: every band, 1..n
+            band_indexes=[int(i) for i in meta.get("band_indexes") or []],
+            n_source_bands=int(meta.get("n_source_bands") or 0),
             format_version=int(version),
         )
     except (KeyError, TypeError, ValueError) as exc:
@@ -379,6 +406,13 @@ def _validate(bundle: ModelBundle, where: str) -> None:
         raise ModelBundleError(
             f"model bundle {where!r}: the estimator expects {n_in} features but band_names lists "
             f"{bundle.n_bands}; give one band name per feature"
+        )
+    idx, n_source = bundle.source_indexes, bundle.source_band_count
+    if len(idx) != bundle.n_bands or len(set(idx)) != len(idx) or not all(1 <= i <= n_source for i in idx):
+        raise ModelBundleError(
+            f"model bundle {where!r}: band_indexes {idx[:5]}... must give one distinct 1-based index "
+            f"(at most n_source_bands={n_source}) per band of band_names ({bundle.n_bands}); "
+            "record the source index of each band used"
         )
     names = getattr(est, "feature_names_in_", None)
     if names is not None and [str(n) for n in names] != list(bundle.band_names):

@@ -5,7 +5,9 @@ prediction of a raster (:mod:`lcmodel.predict`), applied to rows instead of bloc
 class whether it comes from a map or from a request.
 
 Contract of the table:
-- one column per band, named as the bundle's ``band_names`` (any order; they are reordered by name);
+- one column per band the model uses, named as the bundle's ``band_names`` (any order; they are reordered by
+  name); bands left out at training (``embedding.bands``, or dropped as carrying nothing) are not sent, and a
+  pixel is nodata when any of the bands used is;
 - values as the embedding raster stores them (float embeddings as floats; AlphaEarth int8 codes as
   integers, de-quantized here as at extraction);
 - no NaN: a NaN in a request is a client bug, refused with :class:`~lcmodel.errors.InputDataError`;

@@ -77,3 +77,34 @@ def tiny_demo_config(folder: Path, stages: list[dict[str, Any]] | None = None, *
     data.update(sections)
     cfg_path.write_text(yaml.safe_dump(data))
     return cfg_path
+
+
+#: 1-based bands of :func:`hyperspectral_demo_config`'s raster that are nodata in every pixel
+HYPERSPECTRAL_DEAD = (20, 66)
+
+
+def hyperspectral_demo_config(folder: Path) -> tuple[Path, Path]:
+    """The tiny demo (:func:`tiny_demo_config`) with its embedding as int16 x 10000 (nodata -32768, all-zero
+    vectors as -32768) plus bands :data:`HYPERSPECTRAL_DEAD` at -32768 in every pixel: the config and the raster."""
+    import yaml
+
+    cfg_path = tiny_demo_config(folder)
+    data = yaml.safe_load(cfg_path.read_text())
+    source = cfg_path.parent / data["embedding"]["path"]
+    with rasterio.open(source) as src:
+        emb = src.read()
+        profile = src.profile
+    nodata = ~emb.any(axis=0)
+    values = np.round(emb * 10000).astype(np.int16)
+    values[:, nodata] = -32768
+    bands = list(values)
+    for d in HYPERSPECTRAL_DEAD:
+        bands.insert(d - 1, np.full(values.shape[1:], -32768, np.int16))
+    out = np.stack(bands)
+    profile.update(dtype="int16", nodata=-32768, count=out.shape[0])
+    path = cfg_path.parent / "hyperspectral.tif"
+    with rasterio.open(path, "w", **profile) as dst:  # no band descriptions: band_1..band_66
+        dst.write(out)
+    data["embedding"]["path"] = path.name
+    cfg_path.write_text(yaml.safe_dump(data))
+    return cfg_path, path

@@ -426,6 +426,26 @@ def test_grid_with_an_invalid_value(case: dict[str, Path]) -> None:
            r"positive integer", case["out"])
 
 
+def _dead_band_embedding(case: dict[str, Path]) -> Path:
+    """int16, nodata -32768, band 3 of 4 at -32768 in every pixel (a hyperspectral raster's bad band)."""
+    data = (np.random.default_rng(3).normal(size=(4, H, W)) * 1000).astype(np.int16)
+    data[2] = -32768
+    return write_raster(case["root"] / "hyper.tif", data, nodata=-32768)
+
+
+def test_embedding_bands_names_a_band_the_raster_lacks(case: dict[str, Path]) -> None:
+    cfg = _config(case, embedding={"path": str(case["emb"]), "bands": ["band_1", "A64"]})
+    _fails(["sample", str(cfg)], r"embedding.bands entry 'A64' is not a band of embedding raster '.*emb.tif' "
+           r"\(4 bands: band_1, band_2, band_3, band_4\); give its band names or 1-based indices 1..4", case["out"])
+
+
+def test_embedding_bands_selects_a_band_that_is_nodata_everywhere(case: dict[str, Path]) -> None:
+    cfg = _config(case, embedding={"path": str(_dead_band_embedding(case)), "bands": [1, 3]})
+    _fails(["sample", str(cfg)], r"embedding.bands selects band 3 \(band_3\), nodata in every sampled pixel of "
+           r"'.*hyper.tif': with it no pixel is valid", case["out"],
+           allowed=EARLIER - {"samples.csv", "sample_stats.json"})
+
+
 # --- warnings (not errors) ------------------------------------------------------------------------
 
 
@@ -443,6 +463,12 @@ def test_warning_many_points_on_nodata(case: dict[str, Path]) -> None:
     cfg = _config(case, embedding={"path": str(emb)}, reference={"path": str(case["csv"])})
     _succeeds_with_warning(["sample", str(cfg)], r"dropped \d+ of 300 reference points: 0 outside the embedding "
                            r"raster, \d+ on nodata pixels")
+
+
+def test_warning_bands_that_carry_nothing(case: dict[str, Path]) -> None:
+    cfg = _config(case, embedding={"path": str(_dead_band_embedding(case))})
+    _succeeds_with_warning(["sample", str(cfg)], r"embedding '.*hyper.tif': band 3 \(band_3\) is nodata in every "
+                           r"sampled pixel; dropped: the model uses 3 of 4 bands")
 
 
 def test_warning_class_with_very_few_samples(case: dict[str, Path]) -> None:

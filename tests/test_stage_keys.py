@@ -38,6 +38,7 @@ OTHER_VALUE: dict[str, Any] = {
     "embedding.path": "other_embedding.tif",
     "embedding.aoi": [0.0, 0.0, 1.0, 1.0],
     "embedding.year": 2021,
+    "embedding.bands": ["A00", 2],
     "classes.table": "other_classes.csv",
     "tuning.scoring": "accuracy",
     "tuning.stages": [{"max_features": ["sqrt"]}],

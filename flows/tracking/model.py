@@ -96,6 +96,7 @@ def log_pyfunc_model(run_id: str, bundle_path: Path, bundle: Any, register_as: s
                                 params={"probabilities": False})
     metadata = {
         "lcmodel_band_names": list(bundle.band_names),
+        "lcmodel_band_indexes": bundle.source_indexes,  # 1-based bands of the training raster
         "lcmodel_class_table": bundle.class_table.to_dict(),
         "lcmodel_nodata_rule": bundle.nodata_rule.to_dict(),
         "lcmodel_nodata_class": nodata_class(bundle),

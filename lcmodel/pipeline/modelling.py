@@ -18,6 +18,7 @@ from lcmodel.pipeline.artifacts import (
     Evaluation,
     LabelledPoints,
     Model,
+    Samples,
     TrainingTable,
     Tuning,
     artifact,
@@ -121,8 +122,11 @@ def _best_params(tuning: Tuning) -> dict[str, Any]:
 
 @stage(about="fit the tuned forest on the training part and score it on the held-out test part (pre-refit)")
 def evaluate(
-    settings: EvaluateSettings, table: TrainingTable, tuning: Tuning, labelled: LabelledPoints, *, out: Path
+    settings: EvaluateSettings, table: TrainingTable, tuning: Tuning, labelled: LabelledPoints, samples: Samples,
+    *, out: Path
 ) -> Evaluation:
+    """``samples`` gives the report the bands extraction used and dropped (``sample_stats.json``)."""
+    from lcmodel.bands import bands_note
     from lcmodel.dataset import feature_columns, read_training_table
     from lcmodel.evaluate import assemble_metrics, evaluate_model, feature_importances
     from lcmodel.report import write_feature_importances, write_reports
@@ -142,11 +146,15 @@ def evaluate(
     # random vs spatial CV of the selected parameters, side by side; test predictions for assess_map
     metrics["cv_comparison"] = cv_comparison(settings, frame, params, blocks)
     metrics["split"] = {k: v for k, v in blocks.items() if k != "estimate"}
+    metrics["bands"] = json.loads(samples.stats.path.read_text()).get("bands")
+    notes = report_notes(settings, blocks)
+    note = bands_note(metrics["bands"])
+    if note:
+        notes.append(note)
     paths = RunPaths(out)
     test_predictions = _write_test_predictions(paths.test_predictions, frame[frame["split"] == "test"],
                                                model.predict(X_test))
-    written = write_reports(metrics, paths.root, class_table=classes, notes=report_notes(settings, blocks),
-                            markdown=False)
+    written = write_reports(metrics, paths.root, class_table=classes, notes=notes, markdown=False)
     importances = write_feature_importances(feature_importances(model, feature_columns(frame)), paths.root)
     return Evaluation(
         metrics=Artifact.of(written["metrics"]),
@@ -238,7 +246,7 @@ def fit_final(
     out: Path,
 ) -> Model:
     from lcmodel.dataset import feature_columns, read_training_table
-    from lcmodel.embedding import NodataRule
+    from lcmodel.embedding import NodataRule, band_names
     from lcmodel.model_io import ModelBundle, current_versions, save_bundle, side_file_path
     from lcmodel.sources import Collection
     from lcmodel.tuning import make_forest
@@ -252,6 +260,15 @@ def fit_final(
     tiles = Collection.read(embedding.path)
     with open_raster(tiles.first.path, "embedding raster") as src:
         rule = NodataRule.detect(src, override=settings.nodata)
+        source_names, n_source = band_names(src), src.count
+    # the table's band columns are the bands extraction used: their 1-based indexes in the raster
+    unknown = [b for b in bands if b not in source_names]
+    if unknown:
+        from lcmodel.errors import InputDataError
+
+        raise InputDataError(f"training table band columns {unknown[:3]} are not bands of embedding raster "
+                             f"{tiles.first.path!r}; rebuild the training table from this embedding")
+    band_indexes = [source_names.index(b) + 1 for b in bands]
     crs_wkt = tiles.crs.to_wkt()
     test = json.loads(evaluation.metrics.path.read_text()).get("test", {})
     headline = {k: test[k] for k in ("overall_accuracy", "macro_f1", "kappa") if k in test}
@@ -268,6 +285,8 @@ def fit_final(
         versions=current_versions(),
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         metrics=headline,
+        band_indexes=band_indexes,
+        n_source_bands=n_source,
     )
     path = save_bundle(bundle, RunPaths(out).bundle)
     return Model(Artifact.of(path), Artifact.of(side_file_path(path)))

@@ -152,12 +152,13 @@ def extract_samples(
     paths = RunPaths(out)
     table, crs = read_points(labelled.points, labelled.crs)
     extraction = extract_collection(Collection.read(embedding.path), table["x"].to_numpy(), table["y"].to_numpy(),
-                                    crs, nodata=settings.nodata, n_threads=settings.n_threads)
-    samples, stats = build_samples(table, extraction, dedupe=settings.dedupe_pixels)
+                                    crs, nodata=settings.nodata, bands=settings.bands, n_threads=settings.n_threads)
+    samples, counts = build_samples(table, extraction, dedupe=settings.dedupe_pixels)
+    stats = {**counts, "bands": extraction.selection.to_dict()}  # the bands used, and those dropped with why
     write_json(stats, paths.sample_stats)
     with atomic_path(paths.samples) as tmp:
         samples.to_csv(tmp, index=False)
-    log.info("samples: %s", stats)
+    log.info("samples: %s; %d of %d bands used", counts, len(extraction.band_names), extraction.selection.n_source)
     return Samples(Artifact.of(paths.samples), Artifact.of(paths.sample_stats))
 
 

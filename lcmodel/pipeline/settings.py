@@ -142,9 +142,10 @@ class PreparePointsSettings(StageSettings):
 
 @dataclass(frozen=True)
 class ExtractSettings(StageSettings):
-    about: ClassVar[str] = "the embedding's nodata override and per-pixel de-duplication"
+    about: ClassVar[str] = "the embedding's nodata override, its band selection and per-pixel de-duplication"
 
     nodata: float | None = setting("embedding.nodata")
+    bands: tuple[str | int, ...] | None = setting("embedding.bands")
     dedupe_pixels: bool = setting("sampling.dedupe_pixels")
     n_threads: int = setting("n_jobs", runtime=True)
 

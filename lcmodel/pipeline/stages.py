@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lcmodel.bands import resolve_bands
 from lcmodel.config import RunConfig
 from lcmodel.errors import InputFileError
 from lcmodel.io import open_raster
@@ -67,6 +68,8 @@ def source_files(cfg: RunConfig, *, write: bool = True) -> list[Source]:
             check_points_layer(ref, label_column=cfg.reference.label_column, layer=cfg.reference.layer)
         reference = ref
     collection = embedding_collection(cfg)
+    if cfg.embedding.bands is not None:  # names and indices checked against the tiles up front
+        resolve_bands(cfg.embedding.bands, list(collection.band_names), raster=collection.first.path)
     table = cfg.classes.table
     if table is not None and not table.is_file():
         raise InputFileError(f"class table {str(table)!r} does not exist; check classes.table in the config")

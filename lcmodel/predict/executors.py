@@ -46,17 +46,20 @@ class BlockWork:
     embedding_path : the embedding raster.
     windows : every window of the prediction (:class:`lcmodel.predict.plan.Grid`); blocks are named by index.
     recipe : how a block is classified (:class:`lcmodel.predict.classify.BlockRecipe`).
+    band_indexes : the 1-based bands read (the model's ``band_indexes``); None = every band.
     """
 
     embedding_path: Path | str
     windows: tuple[Window, ...]
     recipe: BlockRecipe
+    band_indexes: tuple[int, ...] | None = None
 
     def classify(
         self, predictor: Callable[[np.ndarray], np.ndarray], readers: ThreadReaders, index: int
     ) -> ClassifiedBlock:
-        """Read window ``index`` with this thread's dataset and classify it."""
-        return self.recipe.classify(predictor, readers.read(self.windows[index]))
+        """Read window ``index`` (the bands used only) with this thread's dataset and classify it."""
+        indexes = list(self.band_indexes) if self.band_indexes is not None else None
+        return self.recipe.classify(predictor, readers.read(self.windows[index], indexes))
 
 
 def iter_blocks(

@@ -115,12 +115,14 @@ def prepare_job(
             src.transform, src.width, src.height, name=f"embedding raster {str(embedding_path)!r}"
         )
         rule = check_compatible(bundle, src)
-        grid = Grid.of_raster(src, o.block_size, o.memory_mb, len(classes))
+        grid = Grid.of_raster(src, o.block_size, o.memory_mb, len(classes), n_bands=bundle.n_bands)
         profile = output_profile(src, grid.windows[0])
         pixel_area = pixel_area_m2(src.crs, src.transform)
     class_out = classes.astype(dtype)
     recipe = BlockRecipe(rule, class_out, nodata, uncertainty, confidence=conf_out is not None)
-    work = BlockWork(embedding_path, grid.windows, recipe)
+    # only the bands the model uses are read; the nodata rule applies to those
+    work = BlockWork(embedding_path, grid.windows, recipe,
+                     None if bundle.uses_all_bands else tuple(bundle.source_indexes))
     layers = prediction_layers(
         out_path, conf_out, extra_paths, class_out, nodata, bundle.class_table, uncertainty.unclassified_value
     )

@@ -199,9 +199,12 @@ class Grid:
     windows: tuple[Window, ...]
 
     @classmethod
-    def of_raster(cls, src: DatasetReader, block_size: int | None, memory_mb: int, n_classes: int) -> Grid:
+    def of_raster(cls, src: DatasetReader, block_size: int | None, memory_mb: int, n_classes: int, *,
+                  n_bands: int | None = None) -> Grid:
         """The windows for an open raster: ``block_size`` rounded to its internal blocks, or from ``memory_mb``
-        (:func:`choose_block_size`, at most :data:`DEFAULT_MAX_WINDOW` pixels on a side)."""
+        (:func:`choose_block_size` for ``n_bands`` bands read, default all; at most :data:`DEFAULT_MAX_WINDOW`
+        pixels on a side)."""
+        n_read = n_bands if n_bands is not None else src.count
         width = src.width
         internal = (int(src.block_shapes[0][0]), int(src.block_shapes[0][1]))
         # striped files have full-width blocks; tiled ones (and formats with narrower blocks) do not
@@ -211,10 +214,10 @@ class Grid:
             size = block_size
         elif tiled:
             unit = math.lcm(*internal)
-            size = choose_block_size(src.count, dtype_bytes, n_classes, memory_mb, unit)
+            size = choose_block_size(n_read, dtype_bytes, n_classes, memory_mb, unit)
             size = min(size, max(unit, DEFAULT_MAX_WINDOW // unit * unit))
         else:
-            side = choose_block_size(src.count, dtype_bytes, n_classes, memory_mb, 1)
+            side = choose_block_size(n_read, dtype_bytes, n_classes, memory_mb, 1)
             size = min(side * side, DEFAULT_MAX_WINDOW**2) // width  # rows of a strip
         size = effective_block_size(size, internal, tiled=tiled)
         windows = plan_windows(width, src.height, internal, size, tiled=tiled)

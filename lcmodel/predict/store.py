@@ -75,6 +75,8 @@ def fingerprint(bundle: ModelBundle, work: BlockWork, profile: dict[str, Any]) -
         "outputs": recipe.array_names(),
         "uncertainty": asdict(recipe.uncertainty),
     }
+    if work.band_indexes is not None:  # a subset of the bands is read (absent: every band, as before)
+        facts["bands"] = list(work.band_indexes)
     text = json.dumps(facts, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

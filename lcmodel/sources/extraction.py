@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def extract_collection(collection: Collection, x: np.ndarray, y: np.ndarray, crs: Any, *,
-                       nodata: float | None = None, n_threads: int = 2) -> Extraction:
+                       nodata: float | None = None, bands: Any = None, n_threads: int = 2) -> Extraction:
     """Read the embedding vector under each point from the tile that holds it.
 
     Parameters
@@ -36,6 +36,8 @@ def extract_collection(collection: Collection, x: np.ndarray, y: np.ndarray, crs
     x, y : point coordinates in ``crs``.
     crs : the points' CRS (the collection's, :attr:`Collection.crs`).
     nodata : ``embedding.nodata``, overriding the files' declared value.
+    bands : ``embedding.bands`` (names or 1-based indices), or None: each tile drops the bands that carry
+        nothing at its sampled pixels, and the collection uses the bands every tile kept.
     n_threads : threads decoding blocks.
 
     Returns
@@ -47,9 +49,22 @@ def extract_collection(collection: Collection, x: np.ndarray, y: np.ndarray, crs
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if len(collection) == 1 and _same_crs(crs, collection.first.crs_wkt):
-        return extract_values(collection.first.path, x, y, nodata=nodata, n_threads=n_threads)
+        return extract_values(collection.first.path, x, y, nodata=nodata, bands=bands, n_threads=n_threads)
     n = x.size
-    count = collection.first.count
+    per_tile = [(i, idx, tx, ty) for i, idx, tx, ty in collection.assign(x, y, crs)]
+    extractions = {i: extract_values(collection.tiles[i].path, tx, ty, nodata=nodata, bands=bands,
+                                     n_threads=n_threads) for i, idx, tx, ty in per_tile}
+    # the bands every tile kept (a band that carries nothing in one tile is left out everywhere)
+    kept = set.intersection(*(set(e.selection.indexes) for e in extractions.values())) if extractions else set()
+    selection = next(iter(extractions.values())).selection if extractions else None
+    if selection is not None and len(kept) < len(selection.indexes):
+        dropped = tuple(d for e in extractions.values() for d in e.selection.dropped)
+        order = sorted(kept)
+        names_all = collection.band_names
+        selection = type(selection)(tuple(order), tuple(names_all[i - 1] for i in order), selection.n_source,
+                                    selection.selected_by, tuple({d.index: d for d in dropped}.values()))
+    used = list(selection.names) if selection is not None else list(collection.band_names)
+    count = len(used)
     values = np.zeros((n, count), dtype=np.float32)
     valid = np.zeros(n, dtype=bool)
     inside = np.zeros(n, dtype=bool)
@@ -59,14 +74,15 @@ def extract_collection(collection: Collection, x: np.ndarray, y: np.ndarray, crs
     cx = np.full(n, np.nan)
     cy = np.full(n, np.nan)
     rule = None
-    names: list[str] = list(collection.band_names)
-    for i, idx, tx, ty in collection.assign(x, y, crs):
+    for i, idx, _, _ in per_tile:
         todo = ~valid[idx]
         if not todo.any():
             continue
-        idx, tx, ty = idx[todo], tx[todo], ty[todo]
         tile = collection.tiles[i]
-        ex = extract_values(tile.path, tx, ty, nodata=nodata, n_threads=n_threads)
+        ex = extractions[i]
+        cols = [ex.band_names.index(b) for b in used]
+        ex_values, ex_valid, ex_row, ex_col = ex.values[todo][:, cols], ex.valid[todo], ex.row[todo], ex.col[todo]
+        idx = idx[todo]
         if rule is None:
             rule = ex.rule
         elif ex.rule != rule:
@@ -76,24 +92,24 @@ def extract_collection(collection: Collection, x: np.ndarray, y: np.ndarray, crs
             )
         first_here = ~inside[idx]
         inside[idx] = True
-        take = ex.valid | first_here  # a valid pixel wins; an invalid one is kept only as the first seen
+        take = ex_valid | first_here  # a valid pixel wins; an invalid one is kept only as the first seen
         sel = idx[take]
-        values[sel] = ex.values[take]
-        valid[sel] = ex.valid[take]
-        row[sel] = ex.row[take]
-        col[sel] = ex.col[take]
+        values[sel] = ex_values[take]
+        valid[sel] = ex_valid[take]
+        row[sel] = ex_row[take]
+        col[sel] = ex_col[take]
         which[sel] = i
         assert ex.transform is not None  # a single raster always has one
-        px, py = pixel_centres(ex.transform, ex.row[take], ex.col[take])  # row/col: the north-up grid
+        px, py = pixel_centres(ex.transform, ex_row[take], ex_col[take])  # row/col: the north-up grid
         cx[sel], cy[sel] = reproject_xy(tile.crs_wkt, crs, px, py)
     if rule is None:  # no point in any tile: the rule of the first tile, for the message
         rule = extract_values(collection.first.path, x[:0], y[:0], nodata=nodata).rule
-    per_tile = np.bincount(which[valid], minlength=len(collection))
+    counts = np.bincount(which[valid], minlength=len(collection))
     log.info("extracted %d points from %d tiles: %d inside, %d valid (per tile: %s)", n,
-             int((per_tile > 0).sum()), int(inside.sum()), int(valid.sum()),
-             ", ".join(f"{t.name} {k}" for t, k in zip(collection.tiles, per_tile.tolist(), strict=True) if k))
-    return Extraction(values=values, valid=valid, inside=inside, row=row, col=col, band_names=names, rule=rule,
-                      transform=None, tile=which, centres=(cx, cy))
+             int((counts > 0).sum()), int(inside.sum()), int(valid.sum()),
+             ", ".join(f"{t.name} {k}" for t, k in zip(collection.tiles, counts.tolist(), strict=True) if k))
+    return Extraction(values=values, valid=valid, inside=inside, row=row, col=col, band_names=used, rule=rule,
+                      transform=None, tile=which, centres=(cx, cy), bands=selection)
 
 
 def _same_crs(a: Any, b: Any) -> bool:
