@@ -27,6 +27,7 @@ from pydantic import (
 
 from lcmodel.config_paths import (
     POINT_SUFFIXES,
+    OptionalCrs,
     PathSpec,
     ResolvedPath,
     resolve_reference_kind,
@@ -311,6 +312,8 @@ class PredictionConfig(ConfigSection):
     unclassified_value: int | None = Field(
         None, ge=0, description="reserved map value of 'unclassified'; null = the map dtype's maximum"
     )
+    mosaic: Literal["none", "vrt", "cog"] = Field("vrt", description="tiles' mosaic: vrt per CRS, cog: + one COG")
+    mosaic_crs: OptionalCrs = Field(None, description="CRS of the COG mosaic; null = the collection's CRS")
 
 
 class OutputConfig(ConfigSection):

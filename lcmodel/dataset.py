@@ -205,13 +205,13 @@ def _merge_pixels(samples: pd.DataFrame, extraction: Extraction, valid: np.ndarr
         samples = samples.assign(_cx=extraction.centres[0][valid], _cy=extraction.centres[1][valid])
     votes = samples.groupby([*keys, "value"], sort=False).size().rename("n").reset_index()
     winners = (
-        votes.sort_values([*keys, "n", "value"], ascending=[True, True, False, True], kind="mergesort")
+        votes.sort_values([*keys, "n", "value"], ascending=[*([True] * len(keys)), False, True], kind="mergesort")
         .drop_duplicates(keys, keep="first")[[*keys, "value"]]
     )
     agree = samples[[*keys, "value", "code"]].merge(winners, on=[*keys, "value"], how="inner")
     code_votes = agree.groupby([*keys, "code"], sort=False).size().rename("n").reset_index()
     codes = (
-        code_votes.sort_values([*keys, "n", "code"], ascending=[True, True, False, True], kind="mergesort")
+        code_votes.sort_values([*keys, "n", "code"], ascending=[*([True] * len(keys)), False, True], kind="mergesort")
         .drop_duplicates(keys, keep="first")[[*keys, "code"]]
     )
     # Every point of a pixel has the same vector; keep the first one's x/y and features.
