@@ -359,3 +359,33 @@ def test_a_killed_collection_run_skips_finished_tiles_and_resumes_the_partial_on
     shutil.rmtree(out / "tiles" / "aef_32_d")
     third = pipeline.predict_collection(settings, bundle, model, collection, out)
     assert [t["reused"] for t in _read(third.summary.path)["tiles"]] == [True, True, True, False]
+
+
+# ------------------------------------------------------------------------------- tiles on a Dask cluster
+@pytest.mark.slow  # ~40 s: a local Dask cluster and a second flow run; CI runs it (make test-slow)
+@pytest.mark.dask
+def test_with_the_dask_task_runner_the_tiles_go_to_the_cluster(flow_run: dict[str, Any], tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    pytest.importorskip("prefect_dask")
+    import shutil
+
+    from flows.config import load_flow_config
+    from flows.landcover import landcover
+
+    data = tmp_path / "data"
+    shutil.copytree(flow_run["cfg"].parent, data, ignore=shutil.ignore_patterns("results*"))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+        cfg = load_flow_config(collection_config(data, "dask", mosaic="cog", mosaic_crs="EPSG:4326",
+                                                 task_runner="dask", dask_address=c.scheduler_address))
+        cfg = cfg.model_copy(update={"tracking": cfg.tracking.model_copy(
+            update={"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"})})
+        result = landcover(cfg)
+        with distributed.Client(c) as client:
+            seen = client.run(lambda: __import__("sys").modules.get("flows.tiles") is not None)
+    assert "predict_map" in result["executed"] and any(seen.values())  # the workers ran the tile tasks
+    out = Path(cfg.output.dir)
+    for stem, *_ in TILES:
+        for name in ("map.tif", "confidence.tif"):
+            assert _sha(out / "tiles" / stem / name) == _sha(flow_run["out"] / "tiles" / stem / name)
+    assert _sha(out / "map.tif") == _sha(flow_run["out"] / "map.tif")
+    assert _read(out / "prediction.json")["class_counts"] == _read(flow_run["out"] / "prediction.json")["class_counts"]
