@@ -59,7 +59,7 @@ def write_collection_quicklook(map_paths: Sequence[Path | str], crs: Any, png_pa
             if data is None:
                 data = np.full((grid.height, grid.width), fill, dtype=small.dtype)
             part = np.full_like(data, fill)
-            decimated = src.transform * Affine.scale(src.width / shape[1], src.height / shape[0])
+            decimated = src.transform @ Affine.scale(src.width / shape[1], src.height / shape[0])
             reproject(small, part, src_transform=decimated, src_crs=src.crs, dst_transform=grid.transform,
                       dst_crs=grid.crs, src_nodata=fill, dst_nodata=fill, resampling=Resampling.nearest)
         take = (data == fill) & (part != fill)

@@ -389,3 +389,27 @@ def test_with_the_dask_task_runner_the_tiles_go_to_the_cluster(flow_run: dict[st
             assert _sha(out / "tiles" / stem / name) == _sha(flow_run["out"] / "tiles" / stem / name)
     assert _sha(out / "map.tif") == _sha(flow_run["out"] / "map.tif")
     assert _read(out / "prediction.json")["class_counts"] == _read(flow_run["out"] / "prediction.json")["class_counts"]
+
+
+@pytest.mark.slow  # ~30 s: a whole plain run under the audit hook; CI runs it (make test-slow)
+def test_the_collection_s_stages_read_only_what_they_are_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                               ) -> None:
+    """The isolation audit of tests/test_stage_isolation.py on a plain run of the 4-tile collection."""
+    from flows.config import load_flow_config
+    from lcmodel import pipeline
+    from tests import test_stage_isolation as iso
+
+    cfg = load_flow_config(collection_config(tmp_path / "data", mosaic="cog"))
+    real_open = rasterio.open
+
+    def watched_open(fp: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if iso._STATE["stage"] is not None and isinstance(fp, str | Path):
+            path = Path(fp)
+            (iso._STATE["writes"].add(path.resolve()) if "w" in mode else
+             iso._STATE["reads"].append((iso._STATE["stage"], path)))
+        return real_open(fp, mode, *args, **kwargs)
+
+    monkeypatch.setattr(rasterio, "open", watched_open)
+    r = pipeline.run_stages(iso._Watched(cfg, use_cache=False), mapping=True)
+    assert r.executed() == list(pipeline.STAGES)
+    assert len(_read(Path(cfg.output.dir) / "prediction.json")["tiles"]) == 4
