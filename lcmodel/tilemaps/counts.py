@@ -22,16 +22,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import rasterio
 import shapely
+from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.io import DatasetReader
 from rasterio.warp import reproject
 from rasterio.windows import Window
-from rasterio.windows import bounds as window_bounds
-from rasterio.windows import transform as window_transform
 
 from lcmodel.sources import Tile
 
-__all__ = ["TileCounts", "count_once", "overlapping_earlier"]
+__all__ = ["TileCounts", "count_once", "overlapping_earlier", "window_box", "window_affine"]
 
 #: overlaps smaller than this share of a pixel's area are edges that merely touch
 _TOUCH = 1e-3
@@ -106,7 +105,7 @@ def _count_masked(tile: Tile, before: list[Tile], classes: list[int], unclassifi
         for _, window in src.block_windows(1):
             data = src.read(1, window=window)
             valid = data != nodata if nodata is not None else np.ones(data.shape, dtype=bool)
-            box = shapely.box(*window_bounds(window, src.transform))
+            box = window_box(window, src.transform)
             for other, shape in zip(others, shapes, strict=True):
                 if valid.any() and box.intersection(shape).area > _TOUCH * px:
                     covered = _covered(other, src, window)
@@ -132,6 +131,18 @@ def _covered(other: DatasetReader, src: DatasetReader, window: Window) -> np.nda
     """
     fill = other.nodata if other.nodata is not None else 0
     out = np.full((int(window.height), int(window.width)), fill, dtype=other.dtypes[0])
-    reproject(rasterio.band(other, 1), out, dst_transform=window_transform(window, src.transform), dst_crs=src.crs,
+    reproject(rasterio.band(other, 1), out, dst_transform=window_affine(window, src.transform), dst_crs=src.crs,
               src_nodata=fill, dst_nodata=fill, resampling=Resampling.nearest)
     return np.asarray(out != fill)
+
+
+def window_affine(window: Window, transform: Affine) -> Affine:
+    """The transform of a window of a grid."""
+    return transform @ Affine.translation(window.col_off, window.row_off)
+
+
+def window_box(window: Window, transform: Affine) -> shapely.Polygon:
+    """A window's outline in its grid's CRS (any orientation)."""
+    t = window_affine(window, transform)
+    corners = [t @ (c, r) for c, r in ((0, 0), (window.width, 0), (window.width, window.height), (0, window.height))]
+    return shapely.Polygon(corners)

@@ -37,11 +37,11 @@ from rasterio.enums import Resampling
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import calculate_default_transform
 from rasterio.windows import Window
-from rasterio.windows import bounds as window_bounds
 
 from lcmodel.io import ensure_output_dir
 from lcmodel.sources import Tile
 from lcmodel.sources.vrt import identities, write_mosaic_vrt
+from lcmodel.tilemaps.counts import window_box
 from lcmodel.tilemaps.layout import crs_groups
 
 __all__ = ["MosaicGrid", "mosaic_grid", "write_crs_vrts", "write_mosaic_cog", "MOSAIC_BLOCK"]
@@ -155,7 +155,7 @@ def _blocks(grid: MosaicGrid, srcs: list[WarpedVRT], confs: list[WarpedVRT], foo
         h, w = int(window.height), int(window.width)
         labels = np.full((h, w), fill, dtype=srcs[0].dtypes[0])
         conf = np.full((h, w), CONFIDENCE_NODATA, dtype=np.uint8)
-        box = shapely.box(*window_bounds(window, grid.transform))
+        box = window_box(window, grid.transform)
         for k, src in enumerate(srcs):
             if not box.intersects(footprints[k]):
                 continue
