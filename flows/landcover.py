@@ -142,7 +142,8 @@ class FlowStageRun(pipeline.StageRun):
     """The plain runner's wiring and order, with every stage run as its cached Prefect task.
 
     ``prediction.task_runner: dask`` runs ``predict_map`` as block groups on a Dask cluster instead (same
-    key, same record, the same map byte for byte).
+    key, same record, the same map byte for byte). A collection of several tiles is predicted as one task
+    per tile (flows/tiles.py), on threads or on the Dask cluster, under the same key and record.
     """
 
     cfg: FlowConfig
@@ -158,6 +159,8 @@ class FlowStageRun(pipeline.StageRun):
         runtime = {k: v for k, v in runtime.items() if v is not None}  # no plain-CLI callbacks in the flow
         key = pipeline.stage_key(st, settings, inputs)
         valid = cached(st, key, self.root) is not None
+        if st.name == "predict_map" and len(Collection.read(inputs["embedding"].path)) > 1:  # type: ignore[union-attr]
+            return self._predict_tiles(st, settings, inputs, valid)
         if st.name == "predict_map" and self.cfg.prediction.task_runner == "dask":
             return self._predict_on_dask(st, settings, inputs, valid)
         if st.name == "predict_map":
@@ -193,6 +196,23 @@ class FlowStageRun(pipeline.StageRun):
             return pipeline.prediction_artifacts(options, paths, data)
 
         return execute(st, settings, inputs, root=self.root, produced_by=self.produced_by, fn=distributed)
+
+
+    def _predict_tiles(self, st: Stage, settings: StageSettings, inputs: dict[str, Artifacts | None],
+                       valid: bool) -> StageOutcome:
+        """A tile collection: one task per tile (flows/tiles.py), under the stage's one key and record."""
+        from functools import partial
+
+        from flows.tiles import predict_tiles
+
+        if valid:
+            record = read_record(self.root, st.name)
+            assert record is not None
+            create_progress_artifact(progress=100.0, key="prediction-progress",
+                                     description="Tile prediction: cached (maps unchanged)")
+            return StageOutcome(record.outputs(st, self.root), True, record)
+        return execute(st, settings, inputs, root=self.root, produced_by=self.produced_by,
+                       fn=partial(predict_tiles, self.cfg))
 
 
 class _PredictProgress:

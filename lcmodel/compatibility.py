@@ -6,12 +6,20 @@ records about its training embedding: band count, the names of the bands the mod
 type and de-quantization must match; a different declared nodata value is logged and the bundle's rule
 applies). A mismatch is one
 :class:`~lcmodel.errors.CompatibilityError` line naming it and the fix.
+
+A bundle records ONE CRS: that of its training collection (:attr:`lcmodel.sources.Collection.crs`). The tiles
+of that collection may lie in other UTM zones, and the embedding features do not depend on the CRS, so a
+run predicting its own tiles takes :func:`bundle_for_tile`: the bundle as it applies to one tile whose CRS is
+among the run's manifest's. Any other raster in another CRS is still refused by :func:`check_compatible`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
+from collections.abc import Sequence
+from typing import Any
 
 from rasterio.crs import CRS
 from rasterio.errors import CRSError
@@ -23,7 +31,7 @@ from lcmodel.errors import CompatibilityError, ModelBundleError
 from lcmodel.geo import crs_label
 from lcmodel.model_io import ModelBundle
 
-__all__ = ["check_compatible"]
+__all__ = ["check_compatible", "bundle_for_tile"]
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +124,46 @@ def check_compatible(bundle: ModelBundle, src: DatasetReader) -> NodataRule:
             rule.describe(),
         )
     return rule
+
+
+def bundle_for_tile(bundle: ModelBundle, tile_crs: Any, collection_crs: Sequence[Any]) -> ModelBundle:
+    """The bundle as it applies to one tile of the collection it was trained on, which may be in another CRS.
+
+    AlphaEarth-like embeddings are per-pixel vectors whose values do not depend on the map projection, so a
+    model trained on a collection spanning several UTM zones applies to each of its tiles in the tile's own
+    CRS. Both the bundle's CRS and the tile's must be among ``collection_crs`` (the CRSs of the run's
+    manifest); the copy returned records the tile's CRS, so :func:`check_compatible` passes its CRS check
+    and keeps every other check (bands, names, nodata rule).
+
+    Parameters
+    ----------
+    bundle : the model bundle (its ``crs_wkt`` is the collection's CRS).
+    tile_crs : the tile's CRS (a rasterio ``CRS`` or WKT).
+    collection_crs : the CRSs of the collection's tiles.
+
+    Raises
+    ------
+    CompatibilityError
+        The bundle's or the tile's CRS is not one of the collection's.
+    """
+    wanted = _crs(tile_crs)
+    allowed = [_crs(c) for c in collection_crs]
+    if bundle.crs_wkt and not any(_crs(bundle.crs_wkt) == c for c in allowed):
+        raise CompatibilityError(
+            f"the model was trained on {crs_label(_crs(bundle.crs_wkt))}, which is none of this collection's CRSs "
+            f"({', '.join(crs_label(c) for c in allowed)}); predict the collection the model was trained on, "
+            "or retrain on this one"
+        )
+    if not any(wanted == c for c in allowed):
+        raise CompatibilityError(
+            f"tile CRS {crs_label(wanted)} is none of the collection's CRSs "
+            f"({', '.join(crs_label(c) for c in allowed)}); predict only the tiles of the run's manifest"
+        )
+    return dataclasses.replace(bundle, crs_wkt=wanted.to_wkt())
+
+
+def _crs(value: Any) -> CRS:
+    return value if isinstance(value, CRS) else CRS.from_user_input(value)
 
 
 def _has_real_names(names: list[str]) -> bool:

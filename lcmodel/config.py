@@ -31,6 +31,7 @@ from lcmodel.bands import check_band_list
 from lcmodel.config_paths import (
     POINT_SUFFIXES,
     AoiSpec,
+    OptionalCrs,
     PathSpec,
     ResolvedPath,
     resolve_reference_kind,
@@ -303,6 +304,8 @@ class PredictionConfig(ConfigSection):
     unclassified_value: int | None = Field(
         None, ge=0, description="reserved map value of 'unclassified'; null = the map dtype's maximum"
     )
+    mosaic: Literal["none", "vrt", "cog"] = Field("vrt", description="tiles' mosaic: vrt per CRS, cog: + one COG")
+    mosaic_crs: OptionalCrs = Field(None, description="CRS of the COG mosaic; null = the collection's CRS")
 
 
 class OutputConfig(ConfigSection):

@@ -2,7 +2,8 @@
 
 ``embedding.path`` and ``reference.path`` are path specs (:data:`PathSpec`): a single local file stays a
 ``Path``; a list, a glob or a URL becomes a tuple of strings (resolved, URLs kept as written), expanded into
-files by :mod:`lcmodel.sources`. Every other path key is a :data:`ResolvedPath`.
+files by :mod:`lcmodel.sources`. Every other path key is a :data:`ResolvedPath`. A CRS key that may be left
+unset (``prediction.mosaic_crs``) is an :data:`OptionalCrs`, checked when the config is read.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, ValidationInfo
 
-__all__ = ["ResolvedPath", "PathSpec", "AoiSpec", "spec_text", "resolve_reference_kind", "POINT_SUFFIXES"]
+__all__ = ["ResolvedPath", "PathSpec", "AoiSpec", "spec_text", "resolve_reference_kind", "POINT_SUFFIXES",
+           "OptionalCrs"]
 
 
 def _resolve_path(value: Path, info: ValidationInfo) -> Path:
@@ -94,3 +96,21 @@ def resolve_reference_kind(kind: str, path: Path | tuple[str, ...]) -> Literal["
     return "points" if first.name.lower().endswith(POINT_SUFFIXES) else "raster"
 
 
+
+
+def _crs_text(value: str | None) -> str | None:
+    """A CRS pyproj understands (EPSG code, WKT, PROJ string), or None."""
+    if value is None:
+        return None
+    from pyproj import CRS
+    from pyproj.exceptions import CRSError
+
+    try:
+        CRS.from_user_input(value)
+    except CRSError:
+        raise ValueError(f"{value!r} is not a CRS pyproj understands; give e.g. 'EPSG:4326' or a WKT string") from None
+    return value
+
+
+#: A CRS string (checked by pyproj) or None.
+OptionalCrs = Annotated[str | None, AfterValidator(_crs_text)]

@@ -47,6 +47,7 @@ OTHER_VALUE: dict[str, Any] = {
     "prediction.unclassified_below": 40.0,
     "prediction.block_size": 64,
     "tuning.score_on": "oob",
+    "prediction.mosaic_crs": "EPSG:4326",
 }
 
 

@@ -33,12 +33,8 @@ from lcmodel.pipeline.artifacts import (
 from lcmodel.pipeline.declare import Stage, lcmodel_version, stage, stage_key
 from lcmodel.pipeline.input_guard import refuse_input_as_output, refuse_inputs_among_outputs, run_outputs
 from lcmodel.pipeline.inputs import embedding_collection, reference_raster, tile_identity, write_embedding_manifest
-from lcmodel.pipeline.mapping import (
-    ASSESSMENT_HEADING,
-    prediction_artifacts,
-    prediction_options,
-    summary_to_dict,
-)
+from lcmodel.pipeline.map_outputs import prediction_artifacts, prediction_options, summary_to_dict
+from lcmodel.pipeline.mapping import ASSESSMENT_HEADING
 from lcmodel.pipeline.modelling import features_and_labels, read_blocks, tuning_files
 from lcmodel.pipeline.paths import Callback, Progress, RunPaths
 from lcmodel.pipeline.records import StageOutcome, StageRecord, cached, execute, read_record, run_or_reuse
@@ -46,6 +42,7 @@ from lcmodel.pipeline.run import StageRun, paths_for, run, run_stages, sample, t
 from lcmodel.pipeline.sampling import read_class_table_artifact
 from lcmodel.pipeline.settings import StageSettings
 from lcmodel.pipeline.stages import MAPPING, SAMPLING, STAGES, TRAINING, source_files
+from lcmodel.pipeline.tiled import TileJob, check_tiles, finish_tiles, predict_collection, predict_tile, tile_jobs
 
 __all__ = [
     "ASSESSMENT_HEADING",
@@ -105,4 +102,10 @@ __all__ = [
     "summary_to_dict",
     "train",
     "tuning_files",
+    "TileJob",
+    "tile_jobs",
+    "check_tiles",
+    "predict_tile",
+    "finish_tiles",
+    "predict_collection",
 ]

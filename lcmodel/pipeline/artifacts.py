@@ -270,7 +270,12 @@ class Model(Artifacts):
 
 @dataclass(frozen=True)
 class Prediction(Artifacts):
-    about: ClassVar[str] = "the map COG, its confidence and uncertainty COGs, the summary (`prediction.json`)"
+    """A tile collection's run also has the per-tile maps (in the collection's order), the other per-tile files
+    (layers and summaries), the mosaics and the STAC catalog; ``map`` is then the main map (the COG mosaic,
+    the VRT of the collection's CRS, or the first tile's map: :mod:`lcmodel.pipeline.tiled`)."""
+
+    about: ClassVar[str] = "the map COG, its confidence and uncertainty COGs, the summary (`prediction.json`); " \
+        "for a tile collection also `tiles/<stem>/`, the mosaics and `stac/`"
 
     map: Artifact
     summary: Artifact
@@ -278,6 +283,10 @@ class Prediction(Artifacts):
     probabilities: Artifact | None = None
     margin: Artifact | None = None
     entropy: Artifact | None = None
+    tile_maps: tuple[Artifact, ...] = ()
+    tile_files: tuple[Artifact, ...] = ()
+    mosaics: tuple[Artifact, ...] = ()
+    stac: tuple[Artifact, ...] = ()
 
 
 @dataclass(frozen=True)

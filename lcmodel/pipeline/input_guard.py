@@ -24,8 +24,10 @@ __all__ = ["run_outputs", "refuse_inputs_among_outputs", "refuse_input_as_output
 _COMPANIONS = ("reference_points.crs.json", "points_labelled.crs.json", "model.joblib.json",
                "classification_report.txt", "confusion_matrix.csv", "confusion_matrix.png",
                "feature_importances.csv", "feature_importances.png", ".lcmodel.lock")
-#: per-stage tuning files (best_params_stage1.json, cv_results_stage2.csv, ...)
-_PATTERNS = ("best_params_stage*.json", "cv_results_stage*.csv")
+#: per-stage tuning files (best_params_stage1.json, cv_results_stage2.csv, ...), a collection's VRT mosaics
+_PATTERNS = ("best_params_stage*.json", "cv_results_stage*.csv", "map_*.vrt", "confidence_*.vrt")
+#: folders a tile collection's prediction writes: per-tile outputs, the STAC catalog
+_FOLDERS = ("tiles", "stac")
 #: folders inside output.dir that belong to the run as a whole
 _STATE = ".lcmodel"
 
@@ -47,7 +49,9 @@ def _is_output(path: Path, root: Path) -> bool:
     parts = rel.parts
     if not parts:
         return False
-    if parts[0] == _STATE or any(p.startswith(".") and p.endswith(".partial") for p in parts[:-1]):
+    if parts[0] == _STATE or (parts[0] in _FOLDERS and len(parts) > 1):
+        return True
+    if any(p.startswith(".") and p.endswith(".partial") for p in parts[:-1]):
         return True
     return len(parts) == 1 and any(fnmatch.fnmatchcase(parts[0], pat) for pat in _PATTERNS)
 

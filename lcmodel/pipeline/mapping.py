@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
-from lcmodel.classes import ClassTable
 from lcmodel.io import atomic_path, write_json
 from lcmodel.pipeline.artifacts import (
     Artifact,
@@ -22,16 +21,13 @@ from lcmodel.pipeline.artifacts import (
     Quicklook,
     Report,
     TrainingTable,
-    artifact,
 )
 from lcmodel.pipeline.declare import stage
+from lcmodel.pipeline.map_outputs import prediction_artifacts, prediction_options, summary_to_dict
 from lcmodel.pipeline.modelling import read_blocks
 from lcmodel.pipeline.paths import Progress, RunPaths
 from lcmodel.pipeline.sampling import read_class_table_artifact
 from lcmodel.pipeline.settings import NoSettings, PredictSettings, ReportSettings
-
-if TYPE_CHECKING:
-    from lcmodel.predict import PredictionOptions
 
 __all__ = [
     "predict_map",
@@ -49,37 +45,6 @@ log = logging.getLogger(__name__)
 ASSESSMENT_HEADING = "## Area-adjusted accuracy and class areas (Olofsson et al. 2014)"
 
 
-def prediction_options(settings: PredictSettings, paths: RunPaths) -> PredictionOptions:
-    """The output options of the run's own map (confidence and uncertainty COGs beside it)."""
-    from lcmodel.predict import PredictionOptions
-
-    s = settings
-    return PredictionOptions(
-        confidence_path=paths.confidence if s.confidence else None,
-        block_size=s.block_size,
-        memory_mb=s.memory_mb,
-        probabilities_path=paths.probabilities if s.probabilities else None,
-        margin_path=paths.margin if s.margin else None,
-        entropy_path=paths.entropy if s.entropy else None,
-        unclassified_below=s.unclassified_below,
-        unclassified_value=s.unclassified_value,
-        engine=s.engine,
-    )
-
-
-def prediction_artifacts(options: PredictionOptions, paths: RunPaths, data: dict[str, Any]) -> Prediction:
-    """Record a prediction summary (from :func:`summary_to_dict`) as the run's ``prediction.json``."""
-    write_json(data, paths.prediction)
-    return Prediction(
-        map=Artifact.of(paths.map),
-        summary=Artifact.of(paths.prediction),
-        confidence=artifact(options.confidence_path),
-        probabilities=artifact(options.probabilities_path),
-        margin=artifact(options.margin_path),
-        entropy=artifact(options.entropy_path),
-    )
-
-
 @stage(about="predict the whole embedding raster block by block into COGs (resumable after a crash)")
 def predict_map(
     settings: PredictSettings,
@@ -90,8 +55,9 @@ def predict_map(
     progress: Progress | None = None,
 ) -> Prediction:
     """Resumable: a call after a crash or a kill (a retried flow task, a rerun) predicts only the blocks the
-    interrupted call had not finished (see :class:`lcmodel.predict.BlockStore`)."""
-    from lcmodel.errors import ConfigError
+    interrupted call had not finished (see :class:`lcmodel.predict.BlockStore`). A collection of several tiles
+    is predicted tile by tile, each on its own grid and CRS, into ``tiles/<stem>/`` plus mosaics and a STAC
+    catalog (:mod:`lcmodel.pipeline.tiled`); finished tiles are not predicted again."""
     from lcmodel.model_io import load_bundle
     from lcmodel.predict import predict_raster
     from lcmodel.sources import Collection
@@ -101,10 +67,9 @@ def predict_map(
     o = prediction_options(settings, paths)
     tiles = Collection.read(embedding.path)
     if len(tiles) > 1:
-        raise ConfigError(
-            f"embedding.path names {len(tiles)} tiles; per-tile prediction is not built yet: predict one tile "
-            "at a time (lcmodel predict)"
-        )
+        from lcmodel.pipeline.tiled import predict_collection
+
+        return predict_collection(settings, bundle, model, tiles, out, progress)
     summary = predict_raster(
         bundle, tiles.first.path, paths.map,
         confidence_path=o.confidence_path, block_size=o.block_size, n_jobs=settings.n_jobs,
@@ -118,9 +83,15 @@ def predict_map(
 @stage(about="a PNG quicklook of the map in its class colours")
 def write_quicklook(settings: NoSettings, prediction: Prediction, labelled: LabelledPoints, *, out: Path
                     ) -> Quicklook:
+    from lcmodel.quicklook import write_collection_quicklook
     from lcmodel.quicklook import write_quicklook as _write
 
-    path = _write(prediction.map.path, RunPaths(out).quicklook, read_class_table_artifact(labelled))
+    table = read_class_table_artifact(labelled)
+    if prediction.tile_maps:  # a tile collection: the tiles' maps in the collection's CRS
+        crs = json.loads(labelled.crs.path.read_text())["crs_wkt"]
+        path = write_collection_quicklook([a.path for a in prediction.tile_maps], crs, RunPaths(out).quicklook, table)
+    else:
+        path = _write(prediction.map.path, RunPaths(out).quicklook, table)
     return Quicklook(Artifact.of(path))
 
 
@@ -144,7 +115,12 @@ def assess_map(
     counts = {int(k): int(v) for k, v in pred["class_counts"].items()}
     classes = sorted(set(counts) | set(test["reference"].astype(int)) | set(test["predicted"].astype(int)))
     names = read_class_table_artifact(labelled)
-    result: dict[str, Any] = {"design": design_text(settings, blocks), "split": blocks["split"],
+    design = design_text(settings, blocks)
+    if pred.get("n_tiles", 1) > 1:
+        design.append(f"The map is {pred['n_tiles']} tiles; the strata sizes sum their class pixel counts with each "
+                      "location counted once (where tiles overlap, the first tile in the collection's order with a "
+                      "classified pixel there counts it).")
+    result: dict[str, Any] = {"design": design, "split": blocks["split"],
                               "class_names": {str(c): names.name(c) if c in names.values else str(c) for c in classes}}
     unsampled = [c for c in classes if counts.get(c, 0) > 0 and not (test["predicted"] == c).any()]
     if unsampled:
@@ -211,15 +187,3 @@ def report(settings: ReportSettings, evaluation: Evaluation, assessment: Assessm
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Report(Artifact.of(path))
-
-
-def summary_to_dict(summary: Any, classes: ClassTable) -> dict[str, Any]:
-    """A JSON-friendly prediction summary with class areas in hectares when the pixel area is known."""
-    data = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(summary).items()}
-    data["class_counts"] = {str(k): int(v) for k, v in summary.class_counts.items()}
-    if summary.pixel_area_m2:
-        data["class_area_ha"] = {
-            str(k): round(int(v) * summary.pixel_area_m2 / 10_000, 4) for k, v in summary.class_counts.items()
-        }
-    data["class_names"] = {str(v): classes.name(v) for v in classes.values}
-    return data

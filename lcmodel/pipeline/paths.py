@@ -115,3 +115,22 @@ class RunPaths:
     @property
     def entropy(self) -> Path:
         return self.root / "entropy.tif"
+
+    # --- a tile collection: one folder of outputs per tile, mosaics, the STAC catalog
+    @property
+    def tiles(self) -> Path:
+        """The per-tile outputs' folder: ``tiles/<tile stem>/`` holds what the run root holds for one map."""
+        return self.root / "tiles"
+
+    def tile(self, stem: str) -> RunPaths:
+        """Where one tile's map, confidence, uncertainty layers and ``prediction.json`` go."""
+        return RunPaths(self.tiles / stem)
+
+    def mosaic_vrt(self, layer: str, crs_tag: str) -> Path:
+        """The VRT mosaic of one layer's per-tile maps in one CRS (``map_32631.vrt``)."""
+        return self.root / f"{layer}_{crs_tag}.vrt"
+
+    @property
+    def stac(self) -> Path:
+        """The STAC catalog of the per-tile outputs (``stac/collection.json``, one item per tile)."""
+        return self.root / "stac"

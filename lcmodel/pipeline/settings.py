@@ -212,7 +212,7 @@ class FitSettings(StageSettings):
 
 @dataclass(frozen=True)
 class PredictSettings(StageSettings):
-    about: ClassVar[str] = "block-wise prediction and the extra output layers"
+    about: ClassVar[str] = "block-wise prediction, the extra output layers, a tile collection's mosaics"
 
     block_size: int | None = setting("prediction.block_size")
     memory_mb: int = setting("prediction.memory_mb")
@@ -224,6 +224,12 @@ class PredictSettings(StageSettings):
     unclassified_below: float | None = setting("prediction.unclassified_below")
     unclassified_value: int | None = setting("prediction.unclassified_value")
     n_jobs: int = setting("prediction.n_jobs", "n_jobs", derive=_first_set, runtime=True)
+    mosaic: Literal["none", "vrt", "cog"] = setting("prediction.mosaic")
+    mosaic_crs: str | None = setting("prediction.mosaic_crs")
+    year: int | None = setting("embedding.year")
+
+    #: the fields a tile's own map does not depend on (only the mosaics and the STAC catalog do)
+    collection_only: ClassVar[tuple[str, ...]] = ("mosaic", "mosaic_crs", "year")
 
 
 @dataclass(frozen=True)
