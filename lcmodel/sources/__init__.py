@@ -1,0 +1,41 @@
+"""Where embeddings and references come from.
+
+* :mod:`~lcmodel.sources.remote`: ``https://``, ``s3://``, ``gs://`` and ``/vsi...`` specs, their GDAL paths,
+  the GDAL settings for remote reading (:func:`configure_remote_gdal`), one-line errors, :func:`open_remote`;
+* :mod:`~lcmodel.sources.identity`: :func:`remote_identity`, what identifies a file's content for cache keys.
+
+The ground floor (:mod:`lcmodel.io`, :mod:`lcmodel.rasterio_io`, the prediction's store) imports
+:mod:`lcmodel.sources.remote` inside functions, so that modules here may import the ground floor freely.
+"""
+
+from lcmodel.sources.identity import remote_identity
+from lcmodel.sources.remote import (
+    ALLOWED_EXTENSIONS,
+    REMOTE_GDAL_DEFAULTS,
+    configure_remote_gdal,
+    file_name,
+    gdal_path,
+    http_url,
+    is_remote,
+    open_remote,
+    redact,
+    remote_error,
+    safe_detail,
+    split_archive,
+)
+
+__all__ = [
+    "ALLOWED_EXTENSIONS",
+    "REMOTE_GDAL_DEFAULTS",
+    "configure_remote_gdal",
+    "file_name",
+    "gdal_path",
+    "http_url",
+    "is_remote",
+    "open_remote",
+    "redact",
+    "remote_error",
+    "remote_identity",
+    "safe_detail",
+    "split_archive",
+]
