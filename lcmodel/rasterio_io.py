@@ -56,7 +56,8 @@ class ThreadReaders:
 
     Parameters
     ----------
-    path : the raster.
+    path : the raster: a local path or a remote spec (``https://``, ``s3://``, ``/vsi...``), which is opened
+        through GDAL's network file systems with the remote defaults configured in every thread.
     on_error : turns a GDAL read error into the caller's own exception, as ``on_error(window, exc)``
         (raised ``from None``); without it the ``RasterioIOError`` propagates unchanged.
     """
@@ -67,7 +68,13 @@ class ThreadReaders:
         *,
         on_error: Callable[[Window, RasterioIOError], BaseException] | None = None,
     ) -> None:
-        self.path = Path(path)
+        # imported here: lcmodel.sources' collection modules import this module
+        from lcmodel.sources.remote import configure_remote_gdal, gdal_path, is_remote
+
+        self.remote = is_remote(path)
+        if self.remote:
+            configure_remote_gdal()
+        self.path: Path | str = gdal_path(path) if self.remote else Path(path)
         self._on_error = on_error
         self._local = threading.local()
         self._lock = threading.Lock()
