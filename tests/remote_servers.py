@@ -30,6 +30,7 @@ import select
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 import urllib.request
 from collections import defaultdict
@@ -99,8 +100,9 @@ def parse_ranges(header: str, size: int) -> list[tuple[int, int]] | None:
 class _State:
     """Counts and pending failures of the child's HTTP server."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, latency_s: float = 0.0) -> None:
         self.root = root.resolve()
+        self.latency_s = latency_s
         self.lock = threading.Lock()
         self.stats: dict[str, PathStats] = defaultdict(PathStats)
         self.failures: list[int] = []
@@ -172,6 +174,8 @@ class _Handler(BaseHTTPRequestHandler):
         st = self.state
         rel = st.relative(urllib.parse.urlsplit(self.path).path)
         method = "HEAD" if head else "GET"
+        if st.latency_s:
+            time.sleep(st.latency_s)  # a network's round trip
         status = st.take_failure()
         if status is not None:
             st.record(rel, method, status, [], 0)
@@ -187,45 +191,49 @@ class _Handler(BaseHTTPRequestHandler):
             st.record(rel.rstrip("/") + "/", method, 200, [], 0 if head else len(body))
             self._send(200, body, head, {"Content-Type": "text/html"})
             return
-        data = target.read_bytes()
         info = target.stat()
+        size = info.st_size
         headers = {
             "Accept-Ranges": "bytes",
-            "ETag": f'"{info.st_size:x}-{info.st_mtime_ns:x}"',
+            "ETag": f'"{size:x}-{info.st_mtime_ns:x}"',
             "Last-Modified": email.utils.formatdate(info.st_mtime, usegmt=True),
             "Content-Type": "application/octet-stream",
         }
         range_header = self.headers.get("Range")
         if range_header is None:
-            st.record(rel, method, 200, [], 0 if head else len(data))
-            self._send(200, data, head, headers)
+            st.record(rel, method, 200, [], 0 if head else size)
+            self._send(200, b"" if head else target.read_bytes(), head, headers, length=size)
             return
-        ranges = parse_ranges(range_header, len(data))
+        ranges = parse_ranges(range_header, size)
         if ranges is None:
             st.record(rel, method, 416, [], 0)
-            self._send(416, b"", head, {"Content-Range": f"bytes */{len(data)}"})
+            self._send(416, b"", head, {"Content-Range": f"bytes */{size}"})
             return
+        with target.open("rb") as f:
+            chunks = []
+            for first, last in ranges:
+                f.seek(first)
+                chunks.append(f.read(last - first + 1))
         if len(ranges) == 1:
-            first, last = ranges[0]
-            body = data[first : last + 1]
-            headers["Content-Range"] = f"bytes {first}-{last}/{len(data)}"
+            body = chunks[0]
+            headers["Content-Range"] = f"bytes {ranges[0][0]}-{ranges[0][1]}/{size}"
         else:
             parts = [
                 f"--{BOUNDARY}\r\nContent-Type: application/octet-stream\r\n"
-                f"Content-Range: bytes {first}-{last}/{len(data)}\r\n\r\n".encode()
-                + data[first : last + 1] + b"\r\n"
-                for first, last in ranges
+                f"Content-Range: bytes {first}-{last}/{size}\r\n\r\n".encode() + chunk + b"\r\n"
+                for (first, last), chunk in zip(ranges, chunks, strict=True)
             ]
             body = b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
             headers["Content-Type"] = f"multipart/byteranges; boundary={BOUNDARY}"
         st.record(rel, method, 206, ranges, 0 if head else len(body))
         self._send(206, body, head, headers)
 
-    def _send(self, status: int, body: bytes, head: bool, headers: dict[str, str] | None = None) -> None:
+    def _send(self, status: int, body: bytes, head: bool, headers: dict[str, str] | None = None,
+              length: int | None = None) -> None:
         self.send_response(status)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", str(len(body) if length is None else length))
         self.end_headers()
         if not head:
             self.wfile.write(body)
@@ -241,6 +249,7 @@ def _listing(folder: Path) -> bytes:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 256  # GDAL's parallel range requests open dozens of connections at once
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hung up (GDAL aborting a transfer it no longer needs) is not an error."""
@@ -248,9 +257,9 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-def _serve_http(root: str) -> None:
+def _serve_http(root: str, latency_s: float) -> None:
     """Child: serve ``root`` on a free port of 127.0.0.1, print the port, stop when stdin closes."""
-    handler = type("Handler", (_Handler,), {"state": _State(Path(root))})
+    handler = type("Handler", (_Handler,), {"state": _State(Path(root), latency_s)})
     httpd = _Server(("127.0.0.1", 0), handler)
     print(httpd.server_address[1], flush=True)
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
@@ -309,18 +318,21 @@ class _Child:
 class RangeServer:
     """A range-capable HTTP/1.1 server on 127.0.0.1 serving ``root`` (in a child process), counting requests.
 
+    ``latency_s`` delays every answer (a network's round trip, for benchmarks).
+
     Use as a context manager (or :meth:`start` / :meth:`stop`). Paths in :meth:`stats` are relative to the
     served folder (``"sub/a.tif"``; a folder ends with ``/``, the root is ``"/"``), whatever URL prefix they were
     asked under.
     """
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, *, latency_s: float = 0.0) -> None:
         self.root = Path(root).resolve()
+        self.latency_s = latency_s
         self._generation = 0
         self._child: _Child | None = None
 
     def start(self) -> RangeServer:
-        self._child = _Child(["http", str(self.root)])
+        self._child = _Child(["http", str(self.root), str(self.latency_s)])
         return self
 
     def stop(self) -> None:
@@ -451,8 +463,8 @@ def s3_server() -> Iterator[S3Server]:
         yield server
 
 
-if __name__ == "__main__":  # the child: python -m tests.remote_servers http ROOT | s3
+if __name__ == "__main__":  # the child: python -m tests.remote_servers http ROOT LATENCY_S | s3
     if sys.argv[1] == "http":
-        _serve_http(sys.argv[2])
+        _serve_http(sys.argv[2], float(sys.argv[3]))
     else:
         _serve_s3()

@@ -26,12 +26,16 @@ from lcmodel.extract import extract_values
 from lcmodel.io import open_raster
 from lcmodel.predict import predict_raster
 from lcmodel.rasterio_io import ThreadReaders
+from lcmodel.reference import sample_raster_points
 from lcmodel.sources import (
     REMOTE_GDAL_DEFAULTS,
+    REMOTE_READ_THREADS,
     configure_remote_gdal,
     file_name,
     gdal_path,
+    identity_digest,
     is_remote,
+    open_options,
     redact,
     remote_identity,
     split_archive,
@@ -155,6 +159,8 @@ def test_archives_credentials_and_names_in_specs() -> None:
     assert shown == "https://h/b.tif?X-Amz-Credential=REDACTED&X-Amz-Signature=REDACTED&version=2"
     assert redact("/vsicurl/https://h/b.tif?sig=abc&sv=1") == "/vsicurl/https://h/b.tif?sig=REDACTED&sv=REDACTED"
     assert file_name("https://h/a/b.tif?sig=abc") == "b.tif" and file_name("s3://b/k/c.tif") == "c.tif"
+    assert open_options("https://h/a/b.tif?sig=abc") == {"NUM_THREADS": str(REMOTE_READ_THREADS)}
+    assert open_options("data/b.tif") == {} and open_options("https://h/points.csv") == {}
 
 
 def test_configure_sets_defaults_the_user_wins_and_no_sign_only_without_credentials(
@@ -221,22 +227,31 @@ def test_extraction_over_http_equals_local_and_fetches_each_touched_tile_once(
     assert log.bytes < 0.4 * cog.stat().st_size  # 5 of 16 tiles plus the header
 
 
-def test_alphaearth_layout_over_http_fetches_no_byte_twice(
-    range_server: RangeServer, remote_folder: Path, points: tuple[np.ndarray, ...]
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_alphaearth_layout_over_http_fetches_each_touched_block_once(
+    range_server: RangeServer, remote_folder: Path, points: tuple[np.ndarray, ...], n_threads: int
 ) -> None:
-    """Bands in separate planes: a touched tile is 64 blocks, one per band (here 4 KiB each, 65 KiB apart, so
-    GDAL's read-ahead for sequential reads fetches runs of them). One reading thread fetches no byte twice;
-    two threads' read-aheads overlap by a few chunks (measured: 64 KiB of 4.2 MB), so this runs with one."""
-    sep = _write_cog(remote_folder, "emb_separate.tif", separate=True)
-    xs, ys, *_ = points
+    """Bands in separate planes: a touched tile is 64 blocks, one per band. With GDAL's reading threads (the
+    NUM_THREADS open option) a window's blocks are fetched in parallel, one request of exactly its bytes per
+    block; nothing else is fetched after the header."""
+    sep = remote_folder / "emb_separate.tif"
+    if not sep.exists():
+        _write_cog(remote_folder, sep.name, separate=True)
+    xs, ys, rows, cols = points
     local = extract_values(sep, xs, ys)
     range_server.reset()
-    remote = extract_values(range_server.url("emb_separate.tif"), xs, ys, n_threads=1)
+    url = range_server.url(sep.name)
+    with open_raster(url):
+        pass
+    n_open = len(range_server.stats()[sep.name].ranges)
+    remote = extract_values(url, xs, ys, n_threads=n_threads)
     np.testing.assert_array_equal(remote.values, local.values)
     stats = range_server.stats()
-    assert set(stats) == {"emb_separate.tif"}
-    ranges = stats["emb_separate.tif"].ranges
-    assert all(not _overlaps(a, b) for i, a in enumerate(ranges) for b in ranges[i + 1:])
+    assert set(stats) == {sep.name}
+    touched = {(int(r) // TILE, int(c) // TILE) for r, c in zip(rows, cols, strict=True)}
+    spans = _tile_spans(sep, touched)
+    assert len(spans) == BANDS * len(touched)
+    assert sorted(stats[sep.name].ranges[n_open:]) == sorted(spans)
 
 
 def test_vsicurl_path_and_a_zip_member_over_http(range_server: RangeServer, remote_folder: Path) -> None:
@@ -322,6 +337,18 @@ def test_identity_from_one_head_request_changes_with_the_file(range_server: Rang
     assert remote_identity(range_server.url("ident.tif"))["etag"] != first["etag"]
     with pytest.raises(InputFileError, match="not found"):
         remote_identity(range_server.url("gone.tif"))
+    assert identity_digest(range_server.url("ident.tif")) == identity_digest(range_server.url("ident.tif"))
+    assert identity_digest(path) != identity_digest(range_server.url("ident.tif"))
+
+
+def test_reference_sampling_over_http_equals_local(range_server: RangeServer, remote_folder: Path) -> None:
+    codes = np.repeat(np.array([10, 20, 30, 40], dtype=np.uint8), 32 * 128 // 4).reshape(32, 128)
+    path = write_raster(remote_folder / "reference.tif", codes, nodata=0, blocksize=16)
+    local = sample_raster_points(path, 60, random_state=1)
+    range_server.reset()
+    remote = sample_raster_points(range_server.url("reference.tif"), 60, random_state=1, n_threads=2)
+    assert remote.table.equals(local.table) and remote.crs == local.crs
+    assert set(range_server.stats()) == {"reference.tif"}
 
 
 def test_prediction_of_a_remote_raster_equals_local(range_server: RangeServer, cog: Path, tmp_path: Path) -> None:
@@ -333,6 +360,27 @@ def test_prediction_of_a_remote_raster_equals_local(range_server: RangeServer, c
     with rasterio.open(tmp_path / "local.tif") as a, rasterio.open(tmp_path / "remote.tif") as b:
         np.testing.assert_array_equal(a.read(), b.read())
     assert summary.n_nodata == 1
+    assert range_server.listing_requests() == 0
+
+
+def test_predict_flow_over_http_equals_local(
+    prefect_harness: None, range_server: RangeServer, cog: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The landcover-predict Prefect flow on a URL: the same map as the library on the local file, tracked
+    with the remote file's identity digest (never downloaded whole)."""
+    from flows.predict import landcover_predict
+    from lcmodel.model_io import save_bundle
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.sqlite'}")
+    bundle = _bundle(cog, _fit([1, 2, 3], bands=BANDS))
+    bundle_path = save_bundle(bundle, tmp_path / "model.joblib")
+    predict_raster(bundle, cog, tmp_path / "local.tif")
+    range_server.reset()
+    url = range_server.url("emb.tif")
+    result = landcover_predict(str(bundle_path), url, str(tmp_path / "remote.tif"))
+    with rasterio.open(tmp_path / "local.tif") as a, rasterio.open(tmp_path / "remote.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+    assert result["input_sha256"] == identity_digest(url)
     assert range_server.listing_requests() == 0
 
 

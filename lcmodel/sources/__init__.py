@@ -8,15 +8,17 @@ The ground floor (:mod:`lcmodel.io`, :mod:`lcmodel.rasterio_io`, the prediction'
 :mod:`lcmodel.sources.remote` inside functions, so that modules here may import the ground floor freely.
 """
 
-from lcmodel.sources.identity import remote_identity
+from lcmodel.sources.identity import identity_digest, remote_identity
 from lcmodel.sources.remote import (
     ALLOWED_EXTENSIONS,
     REMOTE_GDAL_DEFAULTS,
+    REMOTE_READ_THREADS,
     configure_remote_gdal,
     file_name,
     gdal_path,
     http_url,
     is_remote,
+    open_options,
     open_remote,
     redact,
     remote_error,
@@ -27,11 +29,14 @@ from lcmodel.sources.remote import (
 __all__ = [
     "ALLOWED_EXTENSIONS",
     "REMOTE_GDAL_DEFAULTS",
+    "REMOTE_READ_THREADS",
     "configure_remote_gdal",
     "file_name",
     "gdal_path",
     "http_url",
+    "identity_digest",
     "is_remote",
+    "open_options",
     "open_remote",
     "redact",
     "remote_error",

@@ -28,7 +28,15 @@ from lcmodel.sources.remote import (
     split_archive,
 )
 
-__all__ = ["remote_identity"]
+__all__ = ["remote_identity", "identity_digest"]
+
+
+def identity_digest(spec: Path | str, *, identity: dict[str, Any] | None = None, timeout: float = 30.0) -> str:
+    """SHA-256 (hex) of :func:`remote_identity` (or of ``identity``, when the caller already has it): a
+    cache-key component for an input that is not hashed whole (a remote file is never downloaded for its key)."""
+    facts = identity if identity is not None else remote_identity(spec, timeout=timeout)
+    text = json.dumps(facts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def remote_identity(spec: Path | str, *, timeout: float = 30.0) -> dict[str, Any]:

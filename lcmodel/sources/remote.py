@@ -7,9 +7,13 @@ reading them fast and robust, and what identifies a remote file's content withou
 * :func:`configure_remote_gdal`: the defaults of :data:`REMOTE_GDAL_DEFAULTS` (no directory listing on open,
   the extensions lcmodel reads, retries with backoff, merged range requests...) put into ``os.environ`` with
   ``setdefault``. GDAL reads a config option it was not given through ``CPLSetConfigOption`` from the process
-  environment, so the defaults hold in every thread (``rasterio.Env`` is per thread), in worker processes
-  (which inherit the environment), and under any ``rasterio.Env`` that does not set them; a variable the
-  user set before, and any option the user sets through ``rasterio.Env``, wins.
+  environment, so the defaults hold in every thread, in worker processes (which inherit the environment) and
+  under any ``rasterio.Env`` that does not set them; a variable the user set before, and any option the user
+  sets through ``rasterio.Env``, wins. (A ``rasterio.Env`` of our own would not do: rasterio 1.4 sets its
+  options process-wide only while its block runs, its exit in one thread unsets them for all threads, and
+  worker processes never see them.)
+* :func:`open_options`: ``NUM_THREADS`` for remote GeoTIFFs and VRTs, so that a window's blocks are fetched
+  in one parallel multi-range read (11x faster on the AlphaEarth layout at 20 ms latency).
 * :func:`open_remote` / :func:`remote_error`: open a remote raster, GDAL's errors turned into one line.
 
 What identifies a remote file's content for cache keys is :func:`lcmodel.sources.identity.remote_identity`.
@@ -33,7 +37,9 @@ from lcmodel.errors import InputFileError
 
 __all__ = [
     "REMOTE_GDAL_DEFAULTS",
+    "REMOTE_READ_THREADS",
     "ALLOWED_EXTENSIONS",
+    "open_options",
     "is_remote",
     "gdal_path",
     "redact",
@@ -75,9 +81,12 @@ REMOTE_GDAL_DEFAULTS: dict[str, str] = {
     "GDAL_HTTP_LOW_SPEED_TIME": "60",
     "GDAL_HTTP_LOW_SPEED_LIMIT": "1",
     "GDAL_HTTP_CONNECTTIMEOUT": "30",
-    # a per-file read cache over the HTTP chunk cache (25 MB per open file, GDAL's default size)
-    "VSI_CACHE": "TRUE",
 }
+
+#: GDAL threads per remote GeoTIFF/VRT dataset (open option NUM_THREADS; GDAL_NUM_THREADS, when the user sets
+#: it, wins). With them a window that spans several blocks is fetched with ONE parallel multi-range read
+#: instead of one request per block in turn: the AlphaEarth layout (a block per band) is 64 blocks per tile.
+REMOTE_READ_THREADS = 4
 
 #: Variables and files that mean AWS credentials are configured (checked for existence only, never read).
 _AWS_CREDENTIAL_VARS = (
@@ -334,14 +343,25 @@ def _credentials_fix(store: str) -> str:
     return "the server wants credentials (GDAL_HTTP_AUTH / GDAL_HTTP_HEADERS) or a fresh signed URL"
 
 
+def open_options(spec: Path | str) -> dict[str, str]:
+    """GDAL open options for reading ``spec``: ``NUM_THREADS`` (:data:`REMOTE_READ_THREADS`) for a remote
+    GeoTIFF or VRT unless the user set GDAL_NUM_THREADS; nothing for local files and other formats."""
+    if not is_remote(spec) or "GDAL_NUM_THREADS" in os.environ:
+        return {}
+    name = file_name(spec).lower()
+    if not name.endswith((".tif", ".tiff", ".vrt")):
+        return {}
+    return {"NUM_THREADS": str(REMOTE_READ_THREADS)}
+
+
 def open_remote(spec: Path | str, what: str = "raster") -> Any:
-    """Open a remote raster for reading (a ``rasterio`` dataset), with the remote defaults configured and
-    GDAL's errors turned into one line (:func:`remote_error`)."""
+    """Open a remote raster for reading (a ``rasterio`` dataset), with the remote defaults configured, the
+    :func:`open_options`, and GDAL's errors turned into one line (:func:`remote_error`)."""
     import rasterio
     from rasterio.errors import RasterioIOError
 
     configure_remote_gdal()
     try:
-        return rasterio.open(gdal_path(spec))
+        return rasterio.open(gdal_path(spec), **open_options(spec))
     except RasterioIOError as exc:
         raise remote_error(spec, what, str(exc)) from None
