@@ -36,6 +36,7 @@ from prefect.runtime import flow_run  # noqa: E402
 from flows.tasks import IO_RETRIES  # noqa: E402
 from lcmodel.errors import ConfigError, LcmodelError  # noqa: E402
 from lcmodel.predict import PredictionOptions  # noqa: E402  (runtime: Prefect validates flow parameters by it)
+from lcmodel.sources import redact  # noqa: E402
 
 if TYPE_CHECKING:
     from lcmodel.model_io import ModelBundle
@@ -235,7 +236,7 @@ def landcover_predict(
     with tempfile.TemporaryDirectory(prefix="lcmodel-model-") as workdir:
         resolved = resolve_model(model, workdir, tracking_uri)
         rule = check_compatibility(resolved["bundle_path"], embedding)
-        logger.info("model %s fits %s (%s)", resolved["model_uri"], embedding, rule)
+        logger.info("model %s fits %s (%s)", resolved["model_uri"], redact(embedding), rule)
         identity = {k: v for k, v in resolved.items() if k != "bundle_path"}
         tracker = PredictionRun(experiment=experiment, tracking_uri=tracking_uri, model=identity,
                                 embedding_path=embedding,

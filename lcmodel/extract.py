@@ -191,8 +191,8 @@ def extract_values(
 
     Parameters
     ----------
-    path : path-like
-        The embedding raster.
+    path : path-like or str
+        The embedding raster: a local path or a remote spec (``https://``, ``s3://``, ``/vsi...``).
     x, y : array-like of float
         Point coordinates, already in the raster's CRS (see ``lcmodel.reference.reproject_points``).
     nodata : float, optional
@@ -226,12 +226,15 @@ def extract_values(
     DataWarning
         Bands dropped because they carry nothing at the sampled pixels.
     """
+    # imported here: lcmodel.sources' collection modules import this module
+    from lcmodel.sources.remote import redact
+
     xs, ys = _as_coordinates(x, y)
     n_threads = max(1, int(n_threads))
     with open_raster(path, "embedding raster") as src:
         if src.crs is None:
             raise InputFileError(
-                f"embedding raster {str(path)!r} has no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:32720) "
+                f"embedding raster {redact(path)!r} has no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:32720) "
                 "or export it with its CRS"
             )
         height, width, count = src.height, src.width, src.count
@@ -256,7 +259,7 @@ def extract_values(
     )
     raw = np.zeros((xs.size, len(read)), dtype=dtype)
     indexes = None if bands is None else list(read)
-    _read_jobs(Path(path), jobs, stored_row, stored_col, raw, indexes, n_threads=n_threads, progress=progress)
+    _read_jobs(path, jobs, stored_row, stored_col, raw, indexes, n_threads=n_threads, progress=progress)
 
     # the bands that carry something, judged on each sampled pixel once
     _, first = np.unique(row[inside] * width + col[inside], return_index=True)
@@ -274,7 +277,7 @@ def extract_values(
         values[valid] = rule.to_features(raw[valid])
     logger.debug(
         "extracted %d points from %s: %d inside, %d valid, %d blocks read",
-        xs.size, path, int(inside.sum()), int(valid.sum()), len(jobs),
+        xs.size, redact(path), int(inside.sum()), int(valid.sum()), len(jobs),
     )
     return Extraction(
         values=values,
@@ -290,7 +293,7 @@ def extract_values(
 
 
 def _read_jobs(
-    path: Path,
+    path: Path | str,
     jobs: list[_Job],
     row: np.ndarray,
     col: np.ndarray,
@@ -302,14 +305,16 @@ def _read_jobs(
 ) -> None:
     """Read every job's window once (the bands ``indexes``, None: all) and gather its points' pixels into
     ``raw`` (n_points, bands)."""
+    from lcmodel.sources.remote import redact, safe_detail
+
     total = len(jobs)
     if total == 0:
         return
 
     def unreadable(w: Window, exc: RasterioIOError) -> InputFileError:
-        detail = str(exc).split("\n")[0]
+        detail = safe_detail(path, str(exc))
         return InputFileError(
-            f"embedding raster {str(path)!r} cannot be read at window (col {w.col_off}, row {w.row_off}, "
+            f"embedding raster {redact(path)!r} cannot be read at window (col {w.col_off}, row {w.row_off}, "
             f"{w.width} x {w.height}) ({detail}); check that the file is complete and not corrupt"
         )
 

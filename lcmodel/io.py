@@ -90,8 +90,16 @@ def _umask() -> int:
 def open_raster(path: Path | str, what: str = "raster") -> rasterio.io.DatasetReader:
     """Open a raster for reading, turning GDAL's errors into one clear line.
 
-    ``what`` names the role of the file in messages ("embedding raster", "reference raster").
+    ``what`` names the role of the file in messages ("embedding raster", "reference raster"). A remote spec
+    (``https://``, ``s3://``, ``gs://``, ``/vsi...``: :func:`lcmodel.sources.remote.is_remote`) is opened
+    through GDAL's network file systems with the remote defaults configured
+    (:func:`lcmodel.sources.remote.open_remote`).
     """
+    # imported here: lcmodel.sources' collection modules import this module
+    from lcmodel.sources.remote import is_remote, open_remote
+
+    if is_remote(path):
+        return open_remote(path, what)  # type: ignore[no-any-return]
     path = Path(path)
     if not path.exists():
         raise InputFileError(f"{what} {str(path)!r} does not exist; check the path in the config")

@@ -56,7 +56,8 @@ class ThreadReaders:
 
     Parameters
     ----------
-    path : the raster.
+    path : the raster: a local path or a remote spec (``https://``, ``s3://``, ``/vsi...``), which is opened
+        through GDAL's network file systems with the remote defaults configured in every thread.
     on_error : turns a GDAL read error into the caller's own exception, as ``on_error(window, exc)``
         (raised ``from None``); without it the ``RasterioIOError`` propagates unchanged.
     """
@@ -67,7 +68,14 @@ class ThreadReaders:
         *,
         on_error: Callable[[Window, RasterioIOError], BaseException] | None = None,
     ) -> None:
-        self.path = Path(path)
+        # imported here: lcmodel.sources' collection modules import this module
+        from lcmodel.sources.remote import configure_remote_gdal, gdal_path, is_remote, open_options
+
+        self.remote = is_remote(path)
+        if self.remote:
+            configure_remote_gdal()
+        self.path: Path | str = gdal_path(path) if self.remote else Path(path)
+        self._options = open_options(path)
         self._on_error = on_error
         self._local = threading.local()
         self._lock = threading.Lock()
@@ -77,7 +85,7 @@ class ThreadReaders:
         """This thread's dataset, opened on first use."""
         ds: DatasetReader | None = getattr(self._local, "ds", None)
         if ds is None:
-            ds = rasterio.open(self.path)
+            ds = rasterio.open(self.path, **self._options)
             self._local.ds = ds
             with self._lock:
                 self._opened.append(ds)

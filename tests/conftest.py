@@ -23,6 +23,9 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pytest  # noqa: E402
 
+# the remote-file servers (an HTTP range server that counts requests, moto's S3), for any test module
+from tests.remote_servers import range_server, remote_folder, s3_server  # noqa: E402, F401
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 

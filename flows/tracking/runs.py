@@ -312,6 +312,7 @@ class PredictionRun:
     def __init__(self, *, experiment: str, tracking_uri: str | None, model: Mapping[str, str],
                  embedding_path: Path | str, flow_run_id: str | None = None) -> None:
         from lcmodel.io import sha256_file
+        from lcmodel.sources import file_name, identity_digest, is_remote, redact, remote_identity
 
         self.uri, artifact_root = resolve_uri(tracking_uri)
         mlflow.set_tracking_uri(self.uri)
@@ -319,23 +320,31 @@ class PredictionRun:
         exp = self.client.get_experiment_by_name(experiment)
         exp_id = (exp.experiment_id if exp is not None
                   else self.client.create_experiment(experiment, artifact_location=artifact_root))
-        embedding = Path(embedding_path)
-        self.input_sha256 = sha256_file(embedding)
+        remote = is_remote(embedding_path)
+        if remote:  # never downloaded whole: the digest of its identity (ETag, Last-Modified, size)
+            identity = remote_identity(embedding_path)
+            self.input_sha256 = identity_digest(embedding_path, identity=identity)
+            name, size = file_name(embedding_path), identity.get("size")
+        else:
+            embedding = Path(embedding_path)
+            self.input_sha256 = sha256_file(embedding)
+            name, size = embedding.name, embedding.stat().st_size
         tags = {
             "lcmodel.kind": "prediction",
-            "lcmodel.embedding": embedding.name,
+            "lcmodel.embedding": name,
             "input_sha256": self.input_sha256,
             **{k: str(v) for k, v in model.items() if v},
         }
         if flow_run_id:
             tags["prefect.flow_run_id"] = str(flow_run_id)
-        run = self.client.create_run(exp_id, run_name=f"predict-{embedding.stem}", tags=tags)
+        run = self.client.create_run(exp_id, run_name=f"predict-{Path(name).stem}", tags=tags)
         self.run_id: str = run.info.run_id
         self.client.log_batch(self.run_id, params=[
-            Param("input.embedding.name", embedding.name),
-            Param("input.embedding.size", str(embedding.stat().st_size)),
+            Param("input.embedding.name", name),
+            Param("input.embedding.size", str(size)),
             Param("input.embedding.sha256", self.input_sha256),
             Param("model_uri", str(model.get("model_uri", ""))),
+            *([Param("input.embedding.url", redact(embedding_path))] if remote else []),
         ])
         if model.get("model_id"):  # MLflow 3: the run lists the logged model among its inputs
             self.client.log_inputs(self.run_id, models=[LoggedModelInput(model["model_id"])])

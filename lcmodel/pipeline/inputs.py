@@ -36,10 +36,9 @@ log = logging.getLogger(__name__)
 def tile_identity(path: str) -> Mapping[str, Any]:
     """What identifies a file's content: the SHA-256 of a local file, the server's ETag/size/date of a remote one."""
     if is_remote(path):
-        from lcmodel.sources import remote
+        from lcmodel.sources import remote_identity
 
-        identify = getattr(remote, "remote_identity", None)
-        return identify(path) if identify is not None else {"url": path}
+        return remote_identity(path)
     return {"sha256": file_digest(path)}
 
 

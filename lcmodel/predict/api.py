@@ -121,7 +121,7 @@ def predict_raster(
     predictor = Predictor(bundle.estimator, engine)
     logger.info(
         "predicting %s (%d x %d, %d bands) in %d windows of %s with %d %s worker(s)",
-        embedding_path,
+        _shown(embedding_path),
         job.grid.width,
         job.grid.height,
         bundle.n_bands,
@@ -180,7 +180,7 @@ def prepare_prediction(
     todo = [i for i in range(len(job.grid.windows)) if i not in store.done]
     logger.info(
         "prediction of %s planned: %d window(s) of %s, %d to predict",
-        embedding_path, len(job.grid.windows), job.grid.size_text, len(todo),
+        _shown(embedding_path), len(job.grid.windows), job.grid.size_text, len(todo),
     )
     return PredictionPlan(len(job.grid.windows), todo, job.grid.size, store.folder)
 
@@ -338,3 +338,10 @@ def _assemble(store: BlockStore, job: PredictionJob) -> int:
             f"could not write {str(job.out_path)!r} ({exc.strerror or str(exc).splitlines()[0]}); "
             f"check free space and permissions, then rerun: finished blocks are kept in {str(store.folder)!r}"
         ) from None
+
+
+def _shown(path: Path | str) -> str:
+    """``path`` for a log line (a remote URL without signature or token parameters)."""
+    from lcmodel.sources.remote import redact  # here: lcmodel.sources may import the predict package
+
+    return redact(path)

@@ -160,12 +160,16 @@ def block_error(
 ) -> LcmodelError:
     """The error that stops a run when block ``index`` failed: an unreadable embedding is an
     :class:`InputFileError`, anything else a :class:`PredictionError`; both name the block and window."""
+    # imported here: lcmodel.sources' collection modules import this module
+    from lcmodel.sources.remote import redact, safe_detail
+
     cause = str(exc).splitlines()[0] if str(exc) else ""
     if isinstance(exc, RasterioIOError) and embedding_path is not None:
         if exc.__cause__ is not None and str(exc.__cause__):  # GDAL's own reason, when chained
-            cause = str(exc.__cause__).splitlines()[0]
+            cause = str(exc.__cause__)
+        cause = safe_detail(embedding_path, cause or str(exc))
         return InputFileError(
-            f"embedding raster {str(embedding_path)!r} could not be read in block {index + 1} at window "
+            f"embedding raster {redact(embedding_path)!r} could not be read in block {index + 1} at window "
             f"{window_text(window)} ({cause}); the file may be truncated or corrupt: check it with "
             "gdalinfo -checksum and export it again"
         )

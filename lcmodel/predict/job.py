@@ -166,8 +166,10 @@ def check_arguments(
         raise ConfigError(
             f"confidence_path equals the map path {str(out_path)!r}; give two different files"
         )
+    from lcmodel.sources.remote import is_remote  # here: lcmodel.sources may import the predict package
+
     outputs = {out_path.resolve(), conf_out.resolve() if conf_out is not None else None}
-    if Path(embedding_path).resolve() in outputs:
+    if not is_remote(embedding_path) and Path(embedding_path).resolve() in outputs:
         raise ConfigError(
             f"an output path equals the embedding {str(embedding_path)!r}; write elsewhere"
         )

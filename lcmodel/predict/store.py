@@ -53,19 +53,30 @@ def partial_dir(out_path: Path | str) -> Path:
 
 
 def fingerprint(bundle: ModelBundle, work: BlockWork, profile: dict[str, Any]) -> str:
-    """SHA-256 of everything a finished block depends on: model, embedding file, block plan, options."""
+    """SHA-256 of everything a finished block depends on: model, embedding file, block plan, options.
+
+    A local embedding is named by its resolved path, size and mtime; a remote one by
+    :func:`lcmodel.sources.identity.remote_identity` (ETag, Last-Modified, size from one HEAD request).
+    """
     from lcmodel import __version__
+    from lcmodel.sources.identity import remote_identity  # here: lcmodel.sources may import the predict package
+    from lcmodel.sources.remote import is_remote
 
     recipe = work.recipe
-    emb = Path(work.embedding_path).resolve()
-    st = emb.stat()
+    embedding: Any
+    if is_remote(work.embedding_path):
+        embedding = remote_identity(work.embedding_path)
+    else:
+        emb = Path(work.embedding_path).resolve()
+        st = emb.stat()
+        embedding = [str(emb), st.st_size, st.st_mtime_ns]
     model = bundle.source_sha256 or joblib.hash(bundle.estimator, hash_name="sha1")
     plan = [[int(w.col_off), int(w.row_off), int(w.width), int(w.height)] for w in work.windows]
     facts = {
         "format": _PARTIAL_FORMAT,
         "lcmodel": __version__,
         "model": model,
-        "embedding": [str(emb), st.st_size, st.st_mtime_ns],
+        "embedding": embedding,
         "windows": plan,
         "tile": [profile["blockxsize"], profile["blockysize"]],
         "classes": recipe.class_out.tolist(),

@@ -79,7 +79,7 @@ class ClassPixelSampler:
         and only the blocks it touches are read (the embedding's footprint: every point drawn is usable).
     """
 
-    def __init__(self, path: Path, src: DatasetReader, nodata: float | None = None,
+    def __init__(self, path: Path | str, src: DatasetReader, nodata: float | None = None,
                  footprint: Geometry | None = None) -> None:
         self.path = path
         self._rule = _ValidRule(np.dtype(src.dtypes[0]), nodata if nodata is not None else src.nodata)
@@ -153,13 +153,15 @@ def _block_windows(src: DatasetReader) -> list[Window]:
     return [w for _, w in src.block_windows(1)]
 
 
-def _unreadable(path: Path) -> Callable[[Window, RasterioIOError], InputFileError]:
+def _unreadable(path: Path | str) -> Callable[[Window, RasterioIOError], InputFileError]:
     """A GDAL read error of the reference raster as an :class:`InputFileError` naming the window."""
+    # imported here: lcmodel.sources' collection modules import this module
+    from lcmodel.sources.remote import redact, safe_detail
 
     def error(window: Window, exc: RasterioIOError) -> InputFileError:
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        detail = safe_detail(path, str(exc)) if str(exc) else type(exc).__name__
         return InputFileError(
-            f"reference raster {str(path)!r} could not be read at rows {window.row_off}.."
+            f"reference raster {redact(path)!r} could not be read at rows {window.row_off}.."
             f"{window.row_off + window.height}, cols {window.col_off}..{window.col_off + window.width} "
             f"({detail}); the file may be truncated or corrupt: check it with gdalinfo -checksum"
         )

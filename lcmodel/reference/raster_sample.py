@@ -146,12 +146,16 @@ def sample_raster_points(
             f"n_points={n_points!r} is not a positive integer; set reference.n_points to 1 or more"
         )
     n_threads = _check_n_threads(n_threads)
-    path = Path(path)
+    # imported here: lcmodel.sources' collection modules import this module
+    from lcmodel.sources.remote import file_name, is_remote, redact
+
+    path = path if is_remote(path) else Path(path)
+    name = file_name(path)
     with open_raster(path, "reference raster") as src:
         if src.crs is None:
             raise InputFileError(
-                f"reference raster {str(path)!r} has no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:4326 "
-                f"{path.name}) or give points in a CSV with reference.crs"
+                f"reference raster {redact(path)!r} has no CRS; assign one (e.g. gdal_edit.py -a_srs EPSG:4326 "
+                f"{name}) or give points in a CSV with reference.crs"
             )
         crs = src.crs
         transform = src.transform
@@ -162,11 +166,11 @@ def sample_raster_points(
             nd = "no nodata value" if sampler.nodata is None else f"nodata={format_code(sampler.nodata)}"
             where = " inside the embedding's footprint" if footprint is not None else ""
             raise InputDataError(
-                f"reference raster {str(path)!r} has no valid pixel{where} ({nd}); check reference.nodata or "
+                f"reference raster {redact(path)!r} has no valid pixel{where} ({nd}); check reference.nodata or "
                 "give a raster that covers the area"
             )
         alloc = allocate_samples(totals, int(n_points))
-        _warn_short_classes(path, classes, alloc, totals)
+        _warn_short_classes(name, classes, alloc, totals)
         return np.minimum(alloc, totals)
 
     drawn = sampler.draw(allocation, random_state=random_state, n_threads=n_threads, progress=progress)
@@ -177,17 +181,17 @@ def sample_raster_points(
     )
     logger.info(
         "sampled %d points in %d classes from %s (%d of %d blocks re-read)",
-        len(table), int((drawn.taken > 0).sum()), path.name, drawn.blocks_reread, sampler.n_blocks,
+        len(table), int((drawn.taken > 0).sum()), name, drawn.blocks_reread, sampler.n_blocks,
     )
     return ReferencePoints(table=table, crs=crs)
 
 
-def _warn_short_classes(path: Path, classes: np.ndarray, alloc: np.ndarray, totals: np.ndarray) -> None:
+def _warn_short_classes(name: str, classes: np.ndarray, alloc: np.ndarray, totals: np.ndarray) -> None:
     short = np.flatnonzero(alloc > totals)
     if short.size:
         detail = ", ".join(f"{format_code(classes[k])}: {totals[k]} of {alloc[k]}" for k in short)
         warnings.warn(
-            f"{short.size} class(es) of {path.name} have fewer pixels than their share of the points and give "
+            f"{short.size} class(es) of {name} have fewer pixels than their share of the points and give "
             f"all they have ({detail}); {int((alloc - np.minimum(alloc, totals)).sum())} points fewer in total",
             DataWarning,
             stacklevel=5,  # sample_raster_points' caller (via draw and its allocation)
