@@ -36,12 +36,11 @@ from prefect.runtime import flow_run  # noqa: E402
 from flows.tasks import IO_RETRIES  # noqa: E402
 from lcmodel.errors import ConfigError, LcmodelError  # noqa: E402
 from lcmodel.predict import PredictionOptions  # noqa: E402  (runtime: Prefect validates flow parameters by it)
-from lcmodel.sources import redact  # noqa: E402
 
 if TYPE_CHECKING:
     from lcmodel.model_io import ModelBundle
 
-__all__ = ["landcover_predict", "predict_distributed", "predict_block_groups", "cached_bundle"]
+__all__ = ["landcover_predict", "predict_distributed", "predict_block_groups"]
 
 _IO_RETRIES: dict[str, Any] = dict(IO_RETRIES, persist_result=False)
 
@@ -99,7 +98,7 @@ def predict_blocks(bundle_path: str, embedding: str, out: str, confidence: str |
 _BUNDLES: dict[tuple[str, int, int], Any] = {}
 
 
-def cached_bundle(bundle_path: str) -> ModelBundle:
+def _bundle(bundle_path: str) -> ModelBundle:
     """The bundle, loaded (and its hash checked) once per process: Dask workers run many group tasks."""
     from lcmodel.model_io import load_bundle
 
@@ -117,7 +116,7 @@ def prepare_prediction_task(bundle_path: str, embedding: str, out: str, options:
     """Check the raster, plan the windows, create the shared work folder; the groups of windows to predict."""
     from lcmodel.predict import prepare_prediction
 
-    plan = prepare_prediction(cached_bundle(bundle_path), embedding, out, options)
+    plan = prepare_prediction(_bundle(bundle_path), embedding, out, options)
     return plan.groups(blocks_per_task)
 
 
@@ -127,7 +126,7 @@ def predict_block_group(bundle_path: str, embedding: str, out: str, indices: lis
     """Predict one group of windows into its own part of the work folder; the blocks predicted."""
     from lcmodel.predict import predict_blocks as predict_window_group
 
-    return predict_window_group(cached_bundle(bundle_path), embedding, out, indices, options)
+    return predict_window_group(_bundle(bundle_path), embedding, out, indices, options)
 
 
 @task(name="assemble_map", **_IO_RETRIES)
@@ -137,7 +136,7 @@ def assemble_map(bundle_path: str, embedding: str, out: str, options: Prediction
     from lcmodel.pipeline import summary_to_dict
     from lcmodel.predict import assemble_prediction
 
-    bundle = cached_bundle(bundle_path)
+    bundle = _bundle(bundle_path)
     summary = assemble_prediction(bundle, embedding, out, options, started=started, n_jobs=n_tasks)
     return summary_to_dict(summary, bundle.class_table)
 
@@ -236,7 +235,7 @@ def landcover_predict(
     with tempfile.TemporaryDirectory(prefix="lcmodel-model-") as workdir:
         resolved = resolve_model(model, workdir, tracking_uri)
         rule = check_compatibility(resolved["bundle_path"], embedding)
-        logger.info("model %s fits %s (%s)", resolved["model_uri"], redact(embedding), rule)
+        logger.info("model %s fits %s (%s)", resolved["model_uri"], embedding, rule)
         identity = {k: v for k, v in resolved.items() if k != "bundle_path"}
         tracker = PredictionRun(experiment=experiment, tracking_uri=tracking_uri, model=identity,
                                 embedding_path=embedding,

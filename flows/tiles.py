@@ -13,6 +13,7 @@ function.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,6 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.predict import cached_bundle
 from flows.tasks import IO_RETRIES
 from lcmodel import pipeline
 from lcmodel.pipeline import artifacts as a
@@ -30,11 +30,26 @@ from lcmodel.pipeline import settings as s
 
 __all__ = ["predict_tiles", "predict_tiles_flow", "predict_tile_task"]
 
+_BUNDLES: dict[tuple[str, int, int], Any] = {}
+
+
+def _bundle(path: str) -> Any:
+    """The bundle, loaded (and its hash checked) once per process: a worker predicts several tiles."""
+    from lcmodel.model_io import load_bundle
+
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key not in _BUNDLES:
+        _BUNDLES.clear()
+        _BUNDLES[key] = load_bundle(path)
+    return _BUNDLES[key]
+
+
 @task(name="predict_tile", task_run_name="predict_tile-{job.stem}", cache_policy=NO_CACHE, persist_result=False,
       **IO_RETRIES)
 def predict_tile_task(settings: s.PredictSettings, bundle_path: str, job: pipeline.TileJob) -> dict[str, Any]:
     """One tile into ``OUTPUT/tiles/<stem>/`` (reused when finished, resumed when half done); its summary."""
-    return pipeline.predict_tile(settings, cached_bundle(bundle_path), job)
+    return pipeline.predict_tile(settings, _bundle(bundle_path), job)
 
 
 @flow(name="predict-tiles", log_prints=False)
@@ -57,7 +72,7 @@ def predict_tiles(cfg: Any, settings: s.PredictSettings, model: a.Model, embeddi
     from lcmodel.sources import Collection
 
     started = time.time()
-    bundle = cached_bundle(str(model.bundle.path))
+    bundle = _bundle(str(model.bundle.path))
     jobs = pipeline.tile_jobs(settings, model, Collection.read(embedding.path), out)
     pipeline.check_tiles(bundle, jobs)  # every tile fits the model, before any tile runs
     runner: Any
