@@ -77,9 +77,11 @@ AoiSpec = Annotated[list[float] | ResolvedPath | None, AfterValidator(_check_aoi
 
 def spec_text(spec: Path | tuple[str, ...]) -> str:
     """A path spec in one short string for messages and tags."""
+    from lcmodel.sources.remote import file_name  # no query string (a presigned URL's signature)
+
     if isinstance(spec, Path):
         return spec.name
-    first = spec[0].rstrip("/").rsplit("/", 1)[-1]
+    first = file_name(spec[0])
     return first if len(spec) == 1 else f"{first} (+{len(spec) - 1})"
 
 

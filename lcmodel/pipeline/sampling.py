@@ -15,6 +15,7 @@ from rasterio.crs import CRS
 
 from lcmodel.classes import ClassTable, read_class_table
 from lcmodel.errors import NoOverlapError
+from lcmodel.geo import normalised_bounds
 from lcmodel.io import atomic_path, open_raster, write_json
 from lcmodel.pipeline.artifacts import (
     Artifact,
@@ -87,7 +88,7 @@ def sample_reference(
                                   label_column=s.label_column, crs=crs, layer=s.layer)
     else:
         with open_raster(reference.path, "reference raster") as src:
-            ref_crs, ref_bounds = src.crs, shapely.box(*_sorted_bounds(src.bounds))
+            ref_crs, ref_bounds = src.crs, shapely.box(*normalised_bounds(src.transform, src.width, src.height))
         footprint = None
         if ref_crs is not None:
             footprint = Collection.read(embedding.path).footprint_in(ref_crs)
@@ -181,11 +182,6 @@ def make_training_table(settings: TrainingTableSettings, samples: Samples, *, ou
     log.info("training table: %d rows (%d test); rare classes dropped: %s",
              len(df), (df["split"] == "test").sum(), dropped)
     return TrainingTable(Artifact.of(path), Artifact.of(paths.spatial_blocks))
-
-
-def _sorted_bounds(b: Any) -> tuple[float, float, float, float]:
-    """(left, bottom, right, top) with left < right and bottom < top, whatever the raster's orientation."""
-    return min(b[0], b[2]), min(b[1], b[3]), max(b[0], b[2]), max(b[1], b[3])
 
 
 def _fmt(bounds: Any) -> str:

@@ -31,7 +31,7 @@ from lcmodel.sources.remote import (
     split_archive,
 )
 from lcmodel.sources.specs import INDEX_COLUMNS, RASTER_SUFFIXES, expand_spec, is_index, read_index
-from lcmodel.sources.tiles import Tile, describe_tile, reproject_xy, tile_band_names
+from lcmodel.sources.tiles import Tile, describe_tile, reproject_xy
 
 __all__ = [
     "Collection",
@@ -46,7 +46,6 @@ __all__ = [
     "Tile",
     "describe_tile",
     "reproject_xy",
-    "tile_band_names",
     "ALLOWED_EXTENSIONS",
     "REMOTE_GDAL_DEFAULTS",
     "REMOTE_READ_THREADS",

@@ -27,7 +27,7 @@ import pandas as pd
 from shapely import Geometry, box
 
 from lcmodel.errors import ConfigError, InputFileError
-from lcmodel.sources.remote import is_remote
+from lcmodel.sources.remote import http_url, is_remote, redact
 
 __all__ = ["expand_spec", "is_index", "read_index", "INDEX_COLUMNS", "RASTER_SUFFIXES", "spec_items"]
 
@@ -78,7 +78,7 @@ def expand_spec(spec: Any, what: str, key: str, *, aoi: Geometry | None = None,
         elif is_remote(item):
             if any(ch in item for ch in _GLOB_CHARS) or item.endswith("/"):
                 raise InputFileError(
-                    f"{key} {item!r} is a remote folder or pattern; remote files cannot be listed: name each "
+                    f"{key} {redact(item)!r} is a remote folder or pattern; remote files cannot be listed: name each "
                     "file, or use an index (aef_index.parquet)"
                 )
             out.append(item)
@@ -86,13 +86,13 @@ def expand_spec(spec: Any, what: str, key: str, *, aoi: Geometry | None = None,
             found = sorted(glob.glob(item, recursive=True))
             found = [f for f in found if Path(f).is_file()]
             if not found:
-                raise InputFileError(f"{key} pattern {item!r} matches no file; check the pattern and folder")
+                raise InputFileError(f"{key} pattern {redact(item)!r} matches no file; check the pattern and folder")
             out.extend(found)
         elif Path(item).is_dir():
             out.extend(_folder_files(Path(item), key))
         else:
             if not Path(item).exists():
-                raise InputFileError(f"{what} {item!r} does not exist; check the path in the config ({key})")
+                raise InputFileError(f"{what} {redact(item)!r} does not exist; check the path in the config ({key})")
             out.append(item)
     seen: set[str] = set()
     unique = [p for p in out if not (p in seen or seen.add(p))]  # type: ignore[func-returns-value]
@@ -136,7 +136,7 @@ def _read_table(item: str, key: str) -> pd.DataFrame:
                 with fs.open_input_file(name) as f:
                     data = f.read()
             else:
-                url = item.removeprefix("/vsicurl/")
+                url = http_url(item) or item
                 with urllib.request.urlopen(url, timeout=60) as resp:  # noqa: S310 (a user's URL)
                     data = resp.read()
             buf: Any = io.BytesIO(data)
@@ -152,7 +152,7 @@ def _read_table(item: str, key: str) -> pd.DataFrame:
         return pd.read_csv(buf)
     except (OSError, ValueError) as exc:
         raise InputFileError(
-            f"{key} index {item!r} cannot be read ({str(exc).splitlines()[0][:200]}); give an "
+            f"{key} index {redact(item)!r} cannot be read ({str(exc).splitlines()[0][:200]}); give an "
             "aef_index.parquet or a CSV with the columns " + ", ".join(INDEX_COLUMNS)
         ) from None
 
@@ -169,7 +169,7 @@ def read_index(item: str, *, aoi: Geometry | None, year: int | None, key: str) -
     missing = [c for c in INDEX_COLUMNS if c not in df.columns]
     if missing:
         raise InputFileError(
-            f"{key} index {item!r} lacks the column(s) {missing} (has {list(df.columns)[:12]}); an index needs "
+            f"{key} index {redact(item)!r} lacks the column(s) {missing} (has {list(df.columns)[:12]}); an index needs "
             + ", ".join(INDEX_COLUMNS)
         )
     n_all = len(df)
@@ -179,12 +179,12 @@ def read_index(item: str, *, aoi: Geometry | None, year: int | None, key: str) -
             df = df[df["year"] == year]
             if df.empty:
                 raise InputFileError(
-                    f"{key} index {item!r} has no tile of year {year} (years: {_short(years)}); set "
+                    f"{key} index {redact(item)!r} has no tile of year {year} (years: {_short(years)}); set "
                     "embedding.year to one of them"
                 )
         elif len(years) > 1:
             raise ConfigError(
-                f"{key} index {item!r} holds {len(years)} years ({_short(years)}); set embedding.year to "
+                f"{key} index {redact(item)!r} holds {len(years)} years ({_short(years)}); set embedding.year to "
                 "the year to map"
             )
     if aoi is not None:
@@ -194,13 +194,13 @@ def read_index(item: str, *, aoi: Geometry | None, year: int | None, key: str) -
         df = df[hits]
     if df.empty:
         raise InputFileError(
-            f"{key} index {item!r}: none of its {n_all} tiles intersects embedding.aoi {_aoi_text(aoi)}"
+            f"{key} index {redact(item)!r}: none of its {n_all} tiles intersects embedding.aoi {_aoi_text(aoi)}"
             + (f" in {year}" if year is not None else "")
             + "; check the AOI (lon/lat: west, south, east, north)"
         )
     base = _parent(item)
     paths = sorted({_join(base, str(p)) for p in df["path"]})
-    log.info("%s: %d of %d index rows selected (year %s, AOI %s)", item, len(paths), n_all, year,
+    log.info("%s: %d of %d index rows selected (year %s, AOI %s)", redact(item), len(paths), n_all, year,
              _aoi_text(aoi))
     return paths
 

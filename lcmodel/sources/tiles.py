@@ -19,18 +19,11 @@ from pyproj import Transformer
 from rasterio.crs import CRS
 from shapely import Polygon
 
+from lcmodel.embedding import band_names
 from lcmodel.errors import InputFileError
-from lcmodel.geo import crs_label, grid_orientation
+from lcmodel.geo import crs_label, grid_orientation, normalised_bounds
 
-__all__ = ["Tile", "describe_tile", "tile_band_names", "reproject_xy"]
-
-
-def tile_band_names(descriptions: tuple[str | None, ...] | list[str | None], count: int) -> tuple[str, ...]:
-    """Band names from band descriptions (e.g. A00..A63) when all are set and unique, else band_1..band_N."""
-    descs = list(descriptions or [])
-    if len(descs) == count and all(descs) and len(set(descs)) == count:
-        return tuple(str(d) for d in descs)
-    return tuple(f"band_{i}" for i in range(1, count + 1))
+__all__ = ["Tile", "describe_tile", "reproject_xy"]
 
 
 @dataclass(frozen=True)
@@ -72,8 +65,10 @@ class Tile:
 
     @property
     def name(self) -> str:
-        """The file name (last path component), for messages."""
-        return self.path.rstrip("/").rsplit("/", 1)[-1]
+        """The file name (last path component, no query string), for messages."""
+        from lcmodel.sources.remote import file_name
+
+        return file_name(self.path)
 
     @property
     def south_up(self) -> bool:
@@ -82,11 +77,7 @@ class Tile:
 
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top) in the tile's CRS, whatever its orientation."""
-        corners = [self.affine * (c, r) for c, r in ((0, 0), (self.width, 0), (0, self.height),
-                                                     (self.width, self.height))]
-        xs = [p[0] for p in corners]
-        ys = [p[1] for p in corners]
-        return min(xs), min(ys), max(xs), max(ys)
+        return tuple(normalised_bounds(self.affine, self.width, self.height))  # type: ignore[return-value]
 
     def footprint(self, crs: Any, densify: int = 21) -> Polygon:
         """The tile's outline in another CRS, each edge densified to ``densify`` points."""
@@ -164,7 +155,7 @@ def describe_tile(path: str, what: str, identity: Callable[[str], Mapping[str, A
             count=int(src.count),
             dtype=np.dtype(src.dtypes[0]).name,
             nodata=None if src.nodata is None or np.isnan(src.nodata) else float(src.nodata),
-            band_names=tile_band_names(src.descriptions, src.count),
+            band_names=tuple(band_names(src)),
             block_shape=(int(src.block_shapes[0][0]), int(src.block_shapes[0][1])),
         )
     return Tile(**{**tile.__dict__, "identity": dict(identity(str(path)))})
