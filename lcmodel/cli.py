@@ -353,6 +353,9 @@ def validation_sample(map_path: str, out: str, n: int | None, target_se: float, 
                            min_per_class=min_per_class, exclude=exclude)
     table, crs = draw_validation_sample(map_path, design, random_state=seed)
     path = write_sample(table, crs, out)
+    notice = design.notice(n)
+    if notice is not None:
+        click.echo(f"note: {notice}", err=True)
     if design.n_from_target is not None:
         click.echo(f"sample size {design.n_from_target} for a standard error of {target_se:g} of overall accuracy")
     click.echo(f"{len(table)} points written to {path} (fill the 'reference' column, then `lcmodel assess`)")

@@ -96,6 +96,8 @@ class ModelBundle:
     n_source_bands : bands of the training raster; 0 = ``max(band_indexes)`` (every band when
         ``band_indexes`` is empty).
     format_version : on-disk format version (:data:`BUNDLE_FORMAT`).
+    band_stats : per-band statistics of the training features (:func:`lcmodel.band_stats.training_band_stats`),
+        checked against the embedding before prediction; None in bundles written before them.
     """
 
     estimator: Any
@@ -111,6 +113,7 @@ class ModelBundle:
     band_indexes: list[int] = field(default_factory=list)
     n_source_bands: int = 0
     format_version: int = BUNDLE_FORMAT
+    band_stats: dict[str, Any] | None = None
     #: SHA-256 of the file the bundle was loaded from or saved to (None for a bundle made in memory);
     #: not part of the metadata. Prediction uses it to recognise its own unfinished work (resume).
     source_sha256: str | None = field(default=None, compare=False)
@@ -156,6 +159,7 @@ class ModelBundle:
             "created": self.created,
             "metrics": self.metrics,
             "estimator": _describe_estimator(self.estimator),
+            "band_stats": self.band_stats,
         }
 
 
@@ -319,6 +323,7 @@ def load_bundle(path: Path | str, *, trust: bool = False) -> ModelBundle:
             band_indexes=[int(i) for i in meta.get("band_indexes") or []],
             n_source_bands=int(meta.get("n_source_bands") or 0),
             format_version=int(version),
+            band_stats=meta.get("band_stats"),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelBundleError(

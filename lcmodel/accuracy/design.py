@@ -152,6 +152,26 @@ class SampleDesign:
     def to_dict(self) -> dict[str, Any]:
         return dict(vars(self))
 
+    def notice(self, asked: int | None) -> str | None:
+        """One line saying why the sample differs from the ``asked`` total (None when it does not).
+
+        More points than asked: every class gets at least ``min_per_class`` (all its pixels when it has
+        fewer), so the total is at least the sum of those minimums. Fewer: the map has fewer pixels.
+        """
+        if asked is None or asked == self.n_total:
+            return None
+        if self.n_total < asked:
+            return (
+                f"{self.n_total} points instead of --n {asked}: the map has only {sum(self.map_pixels)} "
+                "classified pixels"
+            )
+        floors = [min(p, self.min_per_class) for p in self.map_pixels]
+        return (
+            f"{self.n_total} points instead of --n {asked}: each of the {len(self.classes)} map classes gets "
+            f"at least --min-per-class {self.min_per_class} (all its pixels when fewer), {sum(floors)} "
+            f"in all; lower --min-per-class for a smaller sample (Olofsson et al. suggest 50-100 per class)"
+        )
+
 
 def map_class_counts(map_path: Path | str) -> tuple[np.ndarray, np.ndarray, float | None]:
     """Pixel count of every class in a class map (block by block).

@@ -245,6 +245,7 @@ def fit_final(
     *,
     out: Path,
 ) -> Model:
+    from lcmodel.band_stats import training_band_stats
     from lcmodel.dataset import feature_columns, read_training_table
     from lcmodel.embedding import NodataRule, band_names
     from lcmodel.model_io import ModelBundle, current_versions, save_bundle, side_file_path
@@ -287,6 +288,7 @@ def fit_final(
         metrics=headline,
         band_indexes=band_indexes,
         n_source_bands=n_source,
+        band_stats=training_band_stats(X, bands),
     )
     path = save_bundle(bundle, RunPaths(out).bundle)
     return Model(Artifact.of(path), Artifact.of(side_file_path(path)))

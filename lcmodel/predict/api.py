@@ -13,7 +13,7 @@ from lcmodel.errors import ConfigError, InputFileError, OutputError, PredictionE
 from lcmodel.forest import Predictor
 from lcmodel.model_io import ModelBundle
 from lcmodel.predict.cog import write_cogs
-from lcmodel.predict.executors import iter_blocks
+from lcmodel.predict.executors import iter_blocks, stale_check
 from lcmodel.predict.job import PredictionJob, PredictionOptions, locked, prepare_job
 from lcmodel.predict.plan import PredictionPlan, overview_factors, window_text
 from lcmodel.predict.store import BlockStore, partial_dir
@@ -115,7 +115,7 @@ def predict_raster(
         unclassified_value=unclassified_value,
         engine=engine,
     )
-    job = prepare_job(bundle, embedding_path, out_path, options, n_jobs)
+    job = prepare_job(bundle, embedding_path, out_path, options, n_jobs, probe=True)
     n_blocks = len(job.grid.windows)
     n_workers = min(n_jobs, n_blocks)
     predictor = Predictor(bundle.estimator, engine)
@@ -131,7 +131,7 @@ def predict_raster(
         "thread" if predictor.gil_free else "process",
     )
     with locked(job):  # one run at a time per output folder (also for the flow)
-        store = BlockStore.open(partial_dir(job.out_path), job.fingerprint)
+        store = BlockStore.open(partial_dir(job.out_path), job.fingerprint, verify=stale_check(job.work))
         todo = [i for i in range(n_blocks) if i not in store.done]
         try:
             _predict_into(store, predictor, job, todo, n_workers, progress, n_blocks)
@@ -173,9 +173,9 @@ def prepare_prediction(
     InputFileError, CompatibilityError, ConfigError, OutputError
         As for :func:`predict_raster`, before any block is read.
     """
-    job = prepare_job(bundle, embedding_path, out_path, options, 1)
+    job = prepare_job(bundle, embedding_path, out_path, options, 1, probe=True)
     with locked(job):
-        store = BlockStore.open(partial_dir(job.out_path), job.fingerprint)
+        store = BlockStore.open(partial_dir(job.out_path), job.fingerprint, verify=stale_check(job.work))
         store.close()
     todo = [i for i in range(len(job.grid.windows)) if i not in store.done]
     logger.info(
@@ -309,7 +309,8 @@ def _predict_into(
     try:
         with contextlib.closing(iter_blocks(predictor, job.work, todo, n_workers, store.folder)) as blocks:
             for done, (i, block) in enumerate(blocks, start=done_before + 1):
-                store.add(i, block.arrays, block.counts)  # uncertainty products too, so a resume keeps them
+                # uncertainty products too, so a resume keeps them
+                store.add(i, block.arrays, block.counts, block.input_digest)
                 if progress is not None:
                     progress(done, total)
     finally:

@@ -9,6 +9,7 @@ the map's nodata value and confidence 255.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,16 +19,25 @@ from lcmodel.embedding import NodataRule
 from lcmodel.predict.layers import CONFIDENCE_NODATA
 from lcmodel.uncertainty import Uncertainty
 
-__all__ = ["BlockRecipe", "ClassifiedBlock"]
+__all__ = ["BlockRecipe", "ClassifiedBlock", "block_digest"]
+
+
+def block_digest(block: np.ndarray) -> str:
+    """SHA-256 of a raw block's shape, data type and values: what a finished block was predicted from."""
+    h = hashlib.sha256(f"{block.shape}|{block.dtype.str}|".encode())
+    h.update(np.ascontiguousarray(block).data)
+    return h.hexdigest()
 
 
 @dataclass(frozen=True, eq=False)
 class ClassifiedBlock:
     """The arrays of one classified block, by layer key (``labels``, ``confidence``, ``probabilities``, ...,
-    and ``n_unclassified``), and the pixels predicted per class (unclassified pixels left out)."""
+    and ``n_unclassified``), the pixels predicted per class (unclassified pixels left out), and the digest of
+    the raw block it was classified from (:func:`block_digest`; None when not known)."""
 
     arrays: dict[str, np.ndarray]
     counts: np.ndarray
+    input_digest: str | None = None
 
 
 @dataclass(frozen=True, eq=False)

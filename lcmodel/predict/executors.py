@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -27,11 +27,11 @@ from rasterio.windows import Window
 
 from lcmodel.errors import InputFileError, LcmodelError, PredictionError
 from lcmodel.forest import Predictor
-from lcmodel.predict.classify import BlockRecipe, ClassifiedBlock
+from lcmodel.predict.classify import BlockRecipe, ClassifiedBlock, block_digest
 from lcmodel.predict.plan import window_text
 from lcmodel.rasterio_io import ONE_PASS_CACHE_MB, ThreadReaders, one_pass_cache, submit_in_order
 
-__all__ = ["BlockWork", "iter_blocks", "block_error"]
+__all__ = ["BlockWork", "iter_blocks", "block_error", "stale_check"]
 
 #: What :func:`iter_blocks` yields: the window index and its classified block.
 BlockResults = Generator[tuple[int, ClassifiedBlock], None, None]
@@ -54,12 +54,44 @@ class BlockWork:
     recipe: BlockRecipe
     band_indexes: tuple[int, ...] | None = None
 
+    def read(self, readers: ThreadReaders, index: int) -> np.ndarray:
+        """The raw (bands, rows, cols) block of window ``index`` (the bands used only), with this thread's dataset."""
+        indexes = list(self.band_indexes) if self.band_indexes is not None else None
+        return readers.read(self.windows[index], indexes)
+
     def classify(
         self, predictor: Callable[[np.ndarray], np.ndarray], readers: ThreadReaders, index: int
     ) -> ClassifiedBlock:
-        """Read window ``index`` (the bands used only) with this thread's dataset and classify it."""
-        indexes = list(self.band_indexes) if self.band_indexes is not None else None
-        return self.recipe.classify(predictor, readers.read(self.windows[index], indexes))
+        """Read window ``index`` with this thread's dataset and classify it (with the raw block's digest)."""
+        raw = self.read(readers, index)
+        return replace(self.recipe.classify(predictor, raw), input_digest=block_digest(raw))
+
+
+def stale_check(work: BlockWork) -> Callable[[dict[int, str | None]], list[int]] | None:
+    """For :meth:`lcmodel.predict.store.BlockStore.open`: the finished blocks whose embedding window no longer
+    has the digest recorded when they were predicted (read again in this thread: about 16 times cheaper than
+    predicting them). None for a remote embedding, whose identity (ETag, size) is in the fingerprint instead.
+
+    The returned function raises :class:`InputFileError` when a window cannot be read.
+    """
+    from lcmodel.sources.remote import is_remote  # here: lcmodel.sources' collection modules import this module
+
+    if is_remote(work.embedding_path):
+        return None
+
+    def stale(recorded: dict[int, str | None]) -> list[int]:
+        out: list[int] = []
+        with one_pass_cache(), ThreadReaders(work.embedding_path) as readers:
+            for i in sorted(recorded):
+                try:
+                    digest = block_digest(work.read(readers, i))
+                except Exception as exc:  # re-raised: names the block
+                    raise block_error(work.windows[i], i, exc, work.embedding_path) from exc
+                if digest != recorded[i]:
+                    out.append(i)
+        return out
+
+    return stale
 
 
 def iter_blocks(

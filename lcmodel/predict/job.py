@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from lcmodel.band_stats import check_embedding
 from lcmodel.compatibility import check_compatible
 from lcmodel.errors import ConfigError
 from lcmodel.forest import ENGINES
@@ -93,9 +94,20 @@ class PredictionJob:
 
 
 def prepare_job(
-    bundle: ModelBundle, embedding_path: Path | str, out_path: Path | str, o: PredictionOptions, n_jobs: int
+    bundle: ModelBundle,
+    embedding_path: Path | str,
+    out_path: Path | str,
+    o: PredictionOptions,
+    n_jobs: int,
+    *,
+    probe: bool = False,
 ) -> PredictionJob:
-    """Check arguments, the model against the raster, and plan the windows (no block is read)."""
+    """Check arguments, the model against the raster, and plan the windows (no block is read).
+
+    ``probe``: also read a few small windows and check them against the model's training statistics
+    (:func:`lcmodel.band_stats.check_embedding`: a band nodata everywhere is an error, shifted or rescaled
+    bands a warning).
+    """
     out_path = Path(out_path)
     conf_out = Path(o.confidence_path) if o.confidence_path is not None else None
     check_arguments(embedding_path, out_path, conf_out, o.block_size, n_jobs, o.memory_mb, o.engine)
@@ -115,6 +127,11 @@ def prepare_job(
             src.transform, src.width, src.height, name=f"embedding raster {str(embedding_path)!r}"
         )
         rule = check_compatible(bundle, src)
+        if probe:
+            from lcmodel.sources.remote import redact  # here: lcmodel.sources may import the predict package
+
+            check_embedding(src, rule, bundle.band_names, bundle.source_indexes, bundle.band_stats,
+                            raster=redact(embedding_path))
         grid = Grid.of_raster(src, o.block_size, o.memory_mb, len(classes), n_bands=bundle.n_bands)
         profile = output_profile(src, grid.windows[0])
         pixel_area = pixel_area_m2(src.crs, src.transform)

@@ -8,6 +8,12 @@ records a block that is not complete on disk: a block file without a manifest li
 overwritten, identically); a torn last manifest line is ignored. The uninterrupted and the resumed run
 both assemble the map from the same block files in the same order, so their COGs are byte-identical.
 GDAL's block cache is not involved until assembly, which is redone from scratch after any crash.
+
+What a block was predicted from is checked by content, not by the file's modification time: each manifest line
+carries the SHA-256 of the raw embedding block (``"input"``), and a resume reads every finished block's window
+again and predicts anew those whose digest differs (an embedding rewritten in place, even with the same size
+and mtime). The fingerprint names a local embedding by its resolved path, size and a digest of its first
+:data:`HEADER_BYTES` bytes (the GeoTIFF header), so touching the file no longer discards finished blocks.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,12 +38,15 @@ if TYPE_CHECKING:
     from lcmodel.model_io import ModelBundle
     from lcmodel.predict.executors import BlockWork
 
-__all__ = ["BlockStore", "partial_dir", "fingerprint"]
+__all__ = ["BlockStore", "partial_dir", "fingerprint", "HEADER_BYTES"]
 
 logger = logging.getLogger(__name__)
 
-#: Version of the work-folder layout; part of the fingerprint.
-_PARTIAL_FORMAT = 1
+#: Version of the work-folder layout; part of the fingerprint (2: manifest lines carry the input digest).
+_PARTIAL_FORMAT = 2
+#: Bytes at the start of a local embedding that the fingerprint digests (its header; the blocks are checked
+#: one by one on resume).
+HEADER_BYTES = 65536
 _MANIFEST = "manifest.jsonl"
 _BLOCKS = "blocks"
 _PARTS = "parts"
@@ -55,7 +65,8 @@ def partial_dir(out_path: Path | str) -> Path:
 def fingerprint(bundle: ModelBundle, work: BlockWork, profile: dict[str, Any]) -> str:
     """SHA-256 of everything a finished block depends on: model, embedding file, block plan, options.
 
-    A local embedding is named by its resolved path, size and mtime; a remote one by
+    A local embedding is named by its resolved path, size and the SHA-256 of its first :data:`HEADER_BYTES`
+    bytes (its blocks are checked by content on resume, :meth:`BlockStore.open`); a remote one by
     :func:`lcmodel.sources.identity.remote_identity` (ETag, Last-Modified, size from one HEAD request).
     """
     from lcmodel import __version__
@@ -68,8 +79,9 @@ def fingerprint(bundle: ModelBundle, work: BlockWork, profile: dict[str, Any]) -
         embedding = remote_identity(work.embedding_path)
     else:
         emb = Path(work.embedding_path).resolve()
-        st = emb.stat()
-        embedding = [str(emb), st.st_size, st.st_mtime_ns]
+        with open(emb, "rb") as f:
+            head = hashlib.sha256(f.read(HEADER_BYTES)).hexdigest()
+        embedding = [str(emb), emb.stat().st_size, head]
     model = bundle.source_sha256 or joblib.hash(bundle.estimator, hash_name="sha1")
     plan = [[int(w.col_off), int(w.row_off), int(w.width), int(w.height)] for w in work.windows]
     facts = {
@@ -103,9 +115,10 @@ def _fsync_dir(folder: Path) -> None:
 class BlockStore:
     """The finished blocks of one prediction: one ``.npz`` per block plus a fsync'd JSON-lines manifest.
 
-    The manifest's first line is ``{"fingerprint": ...}``; each further line ``{"block": i, "counts": [...]}``
-    records a block whose file is complete on disk. Any named arrays can be saved per block (``labels``,
-    ``confidence``, and whatever further outputs a caller adds).
+    The manifest's first line is ``{"fingerprint": ...}``; each further line ``{"block": i, "counts": [...],
+    "input": digest}`` records a block whose file is complete on disk and the digest of the raw embedding
+    block it was predicted from (:func:`lcmodel.predict.classify.block_digest`). Any named arrays can be saved
+    per block (``labels``, ``confidence``, and whatever further outputs a caller adds).
 
     Use :meth:`open`: it resumes a folder whose fingerprint matches, and starts afresh otherwise. Block
     groups predicted in parallel (:func:`lcmodel.predict.predict_blocks`) use :meth:`open_part`: each writes its own
@@ -114,24 +127,49 @@ class BlockStore:
     """
 
     def __init__(
-        self, folder: Path, fingerprint: str, done: dict[int, np.ndarray], manifest: Path | None = None
+        self,
+        folder: Path,
+        fingerprint: str,
+        done: dict[int, np.ndarray],
+        manifest: Path | None = None,
+        inputs: dict[int, str | None] | None = None,
     ) -> None:
         self.folder = folder
         self.fingerprint = fingerprint
         self.done = done
+        self.inputs: dict[int, str | None] = dict(inputs or {})
         self._manifest = open(manifest or folder / _MANIFEST, "a", encoding="utf-8")  # noqa: SIM115
 
     @classmethod
-    def open(cls, folder: Path, fingerprint: str) -> BlockStore:
+    def open(
+        cls, folder: Path, fingerprint: str, verify: Callable[[dict[int, str | None]], list[int]] | None = None
+    ) -> BlockStore:
         """Resume the work folder when its fingerprint matches, else empty it and start afresh.
+
+        ``verify`` gets the recorded input digest of every finished block (None where none was recorded) and
+        returns the blocks whose input changed (:func:`lcmodel.predict.executors.stale_check`); those are
+        forgotten and predicted again.
 
         Raises
         ------
         OutputError
             The folder cannot be created or written.
+        InputFileError
+            ``verify`` could not read a window of the embedding.
         """
+        inputs: dict[int, str | None] = {}
+        read = cls._read(folder, fingerprint, inputs)
+        done = read
+        if read and verify is not None:
+            stale = verify({i: inputs.get(i) for i in read})
+            if stale:
+                logger.warning(
+                    "%d of %d finished block(s) in %s no longer match the embedding (rewritten since they were "
+                    "predicted?): predicting them again", len(stale), len(read), folder,
+                )
+                gone = set(stale)
+                done = {i: c for i, c in read.items() if i not in gone}
         try:
-            done = cls._read(folder, fingerprint)
             if done is None:
                 if folder.exists():
                     logger.info("discarding %s: it belongs to other inputs or options", folder)
@@ -140,7 +178,8 @@ class BlockStore:
                 (folder / _BLOCKS).mkdir()
                 done = {}
             lines = [json.dumps({"fingerprint": fingerprint})]
-            lines += [json.dumps({"block": i, "counts": c.tolist()}) for i, c in sorted(done.items())]
+            lines += [json.dumps({"block": i, "counts": c.tolist(), "input": inputs.get(i)})
+                      for i, c in sorted(done.items())]
             tmp = folder / (_MANIFEST + ".tmp")  # rewritten clean: a torn last line is dropped
             with open(tmp, "w", encoding="utf-8") as f:
                 f.write("\n".join(lines) + "\n")
@@ -157,7 +196,7 @@ class BlockStore:
             ) from None
         if done:
             logger.info("resuming prediction: %d finished block(s) in %s", len(done), folder)
-        return cls(folder, fingerprint, done)
+        return cls(folder, fingerprint, done, inputs={i: inputs.get(i) for i in done})
 
     @classmethod
     def open_part(cls, folder: Path, fingerprint: str, prefix: str) -> BlockStore:
@@ -174,7 +213,8 @@ class BlockStore:
         OutputError
             The part manifest cannot be written.
         """
-        done = cls._read(folder, fingerprint)
+        inputs: dict[int, str | None] = {}
+        done = cls._read(folder, fingerprint, inputs)
         if done is None:
             raise PredictionError(
                 f"prediction work folder {str(folder)!r} is missing or was prepared for other inputs or options; "
@@ -193,21 +233,25 @@ class BlockStore:
                 f"could not write the prediction work folder {str(folder)!r} ({exc.strerror or exc}); "
                 "check free space and permissions"
             ) from None
-        return cls(folder, fingerprint, done, manifest)
+        return cls(folder, fingerprint, done, manifest, inputs)
 
     @staticmethod
-    def _read(folder: Path, fingerprint: str) -> dict[int, np.ndarray] | None:
-        """Finished blocks of a matching work folder (main manifest and parts), or None when there is none."""
-        done = BlockStore._read_manifest(folder, folder / _MANIFEST, fingerprint)
+    def _read(folder: Path, fingerprint: str, inputs: dict[int, str | None]) -> dict[int, np.ndarray] | None:
+        """Finished blocks of a matching work folder (main manifest and parts), or None when there is none;
+        their input digests are put into ``inputs``."""
+        done = BlockStore._read_manifest(folder, folder / _MANIFEST, fingerprint, inputs)
         if done is None:
             return None
         for part in sorted((folder / _PARTS).glob("*.jsonl")):
-            done.update(BlockStore._read_manifest(folder, part, fingerprint) or {})
+            done.update(BlockStore._read_manifest(folder, part, fingerprint, inputs) or {})
         return done
 
     @staticmethod
-    def _read_manifest(folder: Path, path: Path, fingerprint: str) -> dict[int, np.ndarray] | None:
-        """Finished blocks recorded in one manifest file, or None when it is absent or for another fingerprint."""
+    def _read_manifest(
+        folder: Path, path: Path, fingerprint: str, inputs: dict[int, str | None]
+    ) -> dict[int, np.ndarray] | None:
+        """Finished blocks recorded in one manifest file, or None when it is absent or for another fingerprint
+        (their input digests into ``inputs``)."""
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError):
@@ -226,14 +270,18 @@ class BlockStore:
                 i = int(entry["block"])
                 if BlockStore._block_file(folder, i).is_file():
                     done[i] = np.asarray(entry["counts"], dtype=np.int64)
+                    digest = entry.get("input")
+                    inputs[i] = str(digest) if digest is not None else None
         return done if text.strip() else None
 
     @staticmethod
     def _block_file(folder: Path, index: int) -> Path:
         return folder / _BLOCKS / f"{index:07d}.npz"
 
-    def add(self, index: int, arrays: dict[str, np.ndarray], counts: np.ndarray) -> None:
-        """Save one finished block durably, then record it in the manifest (in that order)."""
+    def add(
+        self, index: int, arrays: dict[str, np.ndarray], counts: np.ndarray, input_digest: str | None = None
+    ) -> None:
+        """Save one finished block durably, then record it (and the digest of its input) in the manifest."""
         final = self._block_file(self.folder, index)
         tmp = final.with_name(final.name + ".tmp")
         try:
@@ -243,7 +291,8 @@ class BlockStore:
                 os.fsync(f.fileno())
             os.replace(tmp, final)
             _fsync_dir(final.parent)
-            self._manifest.write(json.dumps({"block": index, "counts": counts.tolist()}) + "\n")
+            line = {"block": index, "counts": counts.tolist(), "input": input_digest}
+            self._manifest.write(json.dumps(line) + "\n")
             self._manifest.flush()
             os.fsync(self._manifest.fileno())
         except OSError as exc:
@@ -252,6 +301,7 @@ class BlockStore:
                 "space and permissions, then rerun: finished blocks are kept and resumed"
             ) from None
         self.done[index] = counts
+        self.inputs[index] = input_digest
 
     def load(self, index: int) -> dict[str, np.ndarray]:
         """The named arrays of a finished block."""
