@@ -12,8 +12,8 @@ GDAL's block cache is not involved until assembly, which is redone from scratch 
 What a block was predicted from is checked by content, not by the file's modification time: each manifest line
 carries the SHA-256 of the raw embedding block (``"input"``), and a resume reads every finished block's window
 again and predicts anew those whose digest differs (an embedding rewritten in place, even with the same size
-and mtime). The fingerprint names a local embedding by its resolved path, size and a digest of its first
-:data:`HEADER_BYTES` bytes (the GeoTIFF header), so touching the file no longer discards finished blocks.
+and mtime). The fingerprint names a local embedding by its resolved path, size and a digest of its header
+(:func:`header_digest`: grid, data type, tiling, band names, tags), so touching it discards nothing.
 """
 
 from __future__ import annotations
@@ -38,15 +38,12 @@ if TYPE_CHECKING:
     from lcmodel.model_io import ModelBundle
     from lcmodel.predict.executors import BlockWork
 
-__all__ = ["BlockStore", "partial_dir", "fingerprint", "HEADER_BYTES"]
+__all__ = ["BlockStore", "partial_dir", "fingerprint", "header_digest"]
 
 logger = logging.getLogger(__name__)
 
 #: Version of the work-folder layout; part of the fingerprint (2: manifest lines carry the input digest).
 _PARTIAL_FORMAT = 2
-#: Bytes at the start of a local embedding that the fingerprint digests (its header; the blocks are checked
-#: one by one on resume).
-HEADER_BYTES = 65536
 _MANIFEST = "manifest.jsonl"
 _BLOCKS = "blocks"
 _PARTS = "parts"
@@ -65,8 +62,8 @@ def partial_dir(out_path: Path | str) -> Path:
 def fingerprint(bundle: ModelBundle, work: BlockWork, profile: dict[str, Any]) -> str:
     """SHA-256 of everything a finished block depends on: model, embedding file, block plan, options.
 
-    A local embedding is named by its resolved path, size and the SHA-256 of its first :data:`HEADER_BYTES`
-    bytes (its blocks are checked by content on resume, :meth:`BlockStore.open`); a remote one by
+    A local embedding is named by its resolved path, size and :func:`header_digest` (its blocks are checked
+    by content on resume, :meth:`BlockStore.open`); a remote one by
     :func:`lcmodel.sources.identity.remote_identity` (ETag, Last-Modified, size from one HEAD request).
     """
     from lcmodel import __version__
@@ -79,9 +76,7 @@ def fingerprint(bundle: ModelBundle, work: BlockWork, profile: dict[str, Any]) -
         embedding = remote_identity(work.embedding_path)
     else:
         emb = Path(work.embedding_path).resolve()
-        with open(emb, "rb") as f:
-            head = hashlib.sha256(f.read(HEADER_BYTES)).hexdigest()
-        embedding = [str(emb), emb.stat().st_size, head]
+        embedding = [str(emb), emb.stat().st_size, header_digest(emb)]
     model = bundle.source_sha256 or joblib.hash(bundle.estimator, hash_name="sha1")
     plan = [[int(w.col_off), int(w.row_off), int(w.width), int(w.height)] for w in work.windows]
     facts = {
@@ -102,6 +97,20 @@ def fingerprint(bundle: ModelBundle, work: BlockWork, profile: dict[str, Any]) -
         facts["bands"] = list(work.band_indexes)
     text = json.dumps(facts, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def header_digest(path: Path) -> str:
+    """SHA-256 of what a raster's header says (profile: grid, transform, CRS, data type, nodata, tiling,
+    compression; band descriptions; tags), not of its pixels."""
+    import rasterio  # here: only a local embedding's fingerprint needs it
+
+    with rasterio.open(path) as src:
+        facts = {
+            "profile": {k: str(v) for k, v in sorted(src.profile.items())},
+            "descriptions": list(src.descriptions),
+            "tags": src.tags(),
+        }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _fsync_dir(folder: Path) -> None:
