@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from rasterio.errors import RasterioIOError
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
@@ -101,9 +102,13 @@ def probe_windows(width: int, height: int, side: int = PROBE_SIDE, per_axis: int
 
 def read_probe(src: DatasetReader, indexes: Sequence[int]) -> np.ndarray:
     """The raw values of the probe windows (:func:`probe_windows`) of bands ``indexes`` (1-based), as
-    (bands, pixels)."""
-    parts = [src.read(list(indexes), window=w).reshape(len(indexes), -1)
-             for w in probe_windows(src.width, src.height)]
+    (bands, pixels). A window that cannot be read is left out: the prediction names it when it gets there."""
+    parts = [np.empty((len(indexes), 0), dtype=src.dtypes[0])]
+    for w in probe_windows(src.width, src.height):
+        try:
+            parts.append(src.read(list(indexes), window=w).reshape(len(indexes), -1))
+        except RasterioIOError:
+            continue
     return np.concatenate(parts, axis=1)
 
 
