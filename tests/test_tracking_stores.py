@@ -136,3 +136,47 @@ def test_other_stores_take_no_lock(tmp_path: Path) -> None:
     with store_lock("http://127.0.0.1:5000"):
         pass
     assert list(tmp_path.iterdir()) == []
+
+
+#: `lcmodel run CONFIG` (flows.cli), released like the Tracker children once imported
+_RUN_CHILD = """
+import sys
+import flows.landcover  # noqa: F401 (imported before the go signal: the runs then start together)
+from flows.cli import main
+print("ready", flush=True)
+sys.stdin.readline()
+sys.argv = ["lcmodel", "run", sys.argv[1]]
+main()
+"""
+
+
+@pytest.mark.slow  # about 100 s on 2 busy cores; the Tracker test above covers the race in the default suite
+def test_two_flows_at_once_on_a_new_store(tmp_path: Path, prefect_harness: None) -> None:
+    """What the issue ran: two `lcmodel run` at once, the same new sqlite:///.../mlflow.db, two output folders
+    (one Prefect server, this module's, for both)."""
+    from prefect.settings import PREFECT_API_URL
+
+    from tests.rasters import tiny_demo_config
+
+    db = tmp_path / "mlflow.db"
+    base = tiny_demo_config(tmp_path / "data", stages=[{"max_features": ["sqrt"]}, {"n_estimators": [5]}],
+                            tracking={"uri": f"sqlite:///{db}", "experiment": "shared"})
+    configs = []
+    for i in range(2):
+        data = yaml.safe_load(base.read_text())
+        data["output"]["dir"] = str(tmp_path / f"out{i}")
+        data["tracking"]["run_name"] = f"flow{i}"
+        configs.append(base.parent / f"run{i}.yaml")  # beside the demo config: its paths are relative
+        configs[-1].write_text(yaml.safe_dump(data))
+    os.environ["PREFECT_API_URL"] = str(PREFECT_API_URL.value())  # for the children only
+    try:
+        results = _start_together([[sys.executable, "-c", _RUN_CHILD, str(c)] for c in configs], tmp_path)
+    finally:
+        del os.environ["PREFECT_API_URL"]
+    for r in results:
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "Traceback" not in r.stderr and "CommandError" not in r.stderr
+    runs = _runs(db)  # the two training runs (and their nested tuning candidates)
+    assert runs["flow0"] == runs["flow1"] == "FINISHED"
+    for i in range(2):
+        assert (tmp_path / f"out{i}" / "map.tif").is_file()
