@@ -166,7 +166,15 @@ class FlowStageRun(pipeline.StageRun):
         if st.name == "predict_map":
             runtime["progress"] = _PredictProgress(cached=valid)
         call = dict(inputs, out=self.root, produced_by=self.produced_by, **runtime)
-        outputs = self.tasks[st.name].with_options(refresh_cache=not valid)(settings, **call)
+        before = self._persisted()
+        try:
+            outputs = self.tasks[st.name].with_options(refresh_cache=not valid)(settings, **call)
+        except BaseException:
+            # Prefect persists a failed attempt's exception (under a random key) beside the stages' results:
+            # a failed stage leaves nothing behind, so those go (a completed attempt is never among them)
+            for path in self._persisted() - before:
+                path.unlink(missing_ok=True)
+            raise
         record = read_record(self.root, st.name)
         assert record is not None  # written by execute, or validated by cached()
         if valid:
@@ -174,6 +182,11 @@ class FlowStageRun(pipeline.StageRun):
             # result (which names the paths of the folder it was made in), are this stage's outputs
             outputs = record.outputs(st, self.root)
         return StageOutcome(outputs, valid, record)
+
+    def _persisted(self) -> set[Path]:
+        """The task results and cache records persisted in ``OUTPUT/.lcmodel/`` so far."""
+        state = state_dir(self.root)
+        return {p for sub in ("results", "cache") for p in (state / sub).glob("*") if p.is_file()}
 
     def _predict_on_dask(self, st: Stage, settings: StageSettings, inputs: dict[str, Artifacts | None],
                          valid: bool) -> StageOutcome:

@@ -17,6 +17,7 @@ The ``split`` column comes from :func:`lcmodel.split.split_train_test`.
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -383,6 +384,7 @@ def read_training_table(path: Path | str) -> pd.DataFrame:
             "rebuild it with the pipeline"
         ) from None
     require_columns(df, list(_SAMPLE_COLUMNS), f"training table {str(path)!r}", "rebuild it with the pipeline")
+    _require_complete(path, df)
     bands = feature_columns(df)
     try:
         df = df.astype(
@@ -394,3 +396,19 @@ def read_training_table(path: Path | str) -> pd.DataFrame:
             f"training table {str(path)!r} has non-numeric or missing values ({exc}); rebuild it with the pipeline"
         ) from None
     return df
+
+
+def _require_complete(path: Path, df: pd.DataFrame) -> None:
+    """Refuse a table cut short (a copy or a disk that stopped mid-file): pandas reads the cut row as NaNs.
+
+    Tables written by :func:`write_training_table` end with a newline, and a training table (with ``split``)
+    holds valid pixels only, so it has no missing value.
+    """
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        last = f.read(1)
+    missing = df.index[df.isna().any(axis=1)] if "split" in df.columns else df.index[:0]
+    if last != b"\n" or len(missing):
+        where = "its last line ends mid-row" if last != b"\n" else f"row {int(missing[0]) + 1} has missing values"
+        raise InputDataError(f"training table {str(path)!r} is incomplete ({where}): the file was cut short or "
+                             "edited; delete it and rerun, so that the pipeline rebuilds it")

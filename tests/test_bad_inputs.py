@@ -73,6 +73,11 @@ def _write_csv(path: Path, header: list[str], columns: list[Any]) -> Path:
 
 @pytest.fixture()
 def case(tmp_path: Path) -> dict[str, Path]:
+    return make_case(tmp_path)
+
+
+def make_case(tmp_path: Path) -> dict[str, Path]:
+    """The inputs of a good run in ``tmp_path`` (embedding, class raster, points CSV); the rows spoil one."""
     emb = _embedding(tmp_path / "emb.tif")
     ref = _classes_raster(tmp_path / "ref.tif")
     x, y, labels = _points()

@@ -296,3 +296,19 @@ def test_training_table_errors(tmp_path: Path) -> None:
         read_training_table(bad)
     with pytest.raises(InputDataError, match="lacks column"):
         write_training_table(pd.DataFrame({"x": [1.0]}), tmp_path)
+
+
+def test_a_training_table_cut_short_is_refused(tmp_path: Path) -> None:
+    """Issue 15: a table cut mid-line was read with a row of NaN bands, and trained on."""
+    df = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [4.0, 5.0, 6.0], "row": [0, 1, 2], "col": [0, 1, 2],
+                       "code": [10, 20, 10], "value": [1, 2, 1], "split": ["train", "test", "train"],
+                       "A00": np.float32([0.1, 0.2, 0.3]), "A01": np.float32([0.4, 0.5, 0.6])})
+    path = write_training_table(df, tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: data.rindex(b",") + 1])  # the last row cut after its first band
+    with pytest.raises(InputDataError, match=r"training table '.*training_table.csv' is incomplete \(its last line "
+                       r"ends mid-row\): .* delete it and rerun"):
+        read_training_table(path)
+    path.write_bytes(data.replace(b"0.5", b""))  # a band value missing, the file otherwise complete
+    with pytest.raises(InputDataError, match=r"is incomplete \(row 2 has missing values\)"):
+        read_training_table(path)

@@ -24,7 +24,7 @@ from flows.config import FlowConfig
 from flows.tracking.figures import Figure, assessment_figures, log_figures
 from flows.tracking.model import log_pyfunc_model
 from flows.tracking.registry import CHAMPION, promotion_decision
-from flows.tracking.stores import require_reachable_server
+from flows.tracking.stores import get_or_create_experiment, open_client, require_reachable_server
 from flows.tracking.uris import resolve_tracking_uri, resolve_uri, scrub_uri
 from lcmodel.config import flatten_config, spec_text
 from lcmodel.pipeline import StageOutcome
@@ -57,13 +57,8 @@ class Tracker:
         self.uri, artifact_root = resolve_tracking_uri(cfg, workdir)
         require_reachable_server(self.uri)  # one line within seconds, not minutes of MLflow's retries
         mlflow.set_tracking_uri(self.uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
-        name = cfg.tracking.experiment
-        exp = self.client.get_experiment_by_name(name)
-        if exp is None:
-            self.experiment_id = self.client.create_experiment(name, artifact_location=artifact_root)
-        else:
-            self.experiment_id = exp.experiment_id
+        self.client = open_client(self.uri)  # a new SQLite store: created by one process at a time
+        self.experiment_id = get_or_create_experiment(self.client, cfg.tracking.experiment, artifact_root)
         tags = {
             "lcmodel.reference_kind": cfg.reference_kind,
             "lcmodel.reference": spec_text(cfg.reference.path),
@@ -316,10 +311,8 @@ class PredictionRun:
 
         self.uri, artifact_root = resolve_uri(tracking_uri)
         mlflow.set_tracking_uri(self.uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
-        exp = self.client.get_experiment_by_name(experiment)
-        exp_id = (exp.experiment_id if exp is not None
-                  else self.client.create_experiment(experiment, artifact_location=artifact_root))
+        self.client = open_client(self.uri)
+        exp_id = get_or_create_experiment(self.client, experiment, artifact_root)
         remote = is_remote(embedding_path)
         if remote:  # never downloaded whole: the digest of its identity (ETag, Last-Modified, size)
             identity = remote_identity(embedding_path)
