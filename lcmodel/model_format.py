@@ -107,7 +107,7 @@ def read_bundle(path: Path, data: bytes) -> tuple[dict[str, Any], dict[str, Any]
     Raises
     ------
     ModelBundleError
-        Not a bundle zip, or no metadata or schema.
+        Not a bundle zip, an entry fails its CRC check (damaged), or no metadata or schema.
     """
     where = str(path)
     try:
@@ -117,6 +117,9 @@ def read_bundle(path: Path, data: bytes) -> tuple[dict[str, Any], dict[str, Any]
             raise ModelBundleError(
                 f"{where!r} is a zip but not an lcmodel model bundle (no {METADATA_ENTRY} and {_SCHEMA}); "
                 "give a model.skops written by `lcmodel train`, or retrain")
+        damaged = archive.testzip()  # every entry against its CRC: skops reads arrays without reaching the end
+        if damaged is not None:
+            raise zipfile.BadZipFile(f"entry {damaged} fails its CRC check: the file was damaged")
         metadata = json.loads(archive.read(METADATA_ENTRY))
         schema = json.loads(archive.read(_SCHEMA))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, KeyError, OSError, EOFError) as exc:

@@ -6,6 +6,7 @@ The pyfunc is logged from code (MLflow's "models from code"): the model's ``pyth
 Nothing is pickled: loading or serving the model (``mlflow models serve``) imports lcmodel's class and loads the
 bundle (``artifacts/model.skops``) through :func:`lcmodel.model_io.load_bundle`, which rebuilds the estimator
 from data, after checking the file's SHA-256 against the one recorded at logging (``model_config``).
+"""
 
 from __future__ import annotations
 
