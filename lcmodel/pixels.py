@@ -122,7 +122,7 @@ def predict_pixel_table(
         col = int(np.flatnonzero(out_of_range[row])[0])
         raise InputDataError(
             f"pixel table has infinite or out-of-range values in {bad_rows.size} row(s) (first: row {row}, "
-            f"column {str(table.columns[col])!r} = {values[row, col]!r}; finite values within +-3.4e38, the "
+            f"column {str(table.columns[col])!r} = {float(values[row, col])!r}; finite values within +-3.4e38, the "
             "float32 range, are expected); send the raster's values as stored"
         )
     rule = bundle.nodata_rule
