@@ -31,12 +31,14 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import skops.io as sio
 import skops.io.exceptions as sio_exceptions
 
 from lcmodel.errors import ModelBundleError
 
-__all__ = ["METADATA_ENTRY", "TRUSTED_TYPES", "bundle_bytes", "is_pickle", "load_estimator", "read_bundle"]
+__all__ = ["METADATA_ENTRY", "TRUSTED_TYPES", "bundle_bytes", "describe_estimator", "is_pickle", "load_estimator",
+           "read_bundle"]
 
 #: the zip entry holding the bundle's metadata (JSON)
 METADATA_ENTRY = "lcmodel.json"
@@ -116,12 +118,14 @@ def read_bundle(path: Path, data: bytes) -> tuple[dict[str, Any], dict[str, Any]
         if METADATA_ENTRY not in names or _SCHEMA not in names:
             raise ModelBundleError(
                 f"{where!r} is a zip but not an lcmodel model bundle (no {METADATA_ENTRY} and {_SCHEMA}); "
-                "give a model.skops written by `lcmodel train`, or retrain")
+                "give a model.skops written by `lcmodel train`")
         damaged = archive.testzip()  # every entry against its CRC: skops reads arrays without reaching the end
         if damaged is not None:
             raise zipfile.BadZipFile(f"entry {damaged} fails its CRC check: the file was damaged")
         metadata = json.loads(archive.read(METADATA_ENTRY))
         schema = json.loads(archive.read(_SCHEMA))
+    except ModelBundleError:
+        raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, KeyError, OSError, EOFError) as exc:
         raise ModelBundleError(
             f"model bundle {where!r} is not a readable bundle file ({type(exc).__name__}: "
@@ -149,6 +153,21 @@ def load_estimator(path: Path, data: bytes, schema: dict[str, Any]) -> Any:
         raise ModelBundleError(
             f"model bundle {str(path)!r}: the estimator cannot be rebuilt ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}); retrain with `lcmodel train`") from None
+
+
+def describe_estimator(estimator: Any) -> dict[str, Any]:
+    """A JSON-friendly description of the estimator (class, classes, features, params) for the metadata."""
+    out: dict[str, Any] = {"class": f"{type(estimator).__module__}.{type(estimator).__qualname__}"}
+    if hasattr(estimator, "classes_"):
+        out["classes"] = np.asarray(estimator.classes_).tolist()
+    if hasattr(estimator, "n_features_in_"):
+        out["n_features_in"] = int(estimator.n_features_in_)
+    out["fitted_with_feature_names"] = hasattr(estimator, "feature_names_in_")
+    if hasattr(estimator, "get_params"):
+        params = estimator.get_params(deep=False)
+        plain = (str, int, float, bool, type(None))
+        out["params"] = {k: v if isinstance(v, plain) else repr(v) for k, v in params.items()}
+    return out
 
 
 def _untrusted_message(where: str, bad: list[str]) -> str:

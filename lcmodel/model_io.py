@@ -41,7 +41,7 @@ from lcmodel.classes import ClassTable, integer_valued
 from lcmodel.embedding import NodataRule
 from lcmodel.errors import InputFileError, LcmodelWarning, ModelBundleError
 from lcmodel.io import atomic_path, sha256_file
-from lcmodel.model_format import bundle_bytes, is_pickle, load_estimator, read_bundle
+from lcmodel.model_format import bundle_bytes, describe_estimator, is_pickle, load_estimator, read_bundle
 from lcmodel.model_legacy import load_pickled
 
 __all__ = [
@@ -144,7 +144,7 @@ class ModelBundle:
             "versions": dict(self.versions),
             "created": self.created,
             "metrics": self.metrics,
-            "estimator": _describe_estimator(self.estimator),
+            "estimator": describe_estimator(self.estimator),
         }
         if not with_created:
             del meta["created"]
@@ -404,18 +404,3 @@ def _validate(bundle: ModelBundle, where: str) -> None:
             "columns, in order"
         )
     _class_values(est)
-
-
-def _describe_estimator(estimator: Any) -> dict[str, Any]:
-    """A JSON-friendly description of the estimator for the side file."""
-    out: dict[str, Any] = {"class": f"{type(estimator).__module__}.{type(estimator).__qualname__}"}
-    if hasattr(estimator, "classes_"):
-        out["classes"] = np.asarray(estimator.classes_).tolist()
-    if hasattr(estimator, "n_features_in_"):
-        out["n_features_in"] = int(estimator.n_features_in_)
-    out["fitted_with_feature_names"] = hasattr(estimator, "feature_names_in_")
-    if hasattr(estimator, "get_params"):
-        params = estimator.get_params(deep=False)
-        plain = (str, int, float, bool, type(None))
-        out["params"] = {k: v if isinstance(v, plain) else repr(v) for k, v in params.items()}
-    return out

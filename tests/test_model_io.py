@@ -160,7 +160,8 @@ def test_not_a_bundle_and_missing_file(tmp_path: Path) -> None:
         load_bundle(text)
     with zipfile.ZipFile(text, "w") as z:
         z.writestr("other.txt", "x")
-    with pytest.raises(ModelBundleError, match=r"is a zip but not an lcmodel model bundle"):
+    with pytest.raises(ModelBundleError, match=r"^'.*model.skops' is a zip but not an lcmodel model bundle \(no "
+                       r"lcmodel.json and schema.json\); give a model.skops written by `lcmodel train`$"):
         load_bundle(text)
     with pytest.raises(InputFileError, match=r"does not exist; check the path"):
         load_bundle(tmp_path / "nope.skops")

@@ -70,7 +70,7 @@ def registered(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) 
     stored = [p for p in bundles if "mlartifacts" in p.parts]
     assert len(stored) == 2, bundles  # the run's bundle/ copy and the registered model's artifacts/model.skops
     (bundle,) = [p for p in bundles if p not in stored]  # the run's output
-    return {"root": root, "uri": uri, "bundle": bundle, "stored": stored,
+    return {"root": root, "uri": uri, "config": cfg, "bundle": bundle, "stored": stored,
             "embedding": root / "data" / "embedding.tif"}
 
 
@@ -212,3 +212,21 @@ def test_the_logged_model_runs_only_lcmodels_code_file(registered: dict[str, Any
     assert not list(model_dir.rglob("*.pkl"))
     shutil.copy(registered["stored"][0], registered["root"] / "copy.skops")  # the stored bundle loads as data
     assert load_bundle(registered["root"] / "copy.skops").source_sha256 == sha256_file(registered["bundle"])
+
+
+# ------------------------------------------------------------------------------------------ deterministic
+def test_a_refit_through_the_flow_gives_the_same_bytes(registered: dict[str, Any]) -> None:
+    """The bundle holds no timestamp: refitting the same table (bundle deleted, `lcmodel run` again) gives the
+    same file, so its digest (the registry's key, prediction's resume fingerprint) stays the same."""
+    from mlflow import MlflowClient
+
+    bundle = registered["bundle"]
+    before = bundle.read_bytes()
+    bundle.unlink()
+    side_file_path(bundle).unlink()
+    done = CliRunner().invoke(cli, ["run", str(registered["config"])], catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    assert bundle.read_bytes() == before
+    assert json.loads(side_file_path(bundle).read_text())["sha256"] == sha256_file(bundle)
+    client = MlflowClient(tracking_uri=registered["uri"], registry_uri=registered["uri"])
+    assert len(client.search_model_versions(f"name='{NAME}'")) == 1  # the same bundle: not registered again
