@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +99,11 @@ def bundle_bytes(estimator: Any, metadata: dict[str, Any]) -> bytes:
     return out.getvalue()
 
 
-def read_bundle(path: Path, data: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The metadata and the estimator's skops schema of a bundle file's bytes (nothing is built yet).
+def read_bundle(path: Path, data: bytes) -> tuple[dict[str, Any], dict[str, Any], bytes]:
+    """The metadata, the estimator's skops schema and its entries (an uncompressed zip) of a bundle file's bytes.
+
+    Every entry is inflated once here, which checks it against its CRC (skops alone reads an array without
+    reaching the end of its entry, so a damaged one could go unnoticed); nothing is built yet.
 
     Parameters
     ----------
@@ -119,11 +123,13 @@ def read_bundle(path: Path, data: bytes) -> tuple[dict[str, Any], dict[str, Any]
             raise ModelBundleError(
                 f"{where!r} is a zip but not an lcmodel model bundle (no {METADATA_ENTRY} and {_SCHEMA}); "
                 "give a model.skops written by `lcmodel train`")
-        damaged = archive.testzip()  # every entry against its CRC: skops reads arrays without reaching the end
-        if damaged is not None:
-            raise zipfile.BadZipFile(f"entry {damaged} fails its CRC check: the file was damaged")
         metadata = json.loads(archive.read(METADATA_ENTRY))
         schema = json.loads(archive.read(_SCHEMA))
+        estimator = io.BytesIO()
+        with zipfile.ZipFile(estimator, "w") as out:  # stored: skops reads it without inflating again
+            for info in archive.infolist():
+                if info.filename != METADATA_ENTRY:
+                    out.writestr(info.filename, _read_entry(archive, info))
     except ModelBundleError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, KeyError, OSError, EOFError) as exc:
@@ -134,20 +140,24 @@ def read_bundle(path: Path, data: bytes) -> tuple[dict[str, Any], dict[str, Any]
     if not isinstance(metadata, dict) or not isinstance(schema, dict):
         raise ModelBundleError(f"model bundle {where!r}: {METADATA_ENTRY} or {_SCHEMA} is not a JSON object; "
                                "retrain with `lcmodel train`")
-    return metadata, schema
+    return metadata, schema, estimator.getvalue()
 
 
-def load_estimator(path: Path, data: bytes, schema: dict[str, Any]) -> Any:
-    """Build the estimator of a bundle file whose schema :func:`read_bundle` returned (types checked first)."""
+def _read_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes:
+    try:
+        return archive.read(info)
+    except zipfile.BadZipFile as exc:
+        raise zipfile.BadZipFile(f"entry {info.filename} fails its CRC check: the file was damaged") from exc
+    except (zlib.error, EOFError) as exc:
+        raise zipfile.BadZipFile(f"entry {info.filename} cannot be inflated ({exc}): the file was damaged") from exc
+
+
+def load_estimator(path: Path, entries: bytes, schema: dict[str, Any]) -> Any:
+    """Build the estimator from the schema and entries :func:`read_bundle` returned (types checked first)."""
     _check_schema(schema, f"model bundle {str(path)!r}")
     try:
-        untrusted = sio.get_untrusted_types(data=data)
-        bad = sorted(set(untrusted) - TRUSTED_TYPES)
-        if bad:
-            raise ModelBundleError(_untrusted_message(f"model bundle {str(path)!r}", bad))
-        return sio.loads(data, trusted=sorted(untrusted))
-    except ModelBundleError:
-        raise
+        # skops checks the types once more as it builds the tree of nodes, against the same explicit list
+        return sio.loads(entries, trusted=sorted(TRUSTED_TYPES))
     except (sio_exceptions.UntrustedTypesFoundException, ImportError, ValueError, TypeError, KeyError,
             AttributeError, IndexError, OSError, zipfile.BadZipFile) as exc:
         raise ModelBundleError(

@@ -281,9 +281,9 @@ def load_bundle(path: Path | str, *, trust: bool = False, expected_sha256: str |
                 )
             estimator, meta = load_pickled(path)
         else:
-            meta, schema = read_bundle(path, data)
+            meta, schema, entries = read_bundle(path, data)
             _check_format(path, meta.get("format_version"))
-            estimator = load_estimator(path, data, schema)
+            estimator = load_estimator(path, entries, schema)
     bundle = _from_metadata(path, estimator, meta)
     _validate(bundle, str(path))
     bundle.source_sha256 = digest
