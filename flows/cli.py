@@ -122,7 +122,8 @@ def predict(model: str, embedding: str, out: str, confidence: str | None, block_
 def _load_model(model: str, tracking_uri: str | None, *, trust: bool = False) -> Any:
     """A bundle from a path, or from the MLflow registry for ``models:/`` URIs (imports mlflow only then).
 
-    Either way the bundle's SHA-256 is checked against its side file unless ``trust``.
+    Nothing from the file runs (a pickled bundle of an older lcmodel loads only with ``trust``); a registered
+    bundle must have the SHA-256 that training recorded in the tracking store.
     """
     from lcmodel.model_io import load_bundle
 
@@ -135,7 +136,7 @@ def _load_model(model: str, tracking_uri: str | None, *, trust: bool = False) ->
     with tempfile.TemporaryDirectory(prefix="lcmodel-model-") as tmp:
         path, info = download_registered_bundle(model, tmp, tracking_uri)
         click.echo(f"model: {model} = {info['model_name']} version {info['model_version']}", err=True)
-        return load_bundle(path, trust=trust)
+        return load_bundle(path, expected_sha256=info["bundle_sha256"])
 
 
 @click.command()

@@ -1,6 +1,6 @@
 """The `landcover-predict` Prefect flow: a model (bundle or registry URI) applied to an embedding raster.
 
-Steps, one task each: resolve the model (a ``model.joblib`` path, or ``models:/NAME@ALIAS`` /
+Steps, one task each: resolve the model (a ``model.skops`` path, or ``models:/NAME@ALIAS`` /
 ``models:/NAME/VERSION`` downloaded from the MLflow registry), check the raster against it (band count and
 names, CRS, nodata rule) before any block is read, predict block-wise into a COG plus a confidence COG. One
 MLflow run records the model version (tags ``model_name``, ``model_version``, ``model_uri``; MLflow 3 also
@@ -60,7 +60,7 @@ def resolve_model(model: str, workdir: str, tracking_uri: str | None = None) -> 
         from lcmodel.errors import InputFileError
 
         raise InputFileError(
-            f"model {model!r} is neither a bundle file nor a registry URI; give a model.joblib path or "
+            f"model {model!r} is neither a bundle file nor a registry URI; give a model.skops path or "
             "models:/NAME@ALIAS"
         )
     return {"bundle_path": str(path), "model_uri": str(path.resolve()), "bundle_sha256": sha256_file(path)}
@@ -222,7 +222,7 @@ def landcover_predict(
 ) -> dict[str, Any]:
     """Predict ``embedding`` with ``model`` into the COG ``out`` (and ``confidence``), tracked in MLflow.
 
-    ``model`` is a model.joblib path or ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION``;
+    ``model`` is a model.skops path or ``models:/NAME@ALIAS`` / ``models:/NAME/VERSION``;
     ``tracking_uri`` defaults to MLFLOW_TRACKING_URI, else ``sqlite:///<cwd>/mlflow.db``.
     ``task_runner="threads"`` predicts with ``n_jobs`` workers on this machine; ``"dask"`` maps groups
     of ``blocks_per_task`` windows over the Dask cluster at ``dask_address`` (None: a local cluster of

@@ -182,7 +182,7 @@ def predict_options(command: _F) -> _F:
     """The arguments of `lcmodel predict` (the plain command and flows.cli's take the same)."""
     decorators = [
         click.option("--model", "model", required=True,
-                     help="Model bundle (model.joblib), or a registered model: models:/NAME@ALIAS, "
+                     help="Model bundle (model.skops), or a registered model: models:/NAME@ALIAS, "
                           "models:/NAME/VERSION."),
         click.option("--embedding", required=True, type=click.Path(dir_okay=False), help="Embedding raster."),
         click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="Output map (COG)."),
@@ -197,8 +197,8 @@ def predict_options(command: _F) -> _F:
                      help="auto: a random forest runs on lcmodel's compiled forest when that is faster (same "
                           "map); sklearn: the estimator's own predict_proba."),
         click.option("--trust-model", is_flag=True,
-                     help="Load the model even if its SHA-256 cannot be verified against its side file (it is a "
-                          "pickle: loading runs code)."),
+                     help="Load a bundle written by an older lcmodel as a pickle (model.joblib), once: loading a "
+                          "pickle runs code from the file, so only for a file you made yourself."),
         TRACKING_URI_OPTION,
     ]
     for decorate in reversed(decorators):

@@ -1,18 +1,18 @@
 """The model bundle: a fitted estimator plus everything needed to apply it safely.
 
-``model.joblib`` holds the estimator together with the band names, the 1-based source indexes of those
+``model.skops`` holds the estimator together with the band names, the 1-based source indexes of those
 bands (``band_indexes``: the bands used, :mod:`lcmodel.bands`; absent in older bundles, meaning every band)
 and the CRS of the embedding it was trained on, the embedding's :class:`~lcmodel.embedding.NodataRule`, the
 class table, the run config, the training table's hash, library versions and headline metrics. Prediction
 checks a raster against the bundle (:func:`lcmodel.compatibility.check_compatible`) before touching any
 block, so a model is never applied to bands it was not trained on, and reads only the bands it uses.
 
-On disk the bundle is a plain dict (``{"lcmodel_bundle": format_version, "estimator": ...,
-"metadata": {...}}``) written with joblib, so that a later change of the :class:`ModelBundle` class
-never makes an old file unreadable: the format version is checked before anything is rebuilt. A side
-file ``<path>.json`` carries the same metadata in readable form plus the bundle file's SHA-256;
-:func:`load_bundle` checks the file against it before unpickling anything (loading a pickle runs code)
-and refuses a mismatch or a missing side file unless ``trust=True``.
+On disk (:mod:`lcmodel.model_format`) the bundle is a zip: the metadata as JSON (``lcmodel.json``) and the
+estimator in skops's layout, which loads from JSON and arrays without unpickling anything, after every type it
+names was found in an explicit trusted list. The bytes hold no timestamp: the same fit gives the same file. The
+format version is checked before anything is rebuilt. A side file ``<path>.json`` carries the same metadata in
+readable form plus ``created`` and the file's SHA-256 (for people; loading does not rely on it). A registered
+model is checked against the SHA-256 the tracking store recorded at training (``expected_sha256``).
 
 Feature names: the estimator may be fitted on a bare array (no ``feature_names_in_``) or on a
 DataFrame whose columns are exactly ``band_names``; both are accepted. Prediction passes named
@@ -22,9 +22,9 @@ feature names".
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
-import pickle
 import platform
 import re
 import warnings
@@ -33,7 +33,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import rasterio
 import sklearn
@@ -42,6 +41,8 @@ from lcmodel.classes import ClassTable, integer_valued
 from lcmodel.embedding import NodataRule
 from lcmodel.errors import InputFileError, LcmodelWarning, ModelBundleError
 from lcmodel.io import atomic_path, sha256_file
+from lcmodel.model_format import bundle_bytes, describe_estimator, is_pickle, load_estimator, read_bundle
+from lcmodel.model_legacy import load_pickled
 
 __all__ = [
     "BUNDLE_FORMAT",
@@ -55,22 +56,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Version of the on-disk layout. Bump it when the payload changes incompatibly.
-BUNDLE_FORMAT = 1
-_MAGIC = "lcmodel_bundle"
+#: Version of the on-disk layout. Bump it when the payload changes incompatibly (1: the joblib pickle).
+BUNDLE_FORMAT = 2
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]+://")
-_UNPICKLE_ERRORS = (
-    pickle.UnpicklingError,
-    EOFError,
-    ValueError,
-    KeyError,
-    IndexError,
-    TypeError,
-    AttributeError,
-    OSError,
-    MemoryError,
-    NotImplementedError,
-)
 
 
 @dataclass
@@ -89,7 +77,8 @@ class ModelBundle:
     config : the run config (``RunConfig.model_dump(mode="json")``), may be empty.
     training_table_sha256 : SHA-256 of the training table it was fitted on, or None.
     versions : versions of lcmodel, sklearn, numpy, rasterio and python at training time.
-    created : ISO 8601 UTC timestamp of the bundle.
+    created : ISO 8601 UTC timestamp of the bundle (kept in the side file, not in the bundle's bytes; "" when
+        the side file is missing or describes another file).
     metrics : small headline test metrics (overall accuracy, kappa, ...).
     band_indexes : 1-based index in the training raster of each band of ``band_names`` (the bands
         prediction reads); empty = every band, 1..n (bundles written before band selection).
@@ -143,9 +132,9 @@ class ModelBundle:
         """The class values the estimator predicts (``estimator.classes_`` as ints)."""
         return _class_values(self.estimator)
 
-    def metadata(self) -> dict[str, Any]:
-        """Everything but the estimator, JSON-friendly (the content of the side file)."""
-        return {
+    def metadata(self, *, with_created: bool = True) -> dict[str, Any]:
+        """Everything but the estimator, JSON-friendly (the side file; the bundle file's without ``created``)."""
+        meta = {
             "format_version": self.format_version,
             "band_names": list(self.band_names),
             "band_indexes": self.source_indexes,
@@ -158,9 +147,12 @@ class ModelBundle:
             "versions": dict(self.versions),
             "created": self.created,
             "metrics": self.metrics,
-            "estimator": _describe_estimator(self.estimator),
+            "estimator": describe_estimator(self.estimator),
             "band_stats": self.band_stats,
         }
+        if not with_created:
+            del meta["created"]
+        return meta
 
 
 def current_versions() -> dict[str, str]:
@@ -189,43 +181,42 @@ def utc_now() -> str:
 
 
 def side_file_path(path: Path | str) -> Path:
-    """The readable side file of a bundle: ``<path>.json`` (``model.joblib.json``)."""
+    """The readable side file of a bundle: ``<path>.json`` (``model.skops.json``)."""
     path = Path(path)
     return path.with_name(path.name + ".json")
 
 
 def save_bundle(bundle: ModelBundle, path: Path | str) -> Path:
-    """Write a bundle atomically (joblib, compress=3) plus its readable side file ``<path>.json``.
+    """Write a bundle atomically (:mod:`lcmodel.model_format`) plus its readable side file ``<path>.json``.
+
+    The file's bytes depend only on the estimator and the metadata (no timestamp): the same fit gives the
+    same bytes. ``created`` goes to the side file only.
 
     Parameters
     ----------
     bundle : the bundle to write.
-    path : destination, conventionally ``model.joblib``.
+    path : destination, conventionally ``model.skops``.
 
     Returns
     -------
     Path
-        ``path``. The side file holds the metadata (everything but the estimator) and
-        ``sha256``, the SHA-256 of the bundle file.
+        ``path``. The side file holds the metadata, ``created``, and ``sha256``, the bundle file's SHA-256
+        (for reading; loading does not trust it).
 
     Raises
     ------
     ModelBundleError
         The bundle is inconsistent (estimator not fitted, feature count or names differ from
-        band_names, non-integer classes).
+        band_names, non-integer classes) or holds an estimator type lcmodel does not load.
     OutputError
         The file cannot be written.
     """
     path = Path(path)
     _validate(bundle, str(path))
-    payload = {
-        _MAGIC: bundle.format_version,
-        "estimator": bundle.estimator,
-        "metadata": bundle.metadata(),
-    }
+    data = bundle_bytes(bundle.estimator, bundle.metadata(with_created=False))
     with atomic_path(path) as tmp:
-        joblib.dump(payload, tmp, compress=3)
-    digest = sha256_file(path)
+        tmp.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
     bundle.source_sha256 = digest
     side = dict(bundle.metadata(), file=path.name, sha256=digest)
     with atomic_path(side_file_path(path)) as tmp:
@@ -234,18 +225,21 @@ def save_bundle(bundle: ModelBundle, path: Path | str) -> Path:
     return path
 
 
-def load_bundle(path: Path | str, *, trust: bool = False) -> ModelBundle:
-    """Read a bundle written by :func:`save_bundle`, after checking its SHA-256.
+def load_bundle(path: Path | str, *, trust: bool = False, expected_sha256: str | None = None) -> ModelBundle:
+    """Read a bundle written by :func:`save_bundle`; nothing from the file runs.
 
-    Loading a pickle runs code, so nothing is unpickled before the file's SHA-256 matches the one
-    :func:`save_bundle` recorded in the side file ``<path>.json``. A bundle without a side file, or
-    whose hash differs, is refused unless ``trust=True`` (CLI ``--trust-model``): only trust files you
-    made or checked yourself. Only local files are read: a URL is refused, never downloaded.
+    The estimator is rebuilt from JSON and arrays by skops, after every type the file names was found in
+    :data:`lcmodel.model_format.TRUSTED_TYPES`. A pickle (a bundle written by an older lcmodel) is refused
+    unless ``trust=True`` (CLI ``--trust-model``), which loads it once as a pickle: loading a pickle runs
+    code from the file, so only for a file you made yourself. Only local files are read: a URL is refused,
+    never downloaded.
 
     Parameters
     ----------
-    path : the ``model.joblib`` file (a local path).
-    trust : load even when the hash cannot be verified (no side file, or a different hash).
+    path : the ``model.skops`` file (a local path).
+    trust : load an old pickled bundle (runs code from the file).
+    expected_sha256 : the SHA-256 recorded when the bundle was made (e.g. the tracking store's
+        ``bundle.sha256``); a file with another digest is refused before anything is read from it.
 
     Returns
     -------
@@ -256,9 +250,9 @@ def load_bundle(path: Path | str, *, trust: bool = False) -> ModelBundle:
     InputFileError
         The file does not exist.
     ModelBundleError
-        The path is a URL; the hash does not match the side file or there is no side file (and
-        ``trust`` is False); the file is not a joblib/pickle file, holds something else than an lcmodel bundle (e.g. a
-        bare estimator pickle), was written by another bundle format version, or is inconsistent.
+        The path is a URL; the digest differs from ``expected_sha256``; the file is a pickle (and ``trust``
+        is False), not a bundle, names an untrusted type, was written by another bundle format version, or
+        is inconsistent.
 
     Warns
     -----
@@ -275,63 +269,30 @@ def load_bundle(path: Path | str, *, trust: bool = False) -> ModelBundle:
         raise InputFileError(
             f"model bundle {str(path)!r} does not exist; check the path or run `lcmodel train`"
         )
-    digest = verify_bundle_hash(path, trust=trust)
-    try:
-        with warnings.catch_warnings():
-            # sklearn's InconsistentVersionWarning (one per pickled tree): one warning below
-            warnings.filterwarnings(
-                "ignore", message=r"Trying to unpickle estimator", category=UserWarning
-            )
-            obj = joblib.load(path)
-    except (ModuleNotFoundError, ImportError) as exc:
-        raise ModelBundleError(
-            f"model bundle {str(path)!r} needs a module that is not installed ({exc}); install it "
-            "or retrain with `lcmodel train`"
-        ) from None
-    except _UNPICKLE_ERRORS as exc:
-        detail = str(exc).splitlines()[0] if str(exc) else ""
-        raise ModelBundleError(
-            f"model bundle {str(path)!r} is not a readable joblib/pickle file "
-            f"({type(exc).__name__}: {detail}); give a model.joblib written by `lcmodel train`"
-        ) from None
-    if not isinstance(obj, dict) or _MAGIC not in obj:
-        raise ModelBundleError(
-            f"{str(path)!r} is not an lcmodel model bundle (got {type(obj).__name__}); "
-            "retrain with `lcmodel train`"
-        )
-    version = obj[_MAGIC]
-    if version != BUNDLE_FORMAT:
-        raise ModelBundleError(
-            f"model bundle {str(path)!r} has format version {version!r}, this lcmodel reads "
-            f"version {BUNDLE_FORMAT}; retrain with `lcmodel train` or use the lcmodel version "
-            "that wrote it"
-        )
-    try:
-        meta = obj["metadata"]
-        bundle = ModelBundle(
-            estimator=obj["estimator"],
-            band_names=[str(b) for b in meta["band_names"]],
-            crs_wkt=meta.get("crs_wkt"),
-            nodata_rule=NodataRule.from_dict(meta["nodata_rule"]),
-            class_table=ClassTable.from_dict(meta["class_table"]),
-            config=dict(meta.get("config") or {}),
-            training_table_sha256=meta.get("training_table_sha256"),
-            versions=dict(meta.get("versions") or {}),
-            created=str(meta.get("created", "")),
-            metrics=dict(meta.get("metrics") or {}),
-            # absent in bundles written before band selection: every band, 1..n
-            band_indexes=[int(i) for i in meta.get("band_indexes") or []],
-            n_source_bands=int(meta.get("n_source_bands") or 0),
-            format_version=int(version),
-            band_stats=meta.get("band_stats"),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelBundleError(
-            f"model bundle {str(path)!r} is incomplete (missing or bad {exc}); retrain with "
-            "`lcmodel train`"
-        ) from None
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if expected_sha256 is not None:
+        _check_digest(path, digest, expected_sha256)
+    with warnings.catch_warnings():
+        # sklearn's InconsistentVersionWarning (one per tree): one warning below
+        warnings.filterwarnings("ignore", message=r"Trying to unpickle estimator", category=UserWarning)
+        if is_pickle(data[:4]):
+            if not trust:
+                raise ModelBundleError(
+                    f"model bundle {str(path)!r} is a pickle written by an older lcmodel (loading it would run "
+                    "code from the file); retrain with `lcmodel train`, or pass --trust-model to load it once "
+                    "as a pickle if you made it yourself"
+                )
+            estimator, meta = load_pickled(path)
+        else:
+            meta, schema, entries = read_bundle(path, data)
+            _check_format(path, meta.get("format_version"))
+            estimator = load_estimator(path, entries, schema)
+    bundle = _from_metadata(path, estimator, meta)
     _validate(bundle, str(path))
     bundle.source_sha256 = digest
+    if not bundle.created:
+        bundle.created = _side_created(path, digest)
     trained = bundle.versions.get("sklearn")
     if trained and trained != sklearn.__version__:
         warnings.warn(
@@ -344,48 +305,69 @@ def load_bundle(path: Path | str, *, trust: bool = False) -> ModelBundle:
     return bundle
 
 
-def verify_bundle_hash(path: Path | str, *, trust: bool = False) -> str:
-    """The SHA-256 of a bundle file, checked against its side file before anything is unpickled.
-
-    Parameters
-    ----------
-    path : the bundle file.
-    trust : return the hash even when it cannot be verified (logged as a warning).
-
-    Returns
-    -------
-    str
-        The file's SHA-256 (hex).
+def verify_bundle_hash(path: Path | str, expected_sha256: str) -> str:
+    """The SHA-256 of a bundle file, checked against the one recorded when it was made.
 
     Raises
     ------
     ModelBundleError
-        No readable side file with a ``sha256``, or a different hash, and ``trust`` is False.
+        The file's SHA-256 differs from ``expected_sha256``.
     """
-    path = Path(path)
-    digest = sha256_file(path)
-    side = side_file_path(path)
-    fix = "retrain with `lcmodel train`, or pass --trust-model (trust=True) if you trust this file"
-    try:
-        expected = json.loads(side.read_text(encoding="utf-8")).get("sha256")
-    except (OSError, ValueError, AttributeError):
-        expected = None
-    if expected is None:
-        problem = (
-            f"model bundle {str(path)!r} has no side file {side.name!r} recording its SHA-256, so it "
-            "cannot be verified before loading (loading a pickle runs code)"
+    return _check_digest(Path(path), sha256_file(path), expected_sha256)
+
+
+def _check_digest(path: Path, digest: str, expected: str) -> str:
+    if digest != expected:
+        raise ModelBundleError(
+            f"model bundle {str(path)!r} has SHA-256 {digest}, but {expected} was recorded when it was "
+            "trained: the file was replaced or changed since; retrain, or register the model again"
         )
-    elif expected != digest:
-        problem = (
-            f"model bundle {str(path)!r} has SHA-256 {digest}, but its side file {side.name!r} records "
-            f"{expected}: the file changed after training"
-        )
-    else:
-        return digest
-    if not trust:
-        raise ModelBundleError(f"{problem}; {fix}")
-    logger.warning("%s; loading it anyway because it is trusted explicitly", problem)
     return digest
+
+
+def _check_format(path: Path, version: Any) -> None:
+    if version != BUNDLE_FORMAT:
+        raise ModelBundleError(
+            f"model bundle {str(path)!r} has format version {version!r}, this lcmodel reads "
+            f"version {BUNDLE_FORMAT}; retrain with `lcmodel train` or use the lcmodel version "
+            "that wrote it"
+        )
+
+
+def _from_metadata(path: Path, estimator: Any, meta: dict[str, Any]) -> ModelBundle:
+    """A :class:`ModelBundle` from the metadata JSON (unknown keys are ignored)."""
+    try:
+        return ModelBundle(
+            estimator=estimator,
+            band_names=[str(b) for b in meta["band_names"]],
+            crs_wkt=meta.get("crs_wkt"),
+            nodata_rule=NodataRule.from_dict(meta["nodata_rule"]),
+            class_table=ClassTable.from_dict(meta["class_table"]),
+            config=dict(meta.get("config") or {}),
+            training_table_sha256=meta.get("training_table_sha256"),
+            versions=dict(meta.get("versions") or {}),
+            created=str(meta.get("created", "")),
+            metrics=dict(meta.get("metrics") or {}),
+            # absent in bundles written before band selection: every band, 1..n
+            band_indexes=[int(i) for i in meta.get("band_indexes") or []],
+            n_source_bands=int(meta.get("n_source_bands") or 0),
+            format_version=BUNDLE_FORMAT,
+            band_stats=meta.get("band_stats"),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelBundleError(
+            f"model bundle {str(path)!r} is incomplete (missing or bad {exc}); retrain with "
+            "`lcmodel train`"
+        ) from None
+
+
+def _side_created(path: Path, digest: str) -> str:
+    """``created`` from the side file, when the side file describes this very file; else ""."""
+    try:
+        side = json.loads(side_file_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return str(side.get("created", "")) if isinstance(side, dict) and side.get("sha256") == digest else ""
 
 
 def _class_values(estimator: Any) -> list[int]:
@@ -427,18 +409,3 @@ def _validate(bundle: ModelBundle, where: str) -> None:
             "columns, in order"
         )
     _class_values(est)
-
-
-def _describe_estimator(estimator: Any) -> dict[str, Any]:
-    """A JSON-friendly description of the estimator for the side file."""
-    out: dict[str, Any] = {"class": f"{type(estimator).__module__}.{type(estimator).__qualname__}"}
-    if hasattr(estimator, "classes_"):
-        out["classes"] = np.asarray(estimator.classes_).tolist()
-    if hasattr(estimator, "n_features_in_"):
-        out["n_features_in"] = int(estimator.n_features_in_)
-    out["fitted_with_feature_names"] = hasattr(estimator, "feature_names_in_")
-    if hasattr(estimator, "get_params"):
-        params = estimator.get_params(deep=False)
-        plain = (str, int, float, bool, type(None))
-        out["params"] = {k: v if isinstance(v, plain) else repr(v) for k, v in params.items()}
-    return out

@@ -10,7 +10,8 @@ Contract of the table:
   pixel is nodata when any of the bands used is;
 - values as the embedding raster stores them (float embeddings as floats; AlphaEarth int8 codes as
   integers, de-quantized here as at extraction);
-- no NaN: a NaN in a request is a client bug, refused with :class:`~lcmodel.errors.InputDataError`;
+- no NaN, no infinity and nothing beyond the float32 range (1e308): a client bug, refused with
+  :class:`~lcmodel.errors.InputDataError` (served: HTTP 400 with that line);
 - nodata pixels as the raster stores them (all-zero vectors of float embeddings, the declared nodata
   value, -128 for AlphaEarth int8) are not classified: they get :func:`nodata_class` (0 for class values
   >= 1, the value the map uses for nodata) and probability 0 for every class.
@@ -29,6 +30,8 @@ from lcmodel.forest import Predictor
 from lcmodel.model_io import ModelBundle
 
 __all__ = ["predict_pixel_table", "nodata_class", "probability_columns"]
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def nodata_class(bundle: ModelBundle) -> int:
@@ -110,6 +113,17 @@ def predict_pixel_table(
         raise InputDataError(
             f"pixel table has NaN in {nan_rows.size} row(s) (first: row {int(nan_rows[0])}); send "
             "complete pixels only (nodata pixels as the raster stores them, e.g. an all-zero vector)"
+        )
+    # inf, or beyond float32 (the features' dtype): a client bug too, and would reach the forest as inf
+    out_of_range = ~(np.abs(values) <= _FLOAT32_MAX)
+    bad_rows = np.flatnonzero(out_of_range.any(axis=1))
+    if bad_rows.size:
+        row = int(bad_rows[0])
+        col = int(np.flatnonzero(out_of_range[row])[0])
+        raise InputDataError(
+            f"pixel table has infinite or out-of-range values in {bad_rows.size} row(s) (first: row {row}, "
+            f"column {str(table.columns[col])!r} = {float(values[row, col])!r}; finite values within +-3.4e38, the "
+            "float32 range, are expected); send the raster's values as stored"
         )
     rule = bundle.nodata_rule
     # (bands, n, 1): the block layout NodataRule expects; a float rule sees all-zero rows as nodata

@@ -13,10 +13,10 @@ import pickle
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 import pytest
 import rasterio
@@ -28,8 +28,8 @@ from sklearn.ensemble import RandomForestClassifier
 from flows.cli import cli  # the `lcmodel` console script
 from lcmodel.classes import ClassTable
 from lcmodel.embedding import NodataRule
-from lcmodel.io import sha256_file
-from lcmodel.model_io import ModelBundle, current_versions, save_bundle, side_file_path, utc_now
+from lcmodel.model_format import bundle_bytes
+from lcmodel.model_io import ModelBundle, current_versions, load_bundle, save_bundle, utc_now
 from tests.rasters import origin_transform, write_raster
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,7 +163,7 @@ def _bundle(case: dict[str, Path], bands: int = 4) -> Path:
         class_table=ClassTable(code_to_value={10: 10, 20: 20}), config={}, training_table_sha256=None,
         versions=current_versions(), created=utc_now(),
     )
-    return save_bundle(bundle, case["root"] / "models" / "model.joblib")
+    return save_bundle(bundle, case["root"] / "models" / "model.skops")
 
 
 def _predict_args(case: dict[str, Path], model: Path | str, emb: Path | None = None, out: Path | None = None,
@@ -357,33 +357,36 @@ def test_embedding_band_count_differs_from_the_model(case: dict[str, Path]) -> N
 def test_model_file_that_is_not_a_bundle(case: dict[str, Path]) -> None:
     path = case["root"] / "best_model.pkl"
     path.write_bytes(pickle.dumps(RandomForestClassifier(n_estimators=2).fit(np.eye(3), [1, 2, 3])))
-    _fails(_predict_args(case, path), r"has no side file 'best_model.pkl.json' recording its SHA-256, so it cannot "
-           r"be verified .*; retrain with `lcmodel train`, or pass --trust-model", case["out"])
+    _fails(_predict_args(case, path), r"is a pickle written by an older lcmodel \(loading it would run code from "
+           r"the file\); retrain with `lcmodel train`, or pass --trust-model", case["out"])
     _fails(_predict_args(case, path, None, None, "--trust-model"), r"is not an lcmodel model bundle \(got "
            r"RandomForestClassifier\); retrain", case["out"])
+    text = case["root"] / "notes.skops"
+    text.write_text("not a model\n")
+    _fails(_predict_args(case, text), r"is not a readable bundle file \(BadZipFile: .*\); give a model.skops "
+           r"written by `lcmodel train`", case["out"])
 
 
 def test_model_from_an_incompatible_version(case: dict[str, Path]) -> None:
     model = _bundle(case)
-    payload = joblib.load(model)
-    payload["lcmodel_bundle"] = 99
-    joblib.dump(payload, model)
-    side = json.loads(side_file_path(model).read_text())
-    side_file_path(model).write_text(json.dumps(dict(side, sha256=sha256_file(model))))
-    _fails(_predict_args(case, model), r"has format version 99, this lcmodel reads version 1; retrain", case["out"])
+    bundle = load_bundle(model)
+    model.write_bytes(bundle_bytes(bundle.estimator, dict(bundle.metadata(with_created=False), format_version=99)))
+    _fails(_predict_args(case, model), r"has format version 99, this lcmodel reads version 2; retrain", case["out"])
 
 
-def test_model_whose_hash_does_not_match(case: dict[str, Path]) -> None:
+def test_model_that_was_damaged(case: dict[str, Path]) -> None:
     model = _bundle(case)
-    with open(model, "ab") as f:
-        f.write(b"\0")  # changed after training
-    line = _fails(_predict_args(case, model), r"has SHA-256 [0-9a-f]{64}, but its side file 'model.joblib.json' "
-                  r"records [0-9a-f]{64}: the file changed after training; retrain .* --trust-model", case["out"])
-    assert "--trust-model" in line
+    data = bytearray(model.read_bytes())
+    with zipfile.ZipFile(model) as z:
+        entry = max(z.infolist(), key=lambda i: i.compress_size)
+    data[entry.header_offset + 30 + len(entry.filename) + entry.compress_size // 2] ^= 0xFF  # inside its data
+    model.write_bytes(bytes(data))
+    _fails(_predict_args(case, model), r"model bundle '.*model.skops' is not a readable bundle file \(BadZipFile: "
+           r"(entry a\d+.npy fails its CRC check: the file was damaged|.*)\); give a model.skops", case["out"])
 
 
 def test_model_url_is_never_fetched(case: dict[str, Path]) -> None:
-    _fails(_predict_args(case, "https://example.org/model.joblib"),  # type: ignore[arg-type]
+    _fails(_predict_args(case, "https://example.org/model.skops"),  # type: ignore[arg-type]
            r"is a URL; lcmodel loads bundles only from local files", case["out"])
 
 

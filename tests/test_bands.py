@@ -7,7 +7,6 @@ import json
 import warnings
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -29,7 +28,7 @@ from lcmodel.dataset import build_samples
 from lcmodel.embedding import NodataRule, band_names
 from lcmodel.errors import CompatibilityError, ConfigError, DataWarning, InputDataError, NoOverlapError
 from lcmodel.extract import extract_values
-from lcmodel.io import sha256_file
+from lcmodel.model_format import bundle_bytes
 from lcmodel.model_io import ModelBundle, current_versions, load_bundle, save_bundle, side_file_path, utc_now
 from lcmodel.pixels import predict_pixel_table
 from lcmodel.predict import predict_raster
@@ -246,21 +245,18 @@ def _bundle(embedding: Path, indexes: list[int] | None = None) -> ModelBundle:
 def test_bundle_records_band_indexes_and_old_bundles_mean_every_band(tmp_path: Path, hyper: Path,
                                                                      hyper_clean: Path) -> None:
     bundle = _bundle(hyper, LIVE)
-    path = save_bundle(bundle, tmp_path / "model.joblib")
+    path = save_bundle(bundle, tmp_path / "model.skops")
     side = json.loads(side_file_path(path).read_text())
     assert side["band_indexes"] == LIVE and side["n_source_bands"] == B
     assert side["band_names"] == [f"band_{b}" for b in LIVE]
     loaded = load_bundle(path)
     assert loaded.source_indexes == LIVE and loaded.source_band_count == B and not loaded.uses_all_bands
     # an older bundle (no band_indexes, no n_source_bands): every band, 1..n
-    old = save_bundle(_bundle(hyper_clean), tmp_path / "old.joblib")
-    payload = joblib.load(old)
-    for key in ("band_indexes", "n_source_bands"):
-        del payload["metadata"][key]
-    joblib.dump(payload, old, compress=3)
-    side = json.loads(side_file_path(old).read_text())
-    side.pop("band_indexes"), side.pop("n_source_bands")
-    side_file_path(old).write_text(json.dumps(dict(side, sha256=sha256_file(old))))
+    plain = _bundle(hyper_clean)
+    meta = plain.metadata(with_created=False)
+    del meta["band_indexes"], meta["n_source_bands"]
+    old = tmp_path / "old.skops"
+    old.write_bytes(bundle_bytes(plain.estimator, meta))
     legacy = load_bundle(old)
     assert legacy.band_indexes == [] and legacy.source_indexes == list(range(1, 9)) and legacy.uses_all_bands
     with rasterio.open(hyper_clean) as src:
@@ -274,7 +270,7 @@ def test_bad_band_indexes_are_refused(tmp_path: Path, hyper: Path) -> None:
     bundle = _bundle(hyper, LIVE)
     bundle.band_indexes = [1, 1, 2, 3, 5, 6, 7, 8]
     with pytest.raises(ModelBundleError, match=r"band_indexes \[1, 1, 2, 3, 5\]\.\.\. must give one distinct"):
-        save_bundle(bundle, tmp_path / "m.joblib")
+        save_bundle(bundle, tmp_path / "m.skops")
 
 
 def test_compatibility_of_a_subset_model(tmp_path: Path, hyper: Path, hyper_clean: Path) -> None:

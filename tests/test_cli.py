@@ -73,7 +73,7 @@ def test_bare_estimator_pickle_is_refused(tmp_path: Path) -> None:
     path.write_bytes(pickle.dumps(model))
     emb = tmp_path / "e.tif"
     result = _invoke("predict", "--model", str(path), "--embedding", str(emb), "--out", str(tmp_path / "m.tif"))
-    _assert_one_line_error(result, r"has no side file 'best_model.pkl.json' recording its SHA-256")
+    _assert_one_line_error(result, r"is a pickle written by an older lcmodel \(loading it would run code")
     assert not (tmp_path / "m.tif").exists()
     result = _invoke("predict", "--model", str(path), "--embedding", str(emb), "--out", str(tmp_path / "m.tif"),
                      "--trust-model")
@@ -123,11 +123,11 @@ def test_sample_then_run_then_predict(tiny_demo: Path, tmp_path: Path) -> None:
     result = _invoke("run", "--plain", str(cfg))
     assert result.exit_code == 0, result.output
     assert "overall accuracy" in result.output
-    for name in ("model.joblib", "metrics.json", "report.md", "map.tif", "confidence.tif", "map_quicklook.png"):
+    for name in ("model.skops", "metrics.json", "report.md", "map.tif", "confidence.tif", "map_quicklook.png"):
         assert (out / name).is_file(), name
     # predicting again with the bundle gives the same map, bit for bit
     again = tmp_path / "again.tif"
-    result = _invoke("predict", "--model", str(out / "model.joblib"), "--embedding",
+    result = _invoke("predict", "--model", str(out / "model.skops"), "--embedding",
                      str(tiny_demo.parent / "embedding.tif"), "--out", str(again))
     assert result.exit_code == 0, result.output
     with rasterio.open(again) as a, rasterio.open(out / "map.tif") as b:

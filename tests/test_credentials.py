@@ -185,7 +185,7 @@ def test_a_planted_password_reaches_no_file_database_or_output(tmp_path):
     assert SECRET.encode() not in output, [line for line in output.decode().splitlines() if SECRET in line]
     # every file of the run: the output folder, the server's backend store and artifacts, Prefect's home and
     # database, the run's working folder
-    assert (tmp_path / "prefect").is_dir() and any((server_dir / "artifacts").rglob("model.joblib"))
+    assert (tmp_path / "prefect").is_dir() and any((server_dir / "artifacts").rglob("model.skops"))
     assert any((tmp_path / "prefect").rglob("*.db"))
     leaked = _files_holding(tmp_path, SECRET.encode())
     assert leaked == [], leaked

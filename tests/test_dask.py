@@ -49,7 +49,7 @@ def inputs(tmp_path_factory) -> tuple[Path, Path, ModelBundle]:
         bundle = ModelBundle(estimator=est, band_names=band_names(src), crs_wkt=src.crs.to_wkt(),
                              nodata_rule=NodataRule.detect(src), class_table=ClassTable({1: 1, 2: 2, 3: 3}),
                              config={}, training_table_sha256=None, versions=current_versions(), created=utc_now())
-    bundle_path = root / "model.joblib"
+    bundle_path = root / "model.skops"
     save_bundle(bundle, bundle_path)
     predict_raster(bundle, emb, root / "ref" / "map.tif", confidence_path=root / "ref" / "conf.tif", block_size=16)
     return emb, bundle_path, bundle

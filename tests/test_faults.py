@@ -57,7 +57,7 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         class_table=ClassTable(code_to_value={10: 10, 20: 20, 30: 30}), config={},
         training_table_sha256=None, versions=current_versions(), created=utc_now(),
     )
-    model = save_bundle(bundle, root / "model.joblib")
+    model = save_bundle(bundle, root / "model.skops")
     ref = root / "ref"
     predict_raster(load_bundle(model), emb, ref / "map.tif", confidence_path=ref / "conf.tif",
                    block_size=BLOCK)

@@ -18,7 +18,7 @@ from lcmodel.errors import InputDataError  # noqa: E402
 from tests.rasters import tiny_demo_config  # noqa: E402
 
 STAGE_OUTPUTS = ["reference_points.csv", "points_labelled.csv", "samples.csv", "training_table.csv",
-                 "best_params.json", "metrics.json", "model.joblib", "map.tif"]
+                 "best_params.json", "metrics.json", "model.skops", "map.tif"]
 
 
 @pytest.fixture(scope="module")

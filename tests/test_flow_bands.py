@@ -49,7 +49,7 @@ def test_dead_bands_are_dropped_and_the_run_maps(prefect_harness: None, tmp_path
 
     table = pd.read_csv(out / "training_table.csv", nrows=1)
     assert [c for c in table.columns if c.startswith("band_")] == [f"band_{b}" for b in used]
-    side = json.loads((out / "model.joblib.json").read_text())
+    side = json.loads((out / "model.skops.json").read_text())
     assert side["band_indexes"] == used and side["n_source_bands"] == 66
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["bands"] == bands and metrics["test"]["overall_accuracy"] > 0.5

@@ -259,7 +259,7 @@ def test_predict_onto_its_own_embedding(case: dict[str, Path], target: str) -> N
         estimator=RandomForestClassifier(n_estimators=2, random_state=0).fit(X, np.where(X[:, 0] > 0, 10, 20)),
         band_names=[f"band_{i}" for i in range(1, 5)], crs_wkt=crs, nodata_rule=rule,
         class_table=ClassTable(code_to_value={10: 10, 20: 20}), config={}, training_table_sha256=None,
-        versions=current_versions(), created=utc_now()), case["root"] / "models" / "model.joblib")
+        versions=current_versions(), created=utc_now()), case["root"] / "models" / "model.skops")
     out, extra = case["emb"], []
     if target == "symlink":
         out = case["root"] / "link.tif"

@@ -179,7 +179,7 @@ def test_served_model_answers_pixel_tables_like_the_bundle(registered, started):
     _wait_http(f"http://127.0.0.1:{port}/ping", server, log)
     url = f"http://127.0.0.1:{port}/invocations"
 
-    bundle = load_bundle(Path(cfg.output.dir) / "model.joblib")
+    bundle = load_bundle(Path(cfg.output.dir) / "model.skops")
     with rasterio.open(cfg.embedding.path) as src:
         block = src.read()
     with rasterio.open(Path(cfg.output.dir) / "map.tif") as src:

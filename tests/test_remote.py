@@ -373,7 +373,7 @@ def test_predict_flow_over_http_equals_local(
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlruns.sqlite'}")
     bundle = _bundle(cog, _fit([1, 2, 3], bands=BANDS))
-    bundle_path = save_bundle(bundle, tmp_path / "model.joblib")
+    bundle_path = save_bundle(bundle, tmp_path / "model.skops")
     predict_raster(bundle, cog, tmp_path / "local.tif")
     range_server.reset()
     url = range_server.url("emb.tif")

@@ -77,6 +77,9 @@ def test_pixel_table_follows_the_map_rules(trained):
     (lambda t: t.assign(extra=1.0), r"unexpected \['extra'\]"),
     (lambda t: t.iloc[:0], r"no rows"),
     (lambda t: t.assign(A00=np.nan), r"NaN in 4 row\(s\) \(first: row 0\)"),
+    (lambda t: t.assign(A03=[0.1, np.inf, 0.1, -np.inf]), r"infinite or out-of-range values in 2 row\(s\) \(first: "
+                                                          r"row 1, column 'A03' = inf"),
+    (lambda t: t.assign(A00=1e308), r"infinite or out-of-range values in 4 row\(s\) .*float32 range"),
     (lambda t: t.assign(A01="x"), r"columns \['A01'\] are not numeric"),
     (lambda t: t.to_numpy(), r"must be a DataFrame"),
 ])
@@ -114,26 +117,60 @@ def test_registered_model_is_a_pyfunc_carrying_the_bundle(trained):
     assert info.value.get_http_status_code() == 400  # what the scoring server answers
 
 
-def test_registered_model_names_the_pyfunc_class_by_its_public_path(trained, tmp_path):
-    """The pickle refers to flows.tracking.LandcoverPyfunc, the path of models registered before the package."""
-    import pickle
-
+def test_registered_model_is_logged_from_code_and_holds_no_pickle(trained, tmp_path):
+    """Models from code: MLflow runs flows/tracking/pyfunc_code.py, the bundle is the safe model.skops."""
     import mlflow
+    import yaml
 
-    cfg, _ = trained
+    from lcmodel.io import sha256_file
+
+    cfg, result = trained
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{NAME}/1", dst_path=str(tmp_path),
                                                      tracking_uri=cfg.tracking.uri))
-    found: list[tuple[str, str]] = []
+    files = sorted(p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file())
+    assert not [f for f in files if f.endswith((".pkl", ".pickle", ".joblib", ".cloudpickle"))], files
+    assert "artifacts/model.skops" in files and "pyfunc_code.py" in files, files
+    flavor = yaml.safe_load((local / "MLmodel").read_text())["flavors"]["python_function"]
+    assert flavor["model_code_path"].endswith("pyfunc_code.py") and "python_model" not in flavor
+    recorded = _client(cfg).get_run(result["mlflow_run_id"]).data.params["bundle.sha256"]
+    assert sha256_file(local / "artifacts" / "model.skops") == recorded == sha256_file(result["bundle"])
+    assert flavor["config"] == {"bundle_sha256": recorded}  # model_config
 
-    class Recording(pickle.Unpickler):
-        def find_class(self, module: str, name: str) -> object:
-            found.append((module, name))
-            return super().find_class(module, name)
 
-    with open(local / "python_model.pkl", "rb") as f:
-        Recording(f).load()
-    assert ("flows.tracking", "LandcoverPyfunc") in found
-    assert not [m for m, _ in found if m.startswith("flows.") and m != "flows.tracking"], found
+@pytest.mark.parametrize("body, pattern", [
+    ('{"dataframe_split": {"columns": COLS, "data": [[-Infinity, ROW]]}}',
+     r"infinite or out-of-range values in 1 row\(s\) \(first: row 0, column 'A00' = -inf"),
+    ('{"dataframe_split": {"columns": COLS, "data": [[1e308, ROW]]}}',
+     r"infinite or out-of-range values in 1 row\(s\) \(first: row 0, column 'A00' = 1e\+308"),
+    ('{"dataframe_split": {"columns": COLS, "data": [[NaN, ROW]]}}', r"NaN in 1 row\(s\)"),
+])
+def test_the_served_model_answers_absurd_values_with_a_clear_line(trained, body, pattern):
+    """The scoring server of `mlflow models serve`, in process: HTTP 400 with lcmodel's line, not 'unexpected'."""
+    import json as _json
+    import re
+
+    import mlflow
+    from mlflow.pyfunc.scoring_server import init
+    from starlette.testclient import TestClient
+
+    cfg, result = trained
+    bundle = load_bundle(result["bundle"])
+    mlflow.set_tracking_uri(cfg.tracking.uri)
+    app = init(mlflow.pyfunc.load_model(f"models:/{NAME}@champion"))
+    cols = _json.dumps(bundle.band_names)
+    row = ", ".join(["0.1"] * (bundle.n_bands - 1))
+    with TestClient(app) as client:
+        reply = client.post("/invocations", content=body.replace("COLS", cols).replace("ROW", row),
+                            headers={"Content-Type": "application/json"})
+        ok = client.post("/invocations", content=_json.dumps(
+            {"dataframe_split": {"columns": bundle.band_names, "data": [[0.1] * bundle.n_bands]}}),
+            headers={"Content-Type": "application/json"})
+    assert reply.status_code == 400, reply.text
+    message = reply.json()["message"]  # MLflow's "Failed to predict data '<the table>'. \nError: <lcmodel's line>"
+    line = message.splitlines()[-1]
+    assert line.startswith("Error: pixel table has ") and re.search(pattern, line), message
+    assert "unexpected" not in message.lower(), message
+    assert ok.status_code == 200 and ok.json()["predictions"][0]["class"] in bundle.class_values
 
 
 # ------------------------------------------------------------------------------------------ registry

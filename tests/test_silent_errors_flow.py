@@ -47,7 +47,7 @@ def test_flow_bundle_band_stats_then_nan_band_and_reordered_bands(
     out = cfg_path.parent / cfg["output"]["dir"]
     emb = cfg_path.parent / cfg["embedding"]["path"]
 
-    side = json.loads((out / "model.joblib.json").read_text())
+    side = json.loads((out / "model.skops.json").read_text())
     stats = side["band_stats"]
     table = pd.read_csv(out / "training_table.csv")
     bands = [c for c in table.columns if c.startswith("A")]
@@ -60,7 +60,7 @@ def test_flow_bundle_band_stats_then_nan_band_and_reordered_bands(
     broken = data.copy()
     broken[3] = np.nan
     nan = _copy(emb, tmp_path / "nan.tif", broken, names=True)
-    r = CliRunner().invoke(cli, ["predict", "--model", str(out / "model.joblib"), "--embedding", str(nan),
+    r = CliRunner().invoke(cli, ["predict", "--model", str(out / "model.skops"), "--embedding", str(nan),
                                  "--out", str(tmp_path / "nan" / "map.tif")])
     assert r.exit_code == 2, r.output
     errors = [line for line in r.output.splitlines() if line.startswith("error:")]
@@ -70,12 +70,12 @@ def test_flow_bundle_band_stats_then_nan_band_and_reordered_bands(
     # the demo's synthetic bands all look alike (mean ~0, SD ~0.12), so a reordering is caught on real
     # AlphaEarth values only (tests/test_silent_errors.py); a rescaling is caught here: int8-scale values as float
     rescaled = _copy(emb, tmp_path / "rescaled.tif", data * np.float32(127), names=False)
-    r = CliRunner().invoke(cli, ["predict", "--model", str(out / "model.joblib"), "--embedding",
+    r = CliRunner().invoke(cli, ["predict", "--model", str(out / "model.skops"), "--embedding",
                                  str(rescaled), "--out", str(tmp_path / "rescaled" / "map.tif")])
     assert r.exit_code == 0, r.output
     warned = [line for line in r.output.splitlines() if line.startswith("warning:") and "bands differ" in line]
     assert len(warned) == 1 and "64 of 64 bands differ from the model's training data (bands 1-64 " in warned[0]
 
-    r = CliRunner().invoke(cli, ["predict", "--model", str(out / "model.joblib"), "--embedding", str(emb),
+    r = CliRunner().invoke(cli, ["predict", "--model", str(out / "model.skops"), "--embedding", str(emb),
                                  "--out", str(tmp_path / "same" / "map.tif")])
     assert r.exit_code == 0 and "bands differ" not in r.output, r.output

@@ -170,7 +170,7 @@ def test_tampered_outputs_rerun_their_stage(base_cfg: RunConfig, first: dict[str
     ran = landcover(cfg)["executed"]
     assert ran[0] == "make_training_table" and "sample_reference" not in ran
     assert _fingerprint(root) == want and table.read_bytes() == data
-    bundle = root / "model.joblib"
+    bundle = root / "model.skops"
     raw = bytearray(bundle.read_bytes())
     raw[len(raw) // 2] ^= 0xFF  # one byte flipped
     bundle.write_bytes(bytes(raw))

@@ -144,7 +144,7 @@ def test_each_tile_is_predicted_in_its_own_crs_like_predict_raster_alone(flow_ru
     from lcmodel.predict import predict_raster
 
     out = flow_run["out"]
-    bundle = load_bundle(out / "model.joblib")
+    bundle = load_bundle(out / "model.skops")
     assert CRS.from_wkt(bundle.crs_wkt) == CRS.from_epsg(32631)  # the collection's CRS (tie: the first tile's)
     tiles_dir = flow_run["cfg"].parent / "tiles"
     for stem, epsg, _, _ in TILES:
@@ -167,7 +167,7 @@ def test_predicting_a_raster_of_another_zone_with_the_bundle_is_still_refused(fl
     from lcmodel.model_io import load_bundle
     from lcmodel.predict import predict_raster
 
-    bundle = load_bundle(flow_run["out"] / "model.joblib")
+    bundle = load_bundle(flow_run["out"] / "model.skops")
     other = flow_run["cfg"].parent / "tiles" / "aef_32_c.tif"
     with pytest.raises(CompatibilityError, match=r"is in EPSG:32632, the model was trained on EPSG:32631; reproject"):
         predict_raster(bundle, other, tmp_path / "map.tif")
@@ -328,8 +328,8 @@ def test_a_killed_collection_run_skips_finished_tiles_and_resumes_the_partial_on
 
     src = flow_run["out"]
     settings = dataclasses.replace(PredictSettings.from_config(load_flow_config(flow_run["cfg"])), mosaic="none")
-    model = pipeline.Model(pipeline.Artifact.of(src / "model.joblib"), pipeline.Artifact.of(src / "model.joblib.json"))
-    bundle = load_bundle(src / "model.joblib")
+    model = pipeline.Model(pipeline.Artifact.of(src / "model.skops"), pipeline.Artifact.of(src / "model.skops.json"))
+    bundle = load_bundle(src / "model.skops")
     collection = Collection.read(src / ".lcmodel" / "inputs" / "embedding.json")
     ref = pipeline.predict_collection(settings, bundle, model, collection, tmp_path / "ref")
 

@@ -11,12 +11,15 @@ with artifacts in ``<cwd>/mlartifacts`` (an explicit artifact root: MLflow would
 - :mod:`~flows.tracking.runs`: :class:`Tracker` (a training run) and :class:`PredictionRun`;
 - :mod:`~flows.tracking.figures`: figures to metrics; an undefined one (None/NaN/inf) is the tag
   ``lcmodel.undefined.<metric>`` with its reason (:data:`UNDEFINED_TAG`);
-- :mod:`~flows.tracking.model`: :class:`LandcoverPyfunc`, the registered model, and how it is logged;
-- :mod:`~flows.tracking.registry`: ``models:/`` references, downloading a bundle, promotion (:data:`CHAMPION`);
+- :mod:`~flows.tracking.model`: :class:`LandcoverPyfunc`, the registered model, and how it is logged (from code:
+  :mod:`~flows.tracking.pyfunc_code`, nothing pickled);
+- :mod:`~flows.tracking.registry`: ``models:/`` references, downloading a bundle (checked against the run's
+  ``bundle.sha256``), promotion (:data:`CHAMPION`);
 - :mod:`~flows.tracking.compare`: the training runs of an experiment side by side;
 - :mod:`~flows.tracking.stores`: read-only commands refuse a missing or non-database SQLite store.
 
-Import from here: logged models name ``flows.tracking.LandcoverPyfunc``, whatever submodule defines it.
+Import from here. Models registered before models-from-code pickled ``flows.tracking.LandcoverPyfunc`` with a
+``model.joblib``: the re-export stays for them, but lcmodel refuses their pickled bundle; retrain.
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """The registered model: :class:`LandcoverPyfunc`, a model bundle behind MLflow's pyfunc interface, and
 :func:`log_pyfunc_model` (signature, input example, pinned pip requirements, metadata).
 
-MLflow stores the pyfunc as a cloudpickle of a :class:`LandcoverPyfunc` instance, which names the class by
-reference: ``__module__`` + name. Every model registered while ``flows.tracking`` was one module names
-``flows.tracking.LandcoverPyfunc``; the class keeps that public path as its ``__module__``, so models logged
-now name it too and loading any of them needs only the package's re-export.
+The pyfunc is logged from code (MLflow's "models from code"): the model's ``python_model`` is the file
+:mod:`flows.tracking.pyfunc_code`, which builds a :class:`LandcoverPyfunc` with ``mlflow.models.set_model``.
+Nothing is pickled: loading or serving the model (``mlflow models serve``) imports lcmodel's class and loads the
+bundle (``artifacts/model.skops``) through :func:`lcmodel.model_io.load_bundle`, which rebuilds the estimator
+from data, after checking the file's SHA-256 against the one recorded at logging (``model_config``).
 """
 
 from __future__ import annotations
@@ -20,15 +21,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from lcmodel.errors import LcmodelError
-from lcmodel.model_io import side_file_path
 
-__all__ = ["LandcoverPyfunc", "log_pyfunc_model"]
+__all__ = ["CODE_FILE", "LandcoverPyfunc", "log_pyfunc_model"]
 
 # pip requirements for the logged model: explicit, so log_model does not spend seconds inferring them
-_REQUIREMENTS = ("scikit-learn", "numpy", "pandas", "joblib", "rasterio")
-
-#: the module path that logged models record for :class:`LandcoverPyfunc` (the package re-exports it)
-_PICKLED_MODULE = "flows.tracking"
+_REQUIREMENTS = ("scikit-learn", "numpy", "pandas", "skops", "rasterio")
+#: the models-from-code file MLflow copies into the logged model and runs to build the pyfunc
+CODE_FILE = Path(__file__).with_name("pyfunc_code.py")
 
 
 def _req(pkg: str) -> str:
@@ -52,7 +51,8 @@ class LandcoverPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defi
         from lcmodel.forest import Predictor
         from lcmodel.model_io import load_bundle
 
-        self.bundle = load_bundle(context.artifacts["bundle"])
+        expected = (getattr(context, "model_config", None) or {}).get("bundle_sha256")
+        self.bundle = load_bundle(context.artifacts["bundle"], expected_sha256=expected)
         self.predictor = Predictor(self.bundle.estimator)  # once: compiles a random forest
 
     def predict(self, context: Any, model_input: pd.DataFrame,
@@ -65,10 +65,6 @@ class LandcoverPyfunc(mlflow.pyfunc.PythonModel):  # type: ignore[misc,name-defi
                                        predictor=self.predictor)
         except LcmodelError as exc:
             raise MlflowException.invalid_parameter_value(str(exc)) from None
-
-
-# pickled by reference as flows.tracking.LandcoverPyfunc (see the module docstring), not flows.tracking.model
-LandcoverPyfunc.__module__ = _PICKLED_MODULE
 
 
 def _input_example(bundle: Any) -> Any:
@@ -89,6 +85,7 @@ def log_pyfunc_model(run_id: str, bundle_path: Path, bundle: Any, register_as: s
     the MLmodel metadata carries the band names, class table, nodata rule and nodata class value.
     Returns MLflow's ModelInfo.
     """
+    from lcmodel.io import sha256_file
     from lcmodel.pixels import nodata_class, predict_pixel_table
 
     example = _input_example(bundle)
@@ -105,9 +102,10 @@ def log_pyfunc_model(run_id: str, bundle_path: Path, bundle: Any, register_as: s
     with mlflow.start_run(run_id=run_id):
         return mlflow.pyfunc.log_model(
             name="model",
-            python_model=LandcoverPyfunc(),
-            # the side file travels with the bundle: loading checks the bundle's SHA-256 against it
-            artifacts={"bundle": str(bundle_path), "bundle_sha256": str(side_file_path(bundle_path))},
+            python_model=str(CODE_FILE),  # models from code: nothing pickled
+            artifacts={"bundle": str(bundle_path)},
+            # loading checks the bundle's SHA-256 against the one recorded here
+            model_config={"bundle_sha256": sha256_file(bundle_path)},
             signature=signature,
             input_example=example,
             pip_requirements=[_req(p) for p in _REQUIREMENTS],

@@ -30,6 +30,8 @@ __all__ = [
     "promotion_decision",
 ]
 
+#: the bundle's file name among a registered model's artifacts (``artifacts/model.skops``)
+BUNDLE_FILE = "model.skops"
 #: the alias that marks the model version in production
 CHAMPION = "champion"
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
@@ -126,7 +128,12 @@ def _model_version(client: MlflowClient, name: str, alias: str | None, version: 
 
 def download_registered_bundle(ref: str, dest: Path | str,
                                tracking_uri: str | None = None) -> tuple[Path, dict[str, str]]:
-    """Download the bundle of a registered model version into ``dest``.
+    """Download the bundle of a registered model version into ``dest``, verified against the tracking store.
+
+    The downloaded ``model.skops`` must have the SHA-256 that training recorded in the tracking store (the
+    param ``bundle.sha256`` of the version's run; else the version's tag ``lcmodel.bundle_sha256``): a bundle
+    swapped inside the artifact store is refused in one line before anything reads it. Pass
+    ``info["bundle_sha256"]`` to :func:`lcmodel.model_io.load_bundle` (``expected_sha256``) when loading it.
 
     Parameters
     ----------
@@ -136,27 +143,57 @@ def download_registered_bundle(ref: str, dest: Path | str,
 
     Returns
     -------
-    (path of model.joblib, info)
-        info holds ``model_name``, ``model_version``, ``model_uri`` (``ref``), ``model_run_id`` and
-        ``model_id`` (MLflow's logged-model id, "" when unknown).
+    (path of model.skops, info)
+        info holds ``model_name``, ``model_version``, ``model_uri`` (``ref``), ``model_run_id``, ``model_id``
+        (MLflow's logged-model id, "" when unknown) and ``bundle_sha256`` (the recorded digest).
+
+    Raises
+    ------
+    TrackingLookupError
+        No such model, version or alias; not an lcmodel model; no digest recorded for it.
+    ModelBundleError
+        The downloaded bundle's SHA-256 differs from the recorded one.
     """
+    from lcmodel.model_io import verify_bundle_hash
+
     uri, _ = resolve_uri(tracking_uri)
     name, alias, version = _parse_models_uri(ref)
     require_existing_store(uri)
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     mv = _model_version(client, name, alias, version)
+    expected = _recorded_sha256(client, mv)
+    if not expected:
+        raise TrackingLookupError(
+            f"models:/{name}/{mv.version} has no bundle SHA-256 recorded at training (run param bundle.sha256), "
+            "so its bundle cannot be verified; register models with the landcover flow (tracking.register_as)"
+        )
     local = mlflow.artifacts.download_artifacts(
         artifact_uri=f"models:/{name}/{mv.version}", dst_path=str(dest), tracking_uri=uri, registry_uri=uri
     )
-    bundle = Path(local) / "artifacts" / "model.joblib"
+    bundle = Path(local) / "artifacts" / BUNDLE_FILE
     if not bundle.is_file():
         raise TrackingLookupError(
-            f"models:/{name}/{mv.version} is not an lcmodel model (no artifacts/model.joblib); register "
-            "models with the landcover flow (tracking.register_as)"
+            f"models:/{name}/{mv.version} is not an lcmodel model of this version (no artifacts/{BUNDLE_FILE}); "
+            "register models with the landcover flow (tracking.register_as)"
         )
+    verify_bundle_hash(bundle, expected)
     info = {"model_name": name, "model_version": str(mv.version), "model_uri": ref,
-            "model_run_id": mv.run_id or "", "model_id": _logged_model_id(mv)}
+            "model_run_id": mv.run_id or "", "model_id": _logged_model_id(mv), "bundle_sha256": expected}
     return bundle, info
+
+
+def _recorded_sha256(client: MlflowClient, mv: Any) -> str:
+    """The bundle digest training recorded: the run's param ``bundle.sha256``, else the version's tag."""
+    if mv.run_id:
+        try:
+            sha = client.get_run(mv.run_id).data.params.get("bundle.sha256")
+        except MlflowException as exc:
+            if not _not_found(exc):
+                raise
+            sha = None
+        if sha:
+            return str(sha)
+    return str((mv.tags or {}).get("lcmodel.bundle_sha256") or "")
 
 
 def _logged_model_id(mv: Any) -> str:

@@ -188,7 +188,7 @@ class Tracker:
         model's URI and ``lcmodel.model_reused``.
 
         The pyfunc carries the bundle (estimator, band names, class table, nodata rule) as its artifact
-        ``model.joblib``; the bundle and its side file are also logged under ``bundle/``. When a new version
+        ``model.skops``; the bundle and its side file are also logged under ``bundle/``. When a new version
         is registered it gets the alias ``candidate``, and, with ``tracking.promote_if_better``,
         ``champion`` when it beats the current champion (see :meth:`promote_if_better`).
         """
@@ -205,7 +205,7 @@ class Tracker:
             log.info("model bundle %s... is already logged as %s: nothing registered", sha[:12],
                      reused["model_uri"])
             return reused
-        bundle = load_bundle(bundle_path)  # verified against the SHA-256 recorded at training
+        bundle = load_bundle(bundle_path, expected_sha256=sha)  # the file the stage recorded
         info = log_pyfunc_model(self.run_id, bundle_path, bundle, register_as)
         self.client.log_artifact(self.run_id, str(bundle_path), "bundle")
         side = Path(str(bundle_path) + ".json")

@@ -262,7 +262,8 @@ class Evaluation(Artifacts):
 
 @dataclass(frozen=True)
 class Model(Artifacts):
-    about: ClassVar[str] = "the model bundle (`model.joblib`) and its side file with the SHA-256"
+    about: ClassVar[str] = ("the model bundle (`model.skops`: metadata JSON and the estimator as skops data, "
+                            "deterministic) and its readable side file")
 
     bundle: Artifact
     side_file: Artifact

@@ -21,7 +21,7 @@ from lcmodel.pipeline.paths import RunPaths
 __all__ = ["run_outputs", "refuse_inputs_among_outputs", "refuse_input_as_output"]
 
 #: files written next to RunPaths' ones: point CRSs, the bundle's side file, the report's and tuning's extras
-_COMPANIONS = ("reference_points.crs.json", "points_labelled.crs.json", "model.joblib.json",
+_COMPANIONS = ("reference_points.crs.json", "points_labelled.crs.json", "model.skops.json",
                "classification_report.txt", "confusion_matrix.csv", "confusion_matrix.png",
                "feature_importances.csv", "feature_importances.png", ".lcmodel.lock")
 #: per-stage tuning files (best_params_stage1.json, cv_results_stage2.csv, ...), a collection's VRT mosaics

@@ -65,7 +65,7 @@ class RunPaths:
 
     @property
     def bundle(self) -> Path:
-        return self.root / "model.joblib"
+        return self.root / "model.skops"
 
     @property
     def map(self) -> Path:
