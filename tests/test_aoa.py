@@ -20,7 +20,6 @@ from lcmodel.aoa import (
     nearest_distances,
     upper_whisker,
 )
-from lcmodel.aoa.di import nearest_distances_grouped
 from lcmodel.aoa.raster import write_aoa_rasters
 from lcmodel.classes import ClassTable
 from lcmodel.embedding import NodataRule, band_names
@@ -72,21 +71,6 @@ def test_nearest_distances_many_near_ties_and_blocks() -> None:
     ref = np.sqrt(((queries[:, None, :] - train[None, :, :]) ** 2).sum(-1)).min(1)
     np.testing.assert_array_equal(nearest_distances(queries, train), ref)
     assert mean_pairwise_distance(train) > 0
-
-
-@pytest.mark.parametrize("grouping", ["clusters", "random", "one"])
-def test_grouped_search_is_the_same_exact_search(grouping: str) -> None:
-    """Groups only prune the training rows searched: tight, loose or a single group, the same distances."""
-    rng = np.random.default_rng(5)
-    centres = rng.normal(size=(6, 10)) * 4
-    train = centres[rng.integers(0, 6, 500)] + rng.normal(size=(500, 10)) * 0.3
-    which = rng.integers(0, 6, 3000)
-    queries = centres[which] + rng.normal(size=(3000, 10)) * 0.3
-    queries[:50] += 20.0  # far from everything
-    groups = {"clusters": which * 10 + rng.integers(0, 10, 3000), "random": rng.integers(0, 7, 3000),
-              "one": np.zeros(3000, dtype=np.int64)}[grouping]
-    ref = np.sqrt(((queries[:, None, :] - train[None, :, :]) ** 2).sum(-1)).min(1)
-    np.testing.assert_array_equal(nearest_distances_grouped(queries, train, groups), ref)
 
 
 def test_threshold_is_rs_boxplot_upper_whisker() -> None:

@@ -25,8 +25,7 @@ from numba import njit, prange
 
 from lcmodel.errors import InputDataError
 
-__all__ = ["TrainingDI", "fit_training_di", "nearest_distances", "nearest_distances_grouped", "upper_whisker",
-           "mean_pairwise_distance"]
+__all__ = ["TrainingDI", "fit_training_di", "nearest_distances", "upper_whisker", "mean_pairwise_distance"]
 
 #: float32 unit roundoff
 _U32 = 2.0**-24
@@ -66,16 +65,9 @@ class TrainingDI:
         x = np.asarray(features, dtype=np.float64)
         return np.ascontiguousarray((x - self.mean) / self.sd * self.weights)
 
-    def di(self, features: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
-        """The DI (float64) of raw (n, bands) features: nearest training distance / mean distance.
-
-        ``groups`` (one int per row, e.g. predicted class x small tile) only makes it faster, never changes
-        it: :func:`nearest_distances_grouped`.
-        """
-        z = self.transform(features)
-        if groups is None:
-            return nearest_distances(z, self.train) / self.mean_distance
-        return nearest_distances_grouped(z, self.train, groups) / self.mean_distance
+    def di(self, features: np.ndarray) -> np.ndarray:
+        """The DI (float64) of raw (n, bands) features: nearest training distance / mean distance."""
+        return nearest_distances(self.transform(features), self.train) / self.mean_distance
 
     def summary(self) -> dict[str, object]:
         """The JSON-able figures of the fit (no per-sample arrays but the DI's quartiles)."""
@@ -188,29 +180,6 @@ def nearest_distances(queries: np.ndarray, train: np.ndarray) -> np.ndarray:
         best[start:start + rows] = _nearest_candidate(scores, t2, tol, q, t64)
     diff = q64 - t64[best]
     return np.asarray(np.sqrt((diff * diff).sum(axis=1)), dtype=np.float64)
-
-
-def nearest_distances_grouped(queries: np.ndarray, train: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """:func:`nearest_distances`, each group of queries searched among the training rows that can be nearest
-    to one of its members: with the group's centre ``c`` and radius ``R`` (largest member distance to ``c``),
-    the nearest row of any member is within ``d(c, nearest of c) + R`` of it, hence within
-    ``d(c, nearest of c) + 2 R`` of ``c`` (triangle inequality). Exact whatever the groups; fast when they
-    are tight (neighbouring pixels of one predicted class)."""
-    q64 = np.ascontiguousarray(queries, dtype=np.float64)
-    t64 = np.ascontiguousarray(train, dtype=np.float64)
-    out = np.empty(q64.shape[0], dtype=np.float64)
-    order = np.argsort(groups, kind="stable")
-    bounds = np.flatnonzero(np.diff(np.asarray(groups)[order])) + 1
-    for members in np.split(order, bounds):
-        if members.size == 0:
-            continue
-        z = q64[members]
-        centre = z.mean(axis=0)
-        radius = float(np.sqrt(((z - centre) ** 2).sum(axis=1)).max())
-        to_centre = np.sqrt(((t64 - centre) ** 2).sum(axis=1))
-        reach = (float(to_centre.min()) + 2.0 * radius) * (1.0 + 1e-9) + 1e-300  # float64 rounding, generously
-        out[members] = nearest_distances(z, t64[to_centre <= reach])
-    return out
 
 
 @njit(nogil=True, cache=True, parallel=True)

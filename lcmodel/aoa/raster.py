@@ -42,8 +42,6 @@ __all__ = ["DI_NODATA", "AOA_NODATA", "AoaCounts", "aoa_layers", "write_aoa_rast
 DI_NODATA = -1
 #: nodata of ``aoa.tif`` (1 inside, 0 outside)
 AOA_NODATA = 255
-#: side of the tiles whose pixels of one predicted class are searched together (:func:`nearest_distances_grouped`)
-GROUP_TILE = 16
 
 
 @dataclass
@@ -155,12 +153,7 @@ def write_aoa_rasters(
                 di = np.full(mask.shape, DI_NODATA, dtype=np.float32)
                 inside = np.zeros(mask.shape, dtype=bool)
                 if features.shape[0]:
-                    # searched in groups of one predicted class in a small tile (faster; the DI is the same)
-                    rows, cols = np.nonzero(mask)
-                    stored_labels = orientation.array(labels)[mask].astype(np.int64)
-                    tile = (rows // GROUP_TILE) * (mask.shape[1] // GROUP_TILE + 1) + cols // GROUP_TILE
-                    groups = stored_labels * (tile.max() + 1) + tile
-                    values = training.di(features, groups)  # float64: inside/outside is decided before rounding
+                    values = training.di(features)  # float64: inside/outside is decided before rounding
                     di[mask] = values.astype(np.float32)
                     inside[mask] = values <= training.threshold
                 di, inside = orientation.array(di), orientation.array(inside)
