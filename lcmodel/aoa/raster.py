@@ -147,7 +147,7 @@ def write_aoa_rasters(
                 mask, features = rule.block_features(readers.read(window, indexes))
                 target = orientation.window(window)
                 labels = labels_src.read(1, window=target)
-                valid = orientation.array(mask)
+                valid = orientation.array(mask).copy()  # (the mask itself when north-up: kept for di[mask])
                 if map_nodata is not None:
                     valid &= labels != map_nodata
                 di = np.full(mask.shape, DI_NODATA, dtype=np.float32)
