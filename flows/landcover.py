@@ -126,16 +126,26 @@ def assess_map(settings: s.ReportSettings, prediction: a.Prediction, evaluation:
     return _execute("assess_map", settings, inputs, out, produced_by)  # type: ignore[return-value]
 
 
+@task(name="applicability", **STAGE_TASK_OPTIONS)
+def applicability(settings: s.AoaSettings, model: a.Model, table: a.TrainingTable, evaluation: a.Evaluation,
+                  prediction: a.Prediction, embedding: a.EmbeddingSource, labelled: a.LabelledPoints, *,
+                  out: Path, produced_by: dict[str, str]) -> a.Applicability:
+    inputs = {"model": model, "table": table, "evaluation": evaluation, "prediction": prediction,
+              "embedding": embedding, "labelled": labelled}
+    return _execute("applicability", settings, inputs, out, produced_by)  # type: ignore[return-value]
+
+
 @task(name="report", **STAGE_TASK_OPTIONS)
-def report(settings: s.ReportSettings, evaluation: a.Evaluation, assessment: a.Assessment | None = None, *,
-           out: Path, produced_by: dict[str, str]) -> a.Report:
-    return _execute("report", settings, {"evaluation": evaluation, "assessment": assessment}, out, produced_by)  # type: ignore[return-value]
+def report(settings: s.ReportSettings, evaluation: a.Evaluation, assessment: a.Assessment | None = None,
+           applicability: a.Applicability | None = None, *, out: Path, produced_by: dict[str, str]) -> a.Report:
+    inputs = {"evaluation": evaluation, "assessment": assessment, "applicability": applicability}
+    return _execute("report", settings, inputs, out, produced_by)  # type: ignore[return-value]
 
 
 #: stage name -> its Prefect task
 STAGE_TASKS: dict[str, Any] = {t.name: t for t in (
     sample_reference, prepare_points, extract_samples, make_training_table, tune, evaluate, fit_final,
-    predict_map, write_quicklook, assess_map, report)}
+    predict_map, write_quicklook, assess_map, applicability, report)}
 
 
 class FlowStageRun(pipeline.StageRun):
@@ -328,6 +338,8 @@ def _track(tracker: Any, name: str, outcome: StageOutcome, logger: Any) -> None:
         tracker.log_prediction(_read(outputs.summary.path))  # type: ignore[attr-defined]
     elif name == "assess_map":
         tracker.log_assessment(outputs.assessment.path)  # type: ignore[attr-defined]
+    elif name == "applicability":
+        tracker.log_applicability(outputs.summary.path)  # type: ignore[attr-defined]
 
 
 def _summary_markdown(cfg: FlowConfig, metrics: dict[str, Any], prediction: dict[str, Any],

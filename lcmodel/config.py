@@ -308,6 +308,12 @@ class PredictionConfig(ConfigSection):
     mosaic_crs: OptionalCrs = Field(None, description="CRS of the COG mosaic; null = the collection's CRS")
 
 
+class AoaConfig(ConfigSection):
+    """The area of applicability (Meyer & Pebesma 2021): di.tif and aoa.tif beside the map."""
+
+    enabled: bool = Field(True, description="write di.tif / aoa.tif and report the map's share outside the AOA")
+
+
 class OutputConfig(ConfigSection):
     dir: ResolvedPath = Field(Path("results/run"), validate_default=True)
 
@@ -325,6 +331,7 @@ class RunConfig(ConfigSection):
     sampling: SamplingConfig = SamplingConfig()
     tuning: TuningConfig = TuningConfig()
     prediction: PredictionConfig = PredictionConfig()
+    aoa: AoaConfig = AoaConfig()
     output: OutputConfig
     n_jobs: int = Field(2, ge=1)
 

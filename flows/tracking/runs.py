@@ -166,6 +166,23 @@ class Tracker:
         self.client.log_artifact(self.run_id, str(path), "accuracy")
         return undefined
 
+    def log_applicability(self, path: Path) -> None:
+        """The area of applicability (aoa.json): ``aoa_outside_fraction``, per predicted class
+        ``aoa_outside_fraction_class_<value>``, the test accuracy inside / outside, and the file itself."""
+        data = json.loads(Path(path).read_text())
+        self.client.log_artifact(self.run_id, str(path), "aoa")
+        if not data.get("computed"):
+            self.client.set_tag(self.run_id, "lcmodel.aoa", f"not computed: {data.get('reason')}")
+            return
+        figures: list[Figure] = [("aoa_outside_fraction", data["outside_fraction"], 0),
+                                 ("aoa_threshold", data["threshold"], 0)]
+        figures += [(f"aoa_outside_fraction_class_{v}", c["outside_fraction"], 0)
+                    for v, c in data["per_class"].items()]
+        for part, acc in (data.get("test_accuracy") or {}).items():
+            if acc.get("overall_accuracy") is not None:
+                figures.append((f"aoa_test_accuracy_{part}", acc["overall_accuracy"], 0))
+        log_figures(self.client, self.run_id, figures)
+
     def log_cv_comparison(self, metrics_path: Path) -> None:
         """Random and spatial CV scores of the selected parameters (metrics.json ``cv_comparison``)."""
         comparison = json.loads(Path(metrics_path).read_text()).get("cv_comparison") or {}

@@ -1,7 +1,7 @@
 """The pipeline as declared stages: typed settings in, content-addressed artifacts out, keys derived.
 
     sample_reference -> prepare_points -> extract_samples -> make_training_table
-    -> tune -> evaluate -> fit_final -> predict_map -> write_quicklook -> assess_map -> report
+    -> tune -> evaluate -> fit_final -> predict_map -> write_quicklook -> assess_map -> applicability -> report
 
 Each stage (:mod:`~lcmodel.pipeline.sampling`, :mod:`~lcmodel.pipeline.modelling`,
 :mod:`~lcmodel.pipeline.mapping`) is a function of its settings (exactly the config values it uses,
@@ -12,6 +12,7 @@ Each stage (:mod:`~lcmodel.pipeline.sampling`, :mod:`~lcmodel.pipeline.modelling
 """
 
 from lcmodel.pipeline.artifacts import (
+    Applicability,
     Artifact,
     Artifacts,
     Assessment,
@@ -46,6 +47,7 @@ from lcmodel.pipeline.tiled import TileJob, check_tiles, finish_tiles, predict_c
 
 __all__ = [
     "ASSESSMENT_HEADING",
+    "Applicability",
     "Artifact",
     "Artifacts",
     "Assessment",

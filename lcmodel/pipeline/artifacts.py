@@ -42,6 +42,7 @@ __all__ = [
     "Prediction",
     "Quicklook",
     "Assessment",
+    "Applicability",
     "Report",
 ]
 
@@ -302,6 +303,15 @@ class Assessment(Artifacts):
     about: ClassVar[str] = "area-adjusted accuracy and class areas (`accuracy_assessment.json`)"
 
     assessment: Artifact
+
+
+@dataclass(frozen=True)
+class Applicability(Artifacts):
+    about: ClassVar[str] = "the area of applicability: `di.tif`, `aoa.tif` and the shares outside it (`aoa.json`)"
+
+    summary: Artifact
+    di: Artifact | None = None
+    aoa: Artifact | None = None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from lcmodel.io import atomic_path, write_json
 from lcmodel.pipeline.artifacts import (
+    Applicability,
     Artifact,
     Assessment,
     EmbeddingSource,
@@ -173,9 +174,11 @@ def design_text(settings: ReportSettings, blocks: dict[str, Any]) -> list[str]:
     return lines
 
 
-@stage(about="report.md: test metrics, tuning, random vs spatial CV, and the area-adjusted assessment when mapped")
-def report(settings: ReportSettings, evaluation: Evaluation, assessment: Assessment | None = None, *, out: Path
-           ) -> Report:
+@stage(about="report.md: test metrics, tuning, random vs spatial CV; when mapped, the area-adjusted assessment and the "
+       "area of applicability")
+def report(settings: ReportSettings, evaluation: Evaluation, assessment: Assessment | None = None,
+           applicability: Applicability | None = None, *, out: Path) -> Report:
+    from lcmodel.pipeline.applicability import applicability_markdown, read_applicability
     from lcmodel.report import assessment_markdown, report_markdown
 
     metrics = json.loads(evaluation.metrics.path.read_text())
@@ -183,6 +186,8 @@ def report(settings: ReportSettings, evaluation: Evaluation, assessment: Assessm
     if assessment is not None:
         result = json.loads(assessment.assessment.path.read_text())
         text = text.rstrip("\n") + "\n\n" + assessment_markdown(result, ASSESSMENT_HEADING)
+    if applicability is not None:
+        text = text.rstrip("\n") + "\n\n" + applicability_markdown(read_applicability(applicability))
     path = RunPaths(out).report
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -116,6 +116,19 @@ class RunPaths:
     def entropy(self) -> Path:
         return self.root / "entropy.tif"
 
+    # --- the area of applicability
+    @property
+    def di(self) -> Path:
+        return self.root / "di.tif"
+
+    @property
+    def aoa(self) -> Path:
+        return self.root / "aoa.tif"
+
+    @property
+    def aoa_summary(self) -> Path:
+        return self.root / "aoa.json"
+
     # --- a tile collection: one folder of outputs per tile, mosaics, the STAC catalog
     @property
     def tiles(self) -> Path:

@@ -35,6 +35,7 @@ __all__ = [
     "PredictSettings",
     "NoSettings",
     "ReportSettings",
+    "AoaSettings",
 ]
 
 _S = TypeVar("_S", bound="StageSettings")
@@ -243,3 +244,17 @@ class ReportSettings(StageSettings):
 
     kind: Literal["raster", "points"] = setting("reference.kind", "reference.path", derive=resolve_reference_kind)
     reference_name: str = setting("reference.path", derive=_file_name)
+
+
+@dataclass(frozen=True)
+class AoaSettings(StageSettings):
+    """The CV folds are rebuilt as the tuning made them (``tuning.cv``, ``sampling.random_state``; their
+    strategy and block size come from the training table's ``spatial_blocks.json``)."""
+
+    about: ClassVar[str] = "whether the area of applicability is computed, the folds of its threshold, the windows"
+
+    enabled: bool = setting("aoa.enabled")
+    cv: int = setting("tuning.cv")
+    random_state: int = setting("sampling.random_state")
+    block_size: int | None = setting("prediction.block_size")
+    memory_mb: int = setting("prediction.memory_mb")

@@ -13,6 +13,7 @@ from lcmodel.bands import resolve_bands
 from lcmodel.config import RunConfig
 from lcmodel.errors import InputFileError
 from lcmodel.io import open_raster
+from lcmodel.pipeline.applicability import applicability
 from lcmodel.pipeline.artifacts import ClassTableSource, EmbeddingSource, ReferenceSource, Source
 from lcmodel.pipeline.declare import Stage
 from lcmodel.pipeline.input_guard import refuse_inputs_among_outputs
@@ -28,8 +29,8 @@ __all__ = ["SAMPLING", "TRAINING", "MAPPING", "STAGES", "source_files"]
 SAMPLING: tuple[Stage, ...] = (sample_reference, prepare_points, extract_samples, make_training_table)
 #: ... -> the model bundle
 TRAINING: tuple[Stage, ...] = (*SAMPLING, tune, evaluate, fit_final)
-#: the bundle -> the map, its quicklook, its assessment
-MAPPING: tuple[Stage, ...] = (predict_map, write_quicklook, assess_map)
+#: the bundle -> the map, its quicklook, its assessment, its area of applicability
+MAPPING: tuple[Stage, ...] = (predict_map, write_quicklook, assess_map, applicability)
 #: every stage by name, in run order
 STAGES: dict[str, Stage] = {s.name: s for s in (*TRAINING, *MAPPING, report)}
 
