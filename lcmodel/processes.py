@@ -9,10 +9,11 @@ Three pieces, all Linux-first (``/proc``; elsewhere they do nothing):
   that started the worker ends, and pools start workers from whichever thread submits work.
 - :func:`guard_children`: for children lcmodel does not start itself (Prefect's temporary API server, a
   uvicorn process started by ``prefect.server.api.server.SubprocessASGIServer`` with no hook for a
-  pre-exec function or an initializer). A small guardian process (``python -m lcmodel.processes PID``, in
-  its own session) records the command's descendants about once a second; when the command dies, by
-  SIGKILL too, it terminates every recorded descendant still alive (SIGTERM, SIGKILL after 3 s). A child
-  started and orphaned within the last second before a SIGKILL can escape it.
+  pre-exec function or an initializer), and for workers killed with their parent before their initializer
+  ran. The command marks its environment (:data:`MARK`), which every descendant inherits, and starts a
+  small guardian (``python -m lcmodel.processes PID TOKEN``, in its own session) that sleeps until the
+  command is gone, by SIGKILL too, then terminates every process still carrying the mark (SIGTERM, SIGKILL
+  after 3 s). Found by the mark, not by parentage: orphans re-parented to init are found all the same.
 - :func:`terminate_as_interrupt`: SIGTERM raises :class:`Terminated`, a ``KeyboardInterrupt``, so a
   terminated command unwinds exactly as Ctrl-C does: executors are shut down (joblib terminates its loky
   workers), temporary files are removed, the output lock is released.
@@ -31,7 +32,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from pathlib import Path
 from types import FrameType
 
 __all__ = [
@@ -40,10 +41,11 @@ __all__ = [
     "guard_children",
     "terminate_as_interrupt",
     "interrupted_exit_code",
-    "descendants",
+    "marked",
+    "MARK",
 ]
 
-#: how often a worker checks that its parent lives, and the guardian records the descendants (seconds)
+#: how often a worker checks that its parent lives (seconds)
 POLL_S = 0.5
 #: how long the guardian waits after SIGTERM before it sends SIGKILL (seconds)
 GRACE_S = 3.0
@@ -96,6 +98,9 @@ def die_with_parent() -> None:
 
 # --- the guardian of a command's descendants ----------------------------------------------------
 
+#: the environment variable that marks a guarded command's descendants: its tokens, comma-separated
+MARK = "LCMODEL_GUARDED_BY"
+
 
 def _stat(pid: int) -> tuple[int, int] | None:
     """(ppid, start time in clock ticks) of a live process, None when it is gone (or not Linux)."""
@@ -109,46 +114,53 @@ def _stat(pid: int) -> tuple[int, int] | None:
     return int(fields[1]), int(fields[19])
 
 
-def _children_map() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return kids
-    for name in names:
-        if name.isdigit():
-            st = _stat(int(name))
-            if st is not None:
-                kids.setdefault(st[0], []).append(int(name))
-    return kids
-
-
-def descendants(roots: Iterable[int]) -> dict[int, int]:
-    """The live descendants of the processes ``roots`` (not the roots themselves): pid -> start time."""
-    kids = _children_map()
+def marked(token: str) -> dict[int, int]:
+    """The live processes (this one excepted) whose environment carries ``token`` in :data:`MARK`, the
+    variable a guarded command sets before it starts anything: pid -> start time."""
     found: dict[int, int] = {}
-    todo = list(roots)
-    while todo:
-        for child in kids.get(todo.pop(), []):
-            st = _stat(child)
-            if child not in found and st is not None:
-                found[child] = st[1]
-                todo.append(child)
+    try:
+        names = [n for n in os.listdir("/proc") if n.isdigit() and int(n) != os.getpid()]
+    except OSError:
+        return found
+    for name in names:
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        for item in env:
+            if item.startswith(f"{MARK}=".encode()):
+                if token in item.decode("utf-8", "replace").split("=", 1)[1].split(","):
+                    st = _stat(int(name))
+                    if st is not None:
+                        found[int(name)] = st[1]
+                break
     return found
 
 
 def guard_children() -> None:
     """Start this process's guardian (once per process; Linux only): when this process dies, however it
-    dies, every descendant the guardian recorded is terminated."""
-    if not sys.platform.startswith("linux") or _stat(os.getpid()) is None:
+    dies, every process started after this call that still carries this process's mark is terminated.
+
+    The mark is a token in the environment variable :data:`MARK`, which every child inherits (Prefect's
+    server, loky's and multiprocessing's workers and resource trackers included); a child that clears its
+    environment escapes the guardian.
+    """
+    me = _stat(os.getpid())
+    if not sys.platform.startswith("linux") or me is None:
         return
     with _GUARD_LOCK:
         if _GUARDIAN and _GUARDIAN[0].poll() is None:
             return
+        token = f"{os.getpid()}-{me[1]}"
+        os.environ[MARK] = ",".join(t for t in (os.environ.get(MARK), token) if t)
         read_end, write_end = os.pipe()  # both non-inheritable: only the guardian gets the read end
+        here = str(Path(__file__).resolve().parents[1])  # this lcmodel, importable in the guardian
+        path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "lcmodel.processes", str(os.getpid())],
+                [sys.executable, "-m", "lcmodel.processes", str(os.getpid()), token],
+                env={**os.environ, "PYTHONPATH": path},
                 stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C in a terminal reaches the command, not its guardian
             )
@@ -161,45 +173,35 @@ def guard_children() -> None:
 _WRITE_END: list[int] = []
 
 
-def _terminate(victims: dict[int, int]) -> None:
-    """SIGTERM every victim still alive (same pid, same start time), then SIGKILL those left after GRACE_S."""
-    def alive() -> list[int]:
-        return [p for p, start in victims.items() if (st := _stat(p)) is not None and st[1] == start]
-
-    for sig, wait in ((signal.SIGTERM, GRACE_S), (signal.SIGKILL, 0.0)):
-        for pid in alive():
+def _terminate(token: str) -> None:
+    """SIGTERM every process marked with ``token``, then SIGKILL those left (or started) after GRACE_S."""
+    for sig, wait in ((signal.SIGTERM, GRACE_S), (signal.SIGKILL, 1.0)):
+        victims = marked(token)
+        for pid in victims:
             try:
                 os.kill(pid, sig)
             except OSError:
                 pass
         deadline = time.monotonic() + wait
-        while wait and alive() and time.monotonic() < deadline:
+        while victims and time.monotonic() < deadline:
             time.sleep(0.1)
+            victims = {p: s for p, s in victims.items() if (st := _stat(p)) is not None and st[1] == s}
 
 
-def _guard(parent: int) -> None:
-    """The guardian's loop: record the descendants of ``parent`` until it dies, then terminate them."""
-    own = os.getpid()
-    parent_stat = _stat(parent)
-    if parent_stat is None:
-        return
-    recorded: dict[int, int] = {}
+def _guard(parent: int, token: str) -> None:
+    """The guardian: wait until ``parent`` is gone, then terminate every process marked with ``token``."""
+    started = int(token.rsplit("-", 1)[1])  # the parent's start time: a reused pid is not the parent
     watching_pipe = True
-    while (st := _stat(parent)) is not None and st[1] == parent_stat[1]:
-        seen = descendants([parent, *recorded])
-        seen.pop(own, None)
-        recorded = {p: s for p, s in {**recorded, **seen}.items() if (now := _stat(p)) and now[1] == s}
+    while (st := _stat(parent)) is not None and st[1] == started:  # gone already: terminate at once
         if watching_pipe:
             ready, _, _ = select.select([sys.stdin.buffer], [], [], 1.0)
             if ready and not os.read(sys.stdin.fileno(), 64):
                 watching_pipe = False  # EOF: the parent is exiting; poll its pid until it is gone
         else:
-            time.sleep(POLL_S)
-    final = descendants(recorded)
-    final.pop(own, None)
-    _terminate({**recorded, **final})
+            time.sleep(0.05)
+    _terminate(token)
 
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the guardian ends when its parent does
-    _guard(int(sys.argv[1]))
+    _guard(int(sys.argv[1]), sys.argv[2])

@@ -28,7 +28,8 @@ import yaml
 from lcmodel.io import LOCK_NAME, is_temporary, output_lock, remove_stale_temporaries
 from lcmodel.pipeline.records import RECORDS
 from lcmodel.pipeline.stages import STAGES
-from lcmodel.processes import descendants
+from lcmodel.processes import MARK as GUARD_MARK
+from lcmodel.processes import marked
 from tests.rasters import tiny_demo_config
 from tests.servers import ROOT, subprocess_env
 
@@ -86,7 +87,7 @@ def _leftovers(folder: Path) -> list[str]:
 
 
 def _start(cfg: Path, plain: bool, root: Path, token: str) -> subprocess.Popen[str]:
-    args = [sys.executable, "-m", "flows.cli", "run", *(["--plain"] if plain else []), str(cfg)]
+    args = [sys.executable, "-m", "flows.cli", "-v", "run", *(["--plain"] if plain else []), str(cfg)]
     env = subprocess_env(root, drop_tracking=True, **{MARK: token})
     return subprocess.Popen(args, cwd=cfg.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
@@ -194,14 +195,17 @@ def test_guarded_children_end_when_the_command_is_killed() -> None:
     parent = _parent_script(
         "import subprocess, sys, time\nfrom lcmodel.processes import guard_children\nguard_children()\n"
         "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
-        "time.sleep(2.5)\nprint(child.pid, flush=True)\ntime.sleep(120)\n")  # a child we do not control
+        "print(child.pid, flush=True)\ntime.sleep(120)\n")  # a child we do not control
     assert parent.stdout is not None
     child = int(parent.stdout.readline())
-    watched = descendants([parent.pid])
+    token = next(t for t in Path(f"/proc/{child}/environ").read_bytes().split(b"\0")
+                 if t.startswith(f"{GUARD_MARK}=".encode())).decode().split("=", 1)[1].split(",")[-1]
+    watched = marked(token)
     assert child in watched and len(watched) == 2  # the child and the guardian
-    parent.kill()
+    parent.kill()  # at once: the guardian finds the child by its mark, not by having seen it
     parent.wait()
     assert all(_gone(pid, 15) for pid in watched), f"still alive after the parent's SIGKILL: {watched}"
+    assert marked(token) == {}
 
 
 def test_sigterm_of_plain_run_during_tuning_unwinds(tmp_path: Path) -> None:
@@ -268,6 +272,7 @@ def test_kill_at_every_stage_then_rerun(tmp_path: Path, reference_map: dict[str,
     cfg = _tiled_demo(tmp_path / "case")
     out = cfg.parent / "results"
     hit: list[str] = []
+    resume = False  # the last kill left finished blocks: the next run must resume from them
     for point in KILL_POINTS:
         token = uuid.uuid4().hex
         ready = _ready(point, out, token)
@@ -276,6 +281,9 @@ def test_kill_at_every_stage_then_rerun(tmp_path: Path, reference_map: dict[str,
         proc = _start(cfg, plain, tmp_path, token)
         killed = _kill_when(proc, ready, sig)
         _, err = proc.communicate(timeout=300)
+        if resume:
+            assert "resuming prediction: " in err, "the rerun after a kill inside the prediction did not resume"
+        resume = (out / ".map.tif.partial" / "manifest.jsonl").exists()
         if not killed:
             assert proc.returncode == 0, err
             break  # the run finished before this point: nothing left to kill
@@ -292,6 +300,7 @@ def test_kill_at_every_stage_then_rerun(tmp_path: Path, reference_map: dict[str,
     proc = _start(cfg, plain, tmp_path, token)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
+    assert not resume or "resuming prediction: " in err
     _wait_none_alive(token)
     for name, content in reference_map.items():
         assert (out / name).read_bytes() == content, f"{name} differs from an uninterrupted run's ({hit})"
