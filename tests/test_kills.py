@@ -295,6 +295,7 @@ def test_kill_at_every_stage_then_rerun(tmp_path: Path, reference_map: dict[str,
         assert _lock_free(out), point
         if sig == signal.SIGTERM:
             assert not (out / LOCK_NAME).exists(), point
+    print("killed:", ", ".join(hit))  # shown with -s
     assert "inside tune" in hit and len(hit) >= 6, hit
     token = uuid.uuid4().hex
     proc = _start(cfg, plain, tmp_path, token)
