@@ -30,6 +30,7 @@ from lcmodel.cli import (
     print_demo_outputs,
     print_prediction,
     print_training,
+    run_command,
     run_options,
     run_plain,
     write_demo_inputs,
@@ -187,8 +188,9 @@ cli = make_cli(run, demo, predict, promote, compare, config_model=FlowConfig)
 
 
 def main() -> None:
-    """Console entry point (the `lcmodel` script)."""
-    cli(prog_name="lcmodel")
+    """Console entry point (the `lcmodel` script): child processes (Prefect's temporary server, worker pools)
+    end with it, and SIGTERM unwinds as Ctrl-C does (:func:`lcmodel.cli.run_command`)."""
+    run_command(cli)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import click
 
 from lcmodel.errors import ConfigError, LcmodelError, LcmodelWarning
+from lcmodel.processes import Terminated, guard_children, interrupted_exit_code, terminate_as_interrupt
 
 __all__ = [
     "PLAIN_COMMANDS",
@@ -42,6 +43,7 @@ __all__ = [
     "print_demo_outputs",
     "print_prediction",
     "print_training",
+    "run_command",
     "run_options",
     "run_plain",
     "write_demo_inputs",
@@ -109,6 +111,10 @@ class OneLineErrorGroup(click.Group):
         except LcmodelError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
+        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (lcmodel.processes.terminate_as_interrupt)
+            how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
+            click.echo(f"error: {how}; what was finished is kept: rerun the same command to go on", err=True)
+            ctx.exit(interrupted_exit_code(exc))
 
 
 def load_run_config(config: str | Path) -> Any:
@@ -428,7 +434,15 @@ cli = make_cli()
 
 def main() -> None:
     """``python -m lcmodel.cli``: the plain commands (the `lcmodel` console script is flows.cli's main)."""
-    cli(prog_name="lcmodel")
+    run_command(cli)
+
+
+def run_command(group: click.Group) -> None:
+    """Run a console command: its child processes end with it, and SIGTERM unwinds as Ctrl-C does
+    (:mod:`lcmodel.processes`)."""
+    guard_children()
+    terminate_as_interrupt()
+    group(prog_name="lcmodel")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping
@@ -32,6 +33,8 @@ __all__ = [
     "json_ready",
     "write_json",
     "output_lock",
+    "remove_stale_temporaries",
+    "is_temporary",
     "LOCK_NAME",
 ]
 
@@ -178,7 +181,9 @@ def output_lock(folder: Path | str) -> Iterator[Path]:
     The lock is ``fcntl.flock`` on ``<folder>/.lcmodel.lock``, which records the holder's pid and start
     time. It is re-entrant within one process (``pipeline.run`` locks the folder, then ``predict_raster``
     locks it again), released by the kernel when the process dies (even on SIGKILL), and the lock file
-    is removed on release. A second process gets an :class:`OutputError` at once instead of waiting.
+    is removed on release. A second process gets an :class:`OutputError` at once instead of waiting. The
+    lock file of a dead run (left by a SIGKILL) is taken over, and the temporary files a dead run left
+    are removed (:func:`remove_stale_temporaries`).
 
     Parameters
     ----------
@@ -211,6 +216,7 @@ def output_lock(folder: Path | str) -> Iterator[Path]:
     with _HELD_GUARD:
         _HELD[folder] = [fd, 1]
     try:
+        remove_stale_temporaries(folder)  # no live run holds the folder now: theirs are a dead run's
         yield lock_path
     finally:
         with _HELD_GUARD:
@@ -263,3 +269,55 @@ def _lock_holder(fd: int) -> str:
     except OSError:
         text = ""
     return text or "pid unknown"
+
+
+# --- temporaries of a dead run -------------------------------------------------------------------
+
+#: what :func:`atomic_path` names a temporary: ``.<name>.<8 characters of mkstemp><suffix of name>``
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[^.]*)?")
+#: lcmodel's state folder inside an output folder (stage records, Prefect's results)
+_STATE_DIR = ".lcmodel"
+
+
+def is_temporary(path: Path | str) -> bool:
+    """Whether ``path`` is named as :func:`atomic_path`'s temporaries are (``.map.tif.k3j9x0qz.tif``)."""
+    m = _TEMPORARY.fullmatch(Path(path).name)
+    return m is not None and (m["suffix"] or "") == Path(m["name"]).suffix
+
+
+def remove_stale_temporaries(folder: Path | str) -> list[Path]:
+    """Remove the temporary files of :func:`atomic_path` a dead run left in ``folder`` (and its ``.lcmodel``
+    state folder); the removed paths.
+
+    Call it holding the folder's :func:`output_lock` (which does), so that no live run writes there. A file
+    some live process has open (a command that takes no lock, such as ``validation-sample``) is kept.
+    Prediction's resume state (``.<map>.partial/``) is a folder, not a temporary: it is kept.
+    """
+    folder = Path(folder)
+    state = folder / _STATE_DIR
+    candidates = [p for p in (*folder.iterdir(), *(state.rglob("*") if state.is_dir() else ()))
+                  if is_temporary(p) and p.is_file() and not p.is_symlink()]
+    if not candidates:
+        return []
+    busy = _open_files()
+    removed = []
+    for path in candidates:
+        if path.resolve() not in busy:
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(path)
+    return removed
+
+
+def _open_files() -> set[Path]:
+    """Every file some process of this user has open (Linux ``/proc``; empty elsewhere)."""
+    found: set[Path] = set()
+    with contextlib.suppress(OSError):
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            with contextlib.suppress(OSError):
+                for fd in os.listdir(f"/proc/{pid}/fd"):
+                    with contextlib.suppress(OSError):
+                        found.add(Path(os.readlink(f"/proc/{pid}/fd/{fd}")))
+    return found

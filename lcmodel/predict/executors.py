@@ -29,6 +29,7 @@ from lcmodel.errors import InputFileError, LcmodelError, PredictionError
 from lcmodel.forest import Predictor
 from lcmodel.predict.classify import BlockRecipe, ClassifiedBlock, block_digest
 from lcmodel.predict.plan import window_text
+from lcmodel.processes import die_with_parent
 from lcmodel.rasterio_io import ONE_PASS_CACHE_MB, ThreadReaders, one_pass_cache, submit_in_order
 
 __all__ = ["BlockWork", "iter_blocks", "block_error", "stale_check"]
@@ -239,7 +240,9 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(model_file: str, work: BlockWork) -> None:
-    """Load the model once per worker (single-threaded); the embedding is opened on the first window."""
+    """Load the model once per worker (single-threaded); the embedding is opened on the first window. The
+    worker ends when this process does (:func:`lcmodel.processes.die_with_parent`)."""
+    die_with_parent()
     os.environ.setdefault("GDAL_CACHEMAX", str(ONE_PASS_CACHE_MB))  # before GDAL's first read here
     estimator = joblib.load(model_file, mmap_mode="r")
     jobs = _n_jobs_params(estimator)

@@ -14,12 +14,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, parallel_config
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.metrics import get_scorer
 from sklearn.model_selection import StratifiedKFold
 
 from lcmodel.errors import ConfigError
+from lcmodel.processes import die_with_parent
 from lcmodel.tuning._sklearn import prefix_forest, scorer_metric, scorer_response_method, unsampled_rows
 from lcmodel.tuning.candidates import make_forest
 
@@ -219,7 +220,9 @@ def evaluate_candidates(
         for rest, ns, _ in groups
         for train, test in folds
     )
-    parallel = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator", max_nbytes="100K")
+    # the workers end with this process, even after a SIGKILL of it (loky keeps idle workers 300 s otherwise)
+    with parallel_config(backend="loky", initializer=die_with_parent):
+        parallel = Parallel(n_jobs=n_jobs, return_as="generator", max_nbytes="100K")
     per_fold: list[tuple[list[float], float]] = []
     g = 0
     for result in parallel(tasks):

@@ -1,0 +1,207 @@
+"""Child processes die with the command: worker pools, servers started by libraries, and SIGTERM.
+
+Three pieces, all Linux-first (``/proc``; elsewhere they do nothing):
+
+- :func:`die_with_parent`: the initializer of every worker pool lcmodel starts (the tuning's loky workers,
+  the prediction's process pool). A daemon thread in the worker polls its parent pid and ends the worker
+  when the parent is gone, so a worker never outlives a killed command (loky keeps idle workers for
+  300 s otherwise). It polls rather than using ``PR_SET_PDEATHSIG``: that signal fires when the *thread*
+  that started the worker ends, and pools start workers from whichever thread submits work.
+- :func:`guard_children`: for children lcmodel does not start itself (Prefect's temporary API server, a
+  uvicorn process started by ``prefect.server.api.server.SubprocessASGIServer`` with no hook for a
+  pre-exec function or an initializer), and for workers killed with their parent before their initializer
+  ran. The command marks its environment (:data:`MARK`), which every descendant inherits, and starts a
+  small guardian (``python -m lcmodel.processes PID TOKEN``, in its own session) that sleeps until the
+  command is gone, by SIGKILL too, then terminates every process still carrying the mark (SIGTERM, SIGKILL
+  after 3 s). Found by the mark, not by parentage: orphans re-parented to init are found all the same.
+- :func:`terminate_as_interrupt`: SIGTERM raises :class:`Terminated`, a ``KeyboardInterrupt``, so a
+  terminated command unwinds exactly as Ctrl-C does: executors are shut down (joblib terminates its loky
+  workers), temporary files are removed, the output lock is released.
+
+The console commands (``lcmodel.cli.main``, ``flows.cli.main``) call :func:`guard_children` and
+:func:`terminate_as_interrupt`; library users calling lcmodel from their own script get the worker
+initializers only.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+__all__ = [
+    "Terminated",
+    "die_with_parent",
+    "guard_children",
+    "terminate_as_interrupt",
+    "interrupted_exit_code",
+    "marked",
+    "MARK",
+]
+
+#: how often a worker checks that its parent lives (seconds)
+POLL_S = 0.5
+#: how long the guardian waits after SIGTERM before it sends SIGKILL (seconds)
+GRACE_S = 3.0
+
+_GUARDIAN: list[subprocess.Popen[bytes]] = []  # at most one per process
+_GUARD_LOCK = threading.Lock()
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread on SIGTERM (see :func:`terminate_as_interrupt`)."""
+
+
+def interrupted_exit_code(exc: BaseException) -> int:
+    """The shell's exit status of a command stopped by ``exc``: 143 for SIGTERM, 130 for Ctrl-C (SIGINT)."""
+    return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(f"terminated by signal {signal.Signals(signum).name}")
+
+
+def terminate_as_interrupt() -> None:
+    """Make SIGTERM raise :class:`Terminated` (a ``KeyboardInterrupt``) in the main thread.
+
+    Call it from the main thread of a command (signal handlers can only be set there); elsewhere it does
+    nothing. SIGINT keeps Python's default (``KeyboardInterrupt``).
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+# --- workers -------------------------------------------------------------------------------------
+
+
+def die_with_parent() -> None:
+    """Worker initializer: end this process (exit status 1) as soon as its parent process is gone.
+
+    Picklable by reference, so it can be a pool's ``initializer`` (``ProcessPoolExecutor``, loky through
+    joblib's ``parallel_config(initializer=...)``).
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(POLL_S)
+        os._exit(1)  # the parent died: nothing of this worker's work can be delivered
+
+    threading.Thread(target=watch, name="lcmodel-die-with-parent", daemon=True).start()
+
+
+# --- the guardian of a command's descendants ----------------------------------------------------
+
+#: the environment variable that marks a guarded command's descendants: its tokens, comma-separated
+MARK = "LCMODEL_GUARDED_BY"
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    """(ppid, start time in clock ticks) of a live process, None when it is gone (or not Linux)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] == b"Z":  # a zombie: dead, waiting for its parent
+        return None
+    return int(fields[1]), int(fields[19])
+
+
+def marked(token: str) -> dict[int, int]:
+    """The live processes (this one excepted) whose environment carries ``token`` in :data:`MARK`, the
+    variable a guarded command sets before it starts anything: pid -> start time."""
+    found: dict[int, int] = {}
+    try:
+        names = [n for n in os.listdir("/proc") if n.isdigit() and int(n) != os.getpid()]
+    except OSError:
+        return found
+    for name in names:
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        for item in env:
+            if item.startswith(f"{MARK}=".encode()):
+                if token in item.decode("utf-8", "replace").split("=", 1)[1].split(","):
+                    st = _stat(int(name))
+                    if st is not None:
+                        found[int(name)] = st[1]
+                break
+    return found
+
+
+def guard_children() -> None:
+    """Start this process's guardian (once per process; Linux only): when this process dies, however it
+    dies, every process started after this call that still carries this process's mark is terminated.
+
+    The mark is a token in the environment variable :data:`MARK`, which every child inherits (Prefect's
+    server, loky's and multiprocessing's workers and resource trackers included); a child that clears its
+    environment escapes the guardian.
+    """
+    me = _stat(os.getpid())
+    if not sys.platform.startswith("linux") or me is None:
+        return
+    with _GUARD_LOCK:
+        if _GUARDIAN and _GUARDIAN[0].poll() is None:
+            return
+        token = f"{os.getpid()}-{me[1]}"
+        os.environ[MARK] = ",".join(t for t in (os.environ.get(MARK), token) if t)
+        read_end, write_end = os.pipe()  # both non-inheritable: only the guardian gets the read end
+        here = str(Path(__file__).resolve().parents[1])  # this lcmodel, importable in the guardian
+        path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "lcmodel.processes", str(os.getpid()), token],
+                env={**os.environ, "PYTHONPATH": path},
+                stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C in a terminal reaches the command, not its guardian
+            )
+        finally:
+            os.close(read_end)
+        _GUARDIAN[:] = [proc]
+        _WRITE_END[:] = [write_end]  # kept open for the life of this process: EOF tells the guardian
+
+
+_WRITE_END: list[int] = []
+
+
+def _terminate(token: str) -> None:
+    """SIGTERM every process marked with ``token``, then SIGKILL those left (or started) after GRACE_S."""
+    for sig, wait in ((signal.SIGTERM, GRACE_S), (signal.SIGKILL, 1.0)):
+        victims = marked(token)
+        for pid in victims:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        deadline = time.monotonic() + wait
+        while victims and time.monotonic() < deadline:
+            time.sleep(0.1)
+            victims = {p: s for p, s in victims.items() if (st := _stat(p)) is not None and st[1] == s}
+
+
+def _guard(parent: int, token: str) -> None:
+    """The guardian: wait until ``parent`` is gone, then terminate every process marked with ``token``."""
+    started = int(token.rsplit("-", 1)[1])  # the parent's start time: a reused pid is not the parent
+    watching_pipe = True
+    while (st := _stat(parent)) is not None and st[1] == started:  # gone already: terminate at once
+        if watching_pipe:
+            ready, _, _ = select.select([sys.stdin.buffer], [], [], 1.0)
+            if ready and not os.read(sys.stdin.fileno(), 64):
+                watching_pipe = False  # EOF: the parent is exiting; poll its pid until it is gone
+        else:
+            time.sleep(0.05)
+    _terminate(token)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the guardian ends when its parent does
+    _guard(int(sys.argv[1]), sys.argv[2])
