@@ -42,6 +42,7 @@ from lcmodel.pipeline import (
     run_or_reuse,
 )
 from lcmodel.pipeline import artifacts as a
+from lcmodel.pipeline import postprocessing as pp
 from lcmodel.pipeline import settings as s
 from lcmodel.sources import Collection, is_remote
 
@@ -126,16 +127,23 @@ def assess_map(settings: s.ReportSettings, prediction: a.Prediction, evaluation:
     return _execute("assess_map", settings, inputs, out, produced_by)  # type: ignore[return-value]
 
 
+@task(name="postprocess", **STAGE_TASK_OPTIONS)
+def postprocess(settings: pp.PostprocessSettings, prediction: a.Prediction, *, out: Path,
+                produced_by: dict[str, str]) -> pp.CleanMap:
+    return _execute("postprocess", settings, {"prediction": prediction}, out, produced_by)  # type: ignore[return-value]
+
+
 @task(name="report", **STAGE_TASK_OPTIONS)
-def report(settings: s.ReportSettings, evaluation: a.Evaluation, assessment: a.Assessment | None = None, *,
-           out: Path, produced_by: dict[str, str]) -> a.Report:
-    return _execute("report", settings, {"evaluation": evaluation, "assessment": assessment}, out, produced_by)  # type: ignore[return-value]
+def report(settings: s.ReportSettings, evaluation: a.Evaluation, assessment: a.Assessment | None = None,
+           clean: pp.CleanMap | None = None, *, out: Path, produced_by: dict[str, str]) -> a.Report:
+    inputs = {"evaluation": evaluation, "assessment": assessment, "clean": clean}
+    return _execute("report", settings, inputs, out, produced_by)  # type: ignore[return-value]
 
 
 #: stage name -> its Prefect task
 STAGE_TASKS: dict[str, Any] = {t.name: t for t in (
     sample_reference, prepare_points, extract_samples, make_training_table, tune, evaluate, fit_final,
-    predict_map, write_quicklook, assess_map, report)}
+    predict_map, write_quicklook, assess_map, postprocess, report)}
 
 
 class FlowStageRun(pipeline.StageRun):

@@ -38,6 +38,7 @@ from lcmodel.config_paths import (
     spec_text,
 )
 from lcmodel.errors import ConfigError, InputFileError
+from lcmodel.postprocess.config import PostprocessConfig
 
 __all__ = [
     "RunConfig",
@@ -49,6 +50,7 @@ __all__ = [
     "TuningConfig",
     "PredictionConfig",
     "OutputConfig",
+    "PostprocessConfig",
     "DEFAULT_STAGES",
     "TUNABLE_PARAMS",
     "load_config",
@@ -131,6 +133,9 @@ class SamplingConfig(ConfigSection):
     block_size: float | None = Field(
         None, gt=0, description="spatial block side in embedding CRS units; null = from the label variogram"
     )
+    purity_window: Literal[3, 5] | None = Field(None, description="raster reference: train only on points whose "
+                                                "window holds one class; null = off")
+    purity_test: bool = Field(False, description="filter the test part by purity too (default: it is not)")
 
 
 GridValue = str | int | float | bool | None
@@ -325,6 +330,7 @@ class RunConfig(ConfigSection):
     sampling: SamplingConfig = SamplingConfig()
     tuning: TuningConfig = TuningConfig()
     prediction: PredictionConfig = PredictionConfig()
+    postprocess: PostprocessConfig = PostprocessConfig()
     output: OutputConfig
     n_jobs: int = Field(2, ge=1)
 

@@ -26,6 +26,7 @@ from lcmodel.pipeline.declare import stage
 from lcmodel.pipeline.map_outputs import prediction_artifacts, prediction_options, summary_to_dict
 from lcmodel.pipeline.modelling import read_blocks
 from lcmodel.pipeline.paths import Progress, RunPaths
+from lcmodel.pipeline.postprocessing import CleanMap, clean_map_markdown
 from lcmodel.pipeline.sampling import read_class_table_artifact
 from lcmodel.pipeline.settings import NoSettings, PredictSettings, ReportSettings
 
@@ -174,8 +175,8 @@ def design_text(settings: ReportSettings, blocks: dict[str, Any]) -> list[str]:
 
 
 @stage(about="report.md: test metrics, tuning, random vs spatial CV, and the area-adjusted assessment when mapped")
-def report(settings: ReportSettings, evaluation: Evaluation, assessment: Assessment | None = None, *, out: Path
-           ) -> Report:
+def report(settings: ReportSettings, evaluation: Evaluation, assessment: Assessment | None = None,
+           clean: CleanMap | None = None, *, out: Path) -> Report:
     from lcmodel.report import assessment_markdown, report_markdown
 
     metrics = json.loads(evaluation.metrics.path.read_text())
@@ -183,6 +184,8 @@ def report(settings: ReportSettings, evaluation: Evaluation, assessment: Assessm
     if assessment is not None:
         result = json.loads(assessment.assessment.path.read_text())
         text = text.rstrip("\n") + "\n\n" + assessment_markdown(result, ASSESSMENT_HEADING)
+    if clean is not None:  # postprocess: what was done to the map, how many pixels changed
+        text = text.rstrip("\n") + "\n\n" + clean_map_markdown(json.loads(clean.summary.path.read_text()))
     path = RunPaths(out).report
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
