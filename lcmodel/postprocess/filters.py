@@ -16,19 +16,22 @@ all at once. Where a small patch lies inside one large patch (a speck in a field
 merges) compares the sizes of patches that may span the whole raster, so no block-wise scheme with a
 bounded overlap can reproduce it; the longest-border rule can, as follows.
 
-**Why a bounded halo is exact.** Let the chebyshev distance of a pixel from a block's core be ``d``. A path of
+**Why a bounded halo is exact.** Let ``d`` be a pixel's chebyshev distance from a block's core. A path of
 ``k`` pixels inside one patch changes ``d`` by at most ``k - 1`` (each step moves one row and/or column), so a
 patch of ``n`` pixels lies within ``n - 1`` of any of its pixels. Label the patches in the core padded by
-``H`` pixels (clipped to the raster, beyond which nothing exists). (1) For a pixel ``p`` at ``d <= D``: if its
-patch is small, it lies within ``D + mmu - 1 <= H`` of the core, so inside the window, where it is labelled
-whole, with its true size. If its patch is large but leaves the window, its part in the window holds a path
-from ``p`` to the window's edge (``d = H``), so at least ``H - D + 1 >= mmu`` pixels: large in the window
-too. So with ``H >= D + mmu - 1`` the window says exactly which patches of the pixels within ``D`` are small.
-(2) The sieve's value at a core pixel (``d = 0``) depends on its patch (within ``mmu - 1``), that patch's
-neighbours (within ``mmu``) and whether their patches are large: (1) with ``D = mmu`` needs ``H >= 2 mmu - 1``.
-(3) The majority filter of radius ``r`` at a core pixel reads the sieved map within ``r``, which needs
-``H >= r + 2 mmu - 1``; alone it needs ``H >= r``. Pixels of the window beyond those distances may be wrong
-in the window; they are never kept.
+``H`` pixels (clipped to the raster, beyond which nothing exists). (1) Take a pixel ``p`` at ``d <= D``. If its
+patch is small (``n <= mmu - 1``) it lies within ``D + mmu - 2``, inside the window when ``H`` is at least
+that, where it is labelled whole, with its true size. If its patch is large and leaves the window, its part
+in the window holds a path from ``p`` to the window's edge (``d = H``), so at least ``H - D + 1`` pixels: large
+in the window too when ``H >= D + mmu - 1``. So with ``H >= D + mmu - 1`` the window says exactly which
+patches of the pixels within ``D`` are small. (2) The sieve's value at a core pixel (``d = 0``) depends on
+its patch; if that is small it lies within ``mmu - 2``, its neighbours within ``mmu - 1``, and the value
+depends on which of their patches are large: (1) with ``D = mmu - 1`` needs ``H >= 2 mmu - 2``. (3) The
+majority filter of radius ``r`` at a core pixel reads the sieved map within ``r``; the same argument from
+``d = r`` needs ``H >= r + 2 mmu - 2``; alone it needs ``H >= r``. Pixels of the window beyond those
+distances may be wrong in the window; they are never kept. The bound is tight: a small patch of ``mmu - 1``
+pixels running out of the core in a line, next to a line of exactly ``mmu`` pixels running on, needs all
+``2 mmu - 2`` (tested).
 
 **Majority** (:func:`majority`). Each valid pixel takes the most frequent value among the valid pixels of the
 ``size x size`` window centred on it (pixels outside the raster and nodata are not counted, so nodata never
@@ -55,9 +58,9 @@ STRUCTURES: dict[int, np.ndarray] = {
 def halo(mmu: int | None, majority_size: int | None) -> int:
     """The overlap (pixels on each side of a block) that makes the block-wise result the whole raster's.
 
-    ``2 mmu - 1`` for the sieve, ``size // 2`` for the majority filter, their sum for both (module docstring).
+    ``2 mmu - 2`` for the sieve, ``size // 2`` for the majority filter, their sum for both (module docstring).
     """
-    sieve_halo = 2 * mmu - 1 if mmu else 0
+    sieve_halo = 2 * mmu - 2 if mmu else 0
     return sieve_halo + (majority_size // 2 if majority_size else 0)
 
 
