@@ -23,7 +23,7 @@ __all__ = ["apply_purity", "purity_note"]
 log = logging.getLogger(__name__)
 
 
-def apply_purity(df: pd.DataFrame, window: int | None, *, test_too: bool = False
+def apply_purity(df: pd.DataFrame, window: int | None, *, test_too: bool = False, min_per_class: int = 0
                  ) -> tuple[pd.DataFrame, dict[str, Any] | None]:
     """Drop the impure training rows (and test rows with ``test_too``) of a split table; what was done.
 
@@ -32,6 +32,8 @@ def apply_purity(df: pd.DataFrame, window: int | None, *, test_too: bool = False
     df : a table with ``split`` and, when ``window`` is set, the bool column ``pure``.
     window : the purity window (3 or 5), or None (the table is returned as it is, with no record).
     test_too : filter the test part as well.
+    min_per_class : a class with fewer pure training points than this keeps its impure ones too (a small
+        class is mostly edge: filtering it would leave too few points to tune on); named in the record.
 
     Raises
     ------
@@ -48,6 +50,9 @@ def apply_purity(df: pd.DataFrame, window: int | None, *, test_too: bool = False
     pure = df[PURE_COLUMN].astype(bool)
     train, test = df["split"] == "train", df["split"] == "test"
     drop = train & ~pure
+    pure_train = df.loc[train & pure, "value"].value_counts()
+    spared = sorted(int(v) for v in df.loc[train, "value"].unique() if pure_train.get(v, 0) < min_per_class)
+    drop &= ~df["value"].isin(spared)
     if test_too:
         drop |= test & ~pure
     if not (train & ~drop).any():
@@ -63,6 +68,8 @@ def apply_purity(df: pd.DataFrame, window: int | None, *, test_too: bool = False
         "test_dropped": int((drop & test).sum()),
         "train_dropped_by_class": {str(int(v)): int(n) for v, n in
                                    df.loc[drop & train, "value"].value_counts().sort_index().items()},
+        "classes_kept_whole": spared,
+        "min_per_class": min_per_class,
     }
     log.info("purity %dx%d: %d of %d training points dropped (on class edges); test part %s", window, window,
              info["train_dropped"], info["train_points"], "filtered too" if test_too else "kept whole")
@@ -76,6 +83,9 @@ def purity_note(info: dict[str, Any]) -> str:
     head = (f"Cleaner labels: {info['train_dropped']} of {info['train_points']} training points were dropped "
             f"because their {w}x{w} reference window holds more than one class (class edges); the model and "
             "its CV scores see pure points only.")
+    if info.get("classes_kept_whole"):
+        head += (f" Classes {info['classes_kept_whole']} have fewer than {info['min_per_class']} pure training "
+                 "points and kept all theirs, edges included.")
     if info["test_filtered"]:
         return head + (f" The test part was filtered the same way ({info['test_dropped']} of "
                        f"{info['test_points']} dropped, sampling.purity_test: true): its figures describe pure "

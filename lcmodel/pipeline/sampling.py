@@ -178,7 +178,8 @@ def make_training_table(settings: TrainingTableSettings, samples: Samples, *, ou
     blocks = spatial_blocks(s, df)
     df = split_train_test(df, s.test_size, random_state=s.random_state, strategy=blocks["split"],
                           block_size=blocks["block_size"])
-    df, purity = apply_purity(df, s.purity_window, test_too=s.purity_test)  # the split is as without purity
+    df, purity = apply_purity(df, s.purity_window, test_too=s.purity_test,  # the split is as without purity
+                              min_per_class=max(FEW_SAMPLES, 2 * s.cv))
     write_json({**blocks, "dropped_classes": dropped, **({"purity": purity} if purity else {})},
                paths.spatial_blocks)
     _warn_small_classes(df, s.cv)
