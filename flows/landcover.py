@@ -323,6 +323,8 @@ def _track(tracker: Any, name: str, outcome: StageOutcome, logger: Any) -> None:
         tracker.log_prediction(_read(outputs.summary.path))  # type: ignore[attr-defined]
     elif name == "assess_map":
         tracker.log_assessment(outputs.assessment.path)  # type: ignore[attr-defined]
+    elif name == "postprocess":  # the clean map's summary: what was done, pixels changed
+        tracker.log_artifacts([outputs.summary.path])  # type: ignore[attr-defined]
 
 
 def _summary_markdown(cfg: FlowConfig, metrics: dict[str, Any], prediction: dict[str, Any],

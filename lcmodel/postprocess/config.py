@@ -17,7 +17,8 @@ class PostprocessConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    mmu_pixels: int | None = Field(None, ge=2, description="remove patches of fewer pixels (sieve); null = off")
+    mmu_pixels: int | None = Field(None, ge=2, le=1000, description="remove patches of fewer pixels (sieve); "
+                                   "null = off; at most 1000 (each block is read with a 2 x mmu overlap)")
     connectivity: Literal[4, 8] = Field(4, description="patches connect through edges (4) or corners too (8)")
     majority: Literal[3, 5] | None = Field(None, description="majority filter window (3 or 5), after the sieve; "
                                            "null = off")

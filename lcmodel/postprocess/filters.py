@@ -70,7 +70,7 @@ def _valid(arr: np.ndarray, nodata: Any) -> np.ndarray:
 
 def patches(arr: np.ndarray, nodata: Any, connectivity: int) -> tuple[np.ndarray, np.ndarray]:
     """Patch labels (0 on nodata, else 1..n) and each label's pixel count (index 0: none)."""
-    labels = np.zeros(arr.shape, dtype=np.int64)
+    labels = np.zeros(arr.shape, dtype=np.int32)  # a window holds far fewer than 2**31 patches
     valid = _valid(arr, nodata)
     offset = 0
     for value in np.unique(arr[valid]):
@@ -121,7 +121,7 @@ def sieve(arr: np.ndarray, mmu: int, *, connectivity: int = 4, nodata: Any = Non
         la, lb = labels[a], labels[b]
         hit = small[la] & (lb > 0) & ~small[lb]
         if hit.any():  # (small patch, index of its large neighbour's value)
-            keys.append(la[hit] * values.size + np.searchsorted(values, arr[b][hit]))
+            keys.append(la[hit].astype(np.int64) * values.size + np.searchsorted(values, arr[b][hit]))
     if not keys:
         return out
     key, count = np.unique(np.concatenate(keys), return_counts=True)
