@@ -42,6 +42,7 @@ from lcmodel.pipeline import (
     run_or_reuse,
 )
 from lcmodel.pipeline import artifacts as a
+from lcmodel.pipeline import postprocessing as pp
 from lcmodel.pipeline import settings as s
 from lcmodel.sources import Collection, is_remote
 
@@ -135,17 +136,24 @@ def applicability(settings: s.AoaSettings, model: a.Model, table: a.TrainingTabl
     return _execute("applicability", settings, inputs, out, produced_by)  # type: ignore[return-value]
 
 
+@task(name="postprocess", **STAGE_TASK_OPTIONS)
+def postprocess(settings: pp.PostprocessSettings, prediction: a.Prediction, *, out: Path,
+                produced_by: dict[str, str]) -> pp.CleanMap:
+    return _execute("postprocess", settings, {"prediction": prediction}, out, produced_by)  # type: ignore[return-value]
+
+
 @task(name="report", **STAGE_TASK_OPTIONS)
 def report(settings: s.ReportSettings, evaluation: a.Evaluation, assessment: a.Assessment | None = None,
-           applicability: a.Applicability | None = None, *, out: Path, produced_by: dict[str, str]) -> a.Report:
-    inputs = {"evaluation": evaluation, "assessment": assessment, "applicability": applicability}
+           applicability: a.Applicability | None = None, clean: pp.CleanMap | None = None, *, out: Path,
+           produced_by: dict[str, str]) -> a.Report:
+    inputs = {"evaluation": evaluation, "assessment": assessment, "applicability": applicability, "clean": clean}
     return _execute("report", settings, inputs, out, produced_by)  # type: ignore[return-value]
 
 
 #: stage name -> its Prefect task
 STAGE_TASKS: dict[str, Any] = {t.name: t for t in (
     sample_reference, prepare_points, extract_samples, make_training_table, tune, evaluate, fit_final,
-    predict_map, write_quicklook, assess_map, applicability, report)}
+    predict_map, write_quicklook, assess_map, applicability, postprocess, report)}
 
 
 class FlowStageRun(pipeline.StageRun):
@@ -340,6 +348,8 @@ def _track(tracker: Any, name: str, outcome: StageOutcome, logger: Any) -> None:
         tracker.log_assessment(outputs.assessment.path)  # type: ignore[attr-defined]
     elif name == "applicability":
         tracker.log_applicability(outputs.summary.path)  # type: ignore[attr-defined]
+    elif name == "postprocess":  # the clean map's summary: what was done, pixels changed
+        tracker.log_artifacts([outputs.summary.path])  # type: ignore[attr-defined]
 
 
 def _summary_markdown(cfg: FlowConfig, metrics: dict[str, Any], prediction: dict[str, Any],

@@ -38,27 +38,13 @@ from lcmodel.config_paths import (
     spec_text,
 )
 from lcmodel.errors import ConfigError, InputFileError
+from lcmodel.postprocess.config import PostprocessConfig
 
 __all__ = [
-    "RunConfig",
-    "ConfigSection",
-    "ReferenceConfig",
-    "ClassesConfig",
-    "EmbeddingConfig",
-    "SamplingConfig",
-    "TuningConfig",
-    "PredictionConfig",
-    "OutputConfig",
-    "DEFAULT_STAGES",
-    "TUNABLE_PARAMS",
-    "load_config",
-    "config_from_dict",
-    "flatten_config",
-    "resolve_reference_kind",
-    "POINT_SUFFIXES",
-    "PathSpec",
-    "spec_text",
-    "GridValue",
+    "RunConfig", "ConfigSection", "ReferenceConfig", "ClassesConfig", "EmbeddingConfig", "SamplingConfig",
+    "TuningConfig", "PredictionConfig", "OutputConfig", "PostprocessConfig", "DEFAULT_STAGES",
+    "TUNABLE_PARAMS", "load_config", "config_from_dict", "flatten_config", "resolve_reference_kind",
+    "POINT_SUFFIXES", "PathSpec", "spec_text", "GridValue", "AoaConfig"
 ]
 
 
@@ -131,6 +117,9 @@ class SamplingConfig(ConfigSection):
     block_size: float | None = Field(
         None, gt=0, description="spatial block side in embedding CRS units; null = from the label variogram"
     )
+    purity_window: Literal[3, 5] | None = Field(None, description="raster reference: train only on points whose "
+                                                "window holds one class; null = off")
+    purity_test: bool = Field(False, description="filter the test part by purity too (default: it is not)")
 
 
 GridValue = str | int | float | bool | None
@@ -332,6 +321,7 @@ class RunConfig(ConfigSection):
     tuning: TuningConfig = TuningConfig()
     prediction: PredictionConfig = PredictionConfig()
     aoa: AoaConfig = AoaConfig()
+    postprocess: PostprocessConfig = PostprocessConfig()
     output: OutputConfig
     n_jobs: int = Field(2, ge=1)
 

@@ -36,6 +36,7 @@ from lcmodel.errors import (
 from lcmodel.extract import Extraction
 from lcmodel.geo import pixel_centres
 from lcmodel.io import atomic_path
+from lcmodel.reference.purity import PURE_COLUMN
 
 __all__ = [
     "META_COLUMNS",
@@ -72,7 +73,7 @@ def feature_columns(df: pd.DataFrame) -> list[str]:
     list of str
         Every column that is not in :data:`META_COLUMNS`.
     """
-    return [str(c) for c in df.columns if c not in META_COLUMNS and c != TILE_COLUMN]
+    return [str(c) for c in df.columns if c not in META_COLUMNS and c not in (TILE_COLUMN, PURE_COLUMN)]
 
 
 def require_columns(df: pd.DataFrame, columns: tuple[str, ...] | list[str], what: str, fix: str) -> None:
@@ -178,6 +179,8 @@ def build_samples(
     features = pd.DataFrame(
         np.ascontiguousarray(extraction.values[valid], dtype=np.float32), columns=list(extraction.band_names)
     )
+    if PURE_COLUMN in points_table.columns:  # purity flags of a raster reference's points (sampling.purity_window)
+        samples[PURE_COLUMN] = points_table.loc[valid, PURE_COLUMN].to_numpy(dtype=bool)
     samples = pd.concat([samples, features], axis=1)
 
     if extraction.tile is not None:  # a collection: pixels are (tile, row, col), centres in the points' CRS
@@ -219,6 +222,9 @@ def _merge_pixels(samples: pd.DataFrame, extraction: Extraction, valid: np.ndarr
     )
     # Every point of a pixel has the same vector; keep the first one's x/y and features.
     first = samples.drop_duplicates(keys, keep="first").drop(columns=["code", "value"])
+    if PURE_COLUMN in samples.columns:  # a merged pixel is pure when every point in it is
+        first = first.drop(columns=[PURE_COLUMN]).merge(
+            samples.groupby(keys, sort=False)[PURE_COLUMN].all().reset_index(), on=keys, how="inner")
     merged = first.merge(winners, on=keys, how="inner").merge(codes, on=keys, how="inner")
     merged = merged.sort_values(keys, kind="mergesort").reset_index(drop=True)
     if extraction.centres is not None:
@@ -229,6 +235,7 @@ def _merge_pixels(samples: pd.DataFrame, extraction: Extraction, valid: np.ndarr
         )
     merged["value"] = merged["value"].astype(np.int64)
     meta = [*_SAMPLE_COLUMNS[:2], "tile", *_SAMPLE_COLUMNS[2:]] if "tile" in keys else list(_SAMPLE_COLUMNS)
+    meta += [PURE_COLUMN] if PURE_COLUMN in samples.columns else []
     return merged[[*meta, *(c for c in feature_columns(samples) if c not in ("_cx", "_cy"))]]
 
 

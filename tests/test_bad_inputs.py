@@ -496,3 +496,17 @@ def test_warning_crs_units_suggest_a_mismatch(case: dict[str, Path]) -> None:
     warns = [line for line in result.output.splitlines() if line.startswith("warning: ")]
     assert any(re.search(r"declares a geographic CRS \(EPSG:4326, degrees\) but its bounds .* look like metres",
                          w) for w in warns), result.output
+
+
+def test_purity_window_with_a_points_reference(case: dict[str, Path]) -> None:
+    cfg = _config(case, reference={"path": str(case["csv"])}, sampling={"purity_window": 3})
+    _fails(["sample", str(cfg)], r"sampling.purity_window 3 needs a class raster reference \(reference.path is a "
+           r"points file\); set sampling.purity_window: null", case["out"])
+
+
+def test_postprocess_options_out_of_range(case: dict[str, Path]) -> None:
+    cfg = _config(case, postprocess={"mmu_pixels": 1})
+    _fails(["run", "--plain", str(cfg)], r"config key 'postprocess.mmu_pixels': Input should be greater than or "
+           r"equal to 2", case["out"])
+    cfg = _config(case, postprocess={"majority": 4})
+    _fails(["run", "--plain", str(cfg)], r"config key 'postprocess.majority': Input should be 3 or 5", case["out"])

@@ -62,7 +62,8 @@ def base_cfg(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) ->
     cfg = load_config(tiny_demo_config(root / "data", stages=[{"max_features": ["sqrt", 2], "n_estimators": [10]}]))
     uri = f"sqlite:///{root / 'mlflow.sqlite'}"
     return _with(cfg, {"tracking.uri": uri, "tuning.cv_strategy": "random", "tuning.cv": 3,
-                       "tracking.register_as": "stagecache", "tracking.promote_if_better": False})
+                       "tracking.register_as": "stagecache", "tracking.promote_if_better": False,
+                       "postprocess.mmu_pixels": 4, "postprocess.majority": 3})  # every stage runs
 
 
 @pytest.fixture(scope="module")
@@ -107,14 +108,14 @@ def test_unchanged_rerun_executes_nothing_and_registers_nothing(base_cfg: RunCon
 # stages each change must re-run (a stage whose outputs come out byte-identical ends the cascade early)
 STEPS: list[tuple[dict[str, Any], set[str]]] = [
     ({"tuning.cv_strategy": "spatial"}, {"make_training_table", "tune", "evaluate", "fit_final", "predict_map",
-                                         "write_quicklook", "assess_map", "report"}),
+                                         "write_quicklook", "assess_map", "postprocess", "report"}),
     ({"reference.n_points": 650}, set(pipeline.STAGES)),
     ({"sampling.dedupe_pixels": False}, set(pipeline.STAGES) - {"sample_reference", "prepare_points"}),
     ({"sampling.test_size": 0.25}, set(pipeline.STAGES) - {"sample_reference", "prepare_points", "extract_samples"}),
     ({"tuning.stages": [{"max_features": ["sqrt"], "n_estimators": [12]}]},
      set(pipeline.STAGES) - {"sample_reference", "prepare_points", "extract_samples", "make_training_table"}),
-    ({"n_jobs": 1}, {"fit_final", "predict_map", "write_quicklook", "assess_map", "report"}),
-    ({"prediction.confidence": False}, {"predict_map", "write_quicklook", "assess_map", "report"}),
+    ({"n_jobs": 1}, {"fit_final", "predict_map", "write_quicklook", "assess_map", "postprocess", "report"}),
+    ({"prediction.confidence": False}, {"predict_map", "write_quicklook", "assess_map", "postprocess", "report"}),
 ]
 
 

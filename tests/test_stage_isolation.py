@@ -62,6 +62,7 @@ class _Watched(pipeline.StageRun):
 
 def test_every_stage_reads_only_its_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = load_config(tiny_demo_config(tmp_path / "data", stages=[{"max_features": ["sqrt"], "n_estimators": [8]}]))
+    cfg = cfg.model_copy(update={"postprocess": cfg.postprocess.model_copy(update={"mmu_pixels": 4, "majority": 3})})
     real_open = rasterio.open
 
     def watched_open(fp: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:

@@ -400,6 +400,8 @@ def test_the_collection_s_stages_read_only_what_they_are_given(tmp_path: Path, m
     from tests import test_stage_isolation as iso
 
     cfg = load_flow_config(collection_config(tmp_path / "data", mosaic="cog"))
+    # the clean map of the mosaic too
+    cfg = cfg.model_copy(update={"postprocess": cfg.postprocess.model_copy(update={"mmu_pixels": 4})})
     real_open = rasterio.open
 
     def watched_open(fp: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:

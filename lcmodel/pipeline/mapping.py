@@ -27,6 +27,7 @@ from lcmodel.pipeline.declare import stage
 from lcmodel.pipeline.map_outputs import prediction_artifacts, prediction_options, summary_to_dict
 from lcmodel.pipeline.modelling import read_blocks
 from lcmodel.pipeline.paths import Progress, RunPaths
+from lcmodel.pipeline.postprocessing import CleanMap, clean_map_markdown
 from lcmodel.pipeline.sampling import read_class_table_artifact
 from lcmodel.pipeline.settings import NoSettings, PredictSettings, ReportSettings
 
@@ -174,10 +175,10 @@ def design_text(settings: ReportSettings, blocks: dict[str, Any]) -> list[str]:
     return lines
 
 
-@stage(about="report.md: test metrics, tuning, random vs spatial CV; when mapped, the area-adjusted assessment and the "
-       "area of applicability")
+@stage(about="report.md: test metrics, tuning, random vs spatial CV; when mapped, the area-adjusted assessment, the "
+       "area of applicability and the clean map")
 def report(settings: ReportSettings, evaluation: Evaluation, assessment: Assessment | None = None,
-           applicability: Applicability | None = None, *, out: Path) -> Report:
+           applicability: Applicability | None = None, clean: CleanMap | None = None, *, out: Path) -> Report:
     from lcmodel.pipeline.applicability import applicability_markdown, read_applicability
     from lcmodel.report import assessment_markdown, report_markdown
 
@@ -188,6 +189,8 @@ def report(settings: ReportSettings, evaluation: Evaluation, assessment: Assessm
         text = text.rstrip("\n") + "\n\n" + assessment_markdown(result, ASSESSMENT_HEADING)
     if applicability is not None:
         text = text.rstrip("\n") + "\n\n" + applicability_markdown(read_applicability(applicability))
+    if clean is not None:  # postprocess: what was done to the map, how many pixels changed
+        text = text.rstrip("\n") + "\n\n" + clean_map_markdown(json.loads(clean.summary.path.read_text()))
     path = RunPaths(out).report
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -187,6 +187,10 @@ def report_notes(settings: EvaluateSettings, blocks: dict[str, Any]) -> list[str
             "strongly alike, so random splits are optimistic (Ploton et al. 2020): compare the random and "
             "spatial CV scores below."
         )
+    if blocks.get("purity"):  # sampling.purity_window: which design the test figures follow
+        from lcmodel.label_purity import purity_note
+
+        notes.append(purity_note(blocks["purity"]))
     return notes
 
 

@@ -21,7 +21,7 @@ from lcmodel.pipeline.declare import Stage
 from lcmodel.pipeline.paths import Callback, Progress, RunPaths
 from lcmodel.pipeline.records import StageOutcome, run_or_reuse
 from lcmodel.pipeline.settings import StageSettings
-from lcmodel.pipeline.stages import MAPPING, SAMPLING, STAGES, TRAINING, source_files
+from lcmodel.pipeline.stages import MAPPING, SAMPLING, STAGES, TRAINING, runs_in, source_files
 
 __all__ = ["StageRun", "run_stages", "sample", "train", "run", "paths_for"]
 
@@ -83,7 +83,7 @@ def run_stages(r: StageRun, *, mapping: bool, callback: Callback | None = None, 
     for st in TRAINING:
         r(st, **({"callback": callback, "progress": progress} if st.name == "tune" else {}))
     if mapping:
-        for st in MAPPING:
+        for st in (st for st in MAPPING if runs_in(st, r.cfg)):
             r(st, **({"progress": predict_progress} if st.name == "predict_map" else {}))
     r(STAGES["report"])
     log.info("stages run: %s", ", ".join(r.executed()) or "none (all reused)")

@@ -101,7 +101,8 @@ def sample_reference(
                     "that the reference data and embedding.path cover the same area"
                 )
         points = sample_raster_points(reference.path, s.n_points, nodata=s.nodata, random_state=s.random_state,
-                                      progress=progress, n_threads=s.n_threads, footprint=footprint)
+                                      progress=progress, n_threads=s.n_threads, footprint=footprint,
+                                      purity_window=s.purity_window)
     log.info("reference: %d points from %s (%s)", len(points), reference.path.name, s.kind)
     return PointsFile(*write_points(points.table, points.crs, RunPaths(out).points))
 
@@ -166,6 +167,7 @@ def extract_samples(
 @stage(about="subsample to n_sample by class, drop rare classes, split train/test (spatial or random)")
 def make_training_table(settings: TrainingTableSettings, samples: Samples, *, out: Path) -> TrainingTable:
     from lcmodel.dataset import drop_rare_classes, read_training_table, subsample, write_training_table
+    from lcmodel.label_purity import apply_purity
     from lcmodel.split import split_train_test
 
     s = settings
@@ -176,7 +178,10 @@ def make_training_table(settings: TrainingTableSettings, samples: Samples, *, ou
     blocks = spatial_blocks(s, df)
     df = split_train_test(df, s.test_size, random_state=s.random_state, strategy=blocks["split"],
                           block_size=blocks["block_size"])
-    write_json({**blocks, "dropped_classes": dropped}, paths.spatial_blocks)
+    df, purity = apply_purity(df, s.purity_window, test_too=s.purity_test,  # the split is as without purity
+                              min_per_class=max(FEW_SAMPLES, 2 * s.cv))
+    write_json({**blocks, "dropped_classes": dropped, **({"purity": purity} if purity else {})},
+               paths.spatial_blocks)
     _warn_small_classes(df, s.cv)
     path = write_training_table(df, paths.root)
     log.info("training table: %d rows (%d test); rare classes dropped: %s",

@@ -128,6 +128,7 @@ class SampleReferenceSettings(StageSettings):
     crs: str = setting("reference.crs")
     layer: str | int | None = setting("reference.layer")
     random_state: int = setting("sampling.random_state")
+    purity_window: int | None = setting("sampling.purity_window")
     n_threads: int = setting("n_jobs", runtime=True)
 
 
@@ -165,6 +166,8 @@ class TrainingTableSettings(StageSettings):
     block_size: float | None = setting("sampling.block_size")
     cv: int = setting("tuning.cv")
     cv_strategy: str = setting("tuning.cv_strategy")
+    purity_window: int | None = setting("sampling.purity_window")
+    purity_test: bool = setting("sampling.purity_test")
 
     @property
     def n_sample_effective(self) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lcmodel.bands import resolve_bands
 from lcmodel.config import RunConfig
-from lcmodel.errors import InputFileError
+from lcmodel.errors import ConfigError, InputFileError
 from lcmodel.io import open_raster
 from lcmodel.pipeline.applicability import applicability
 from lcmodel.pipeline.artifacts import ClassTableSource, EmbeddingSource, ReferenceSource, Source
@@ -20,19 +20,26 @@ from lcmodel.pipeline.input_guard import refuse_inputs_among_outputs
 from lcmodel.pipeline.inputs import embedding_collection, local_inputs, reference_raster, write_embedding_manifest
 from lcmodel.pipeline.mapping import assess_map, predict_map, report, write_quicklook
 from lcmodel.pipeline.modelling import evaluate, fit_final, tune
+from lcmodel.pipeline.postprocessing import postprocess, wanted
 from lcmodel.pipeline.sampling import extract_samples, make_training_table, prepare_points, sample_reference
 from lcmodel.reference.vector import check_points_layer, is_vector_file
 
-__all__ = ["SAMPLING", "TRAINING", "MAPPING", "STAGES", "source_files"]
+__all__ = ["SAMPLING", "TRAINING", "MAPPING", "STAGES", "source_files", "runs_in"]
 
 #: reference -> training table
 SAMPLING: tuple[Stage, ...] = (sample_reference, prepare_points, extract_samples, make_training_table)
 #: ... -> the model bundle
 TRAINING: tuple[Stage, ...] = (*SAMPLING, tune, evaluate, fit_final)
-#: the bundle -> the map, its quicklook, its assessment, its area of applicability
-MAPPING: tuple[Stage, ...] = (predict_map, write_quicklook, assess_map, applicability)
+#: the bundle -> the map, its quicklook, its assessment, its area of applicability (and the clean map,
+#: when asked for: :func:`runs_in`)
+MAPPING: tuple[Stage, ...] = (predict_map, write_quicklook, assess_map, applicability, postprocess)
 #: every stage by name, in run order
 STAGES: dict[str, Stage] = {s.name: s for s in (*TRAINING, *MAPPING, report)}
+
+
+def runs_in(st: Stage, cfg: RunConfig) -> bool:
+    """Whether a stage runs with this config (``postprocess`` only when a postprocess option is set)."""
+    return st is not postprocess or wanted(cfg)
 
 
 def source_files(cfg: RunConfig, *, write: bool = True) -> list[Source]:
@@ -52,6 +59,9 @@ def source_files(cfg: RunConfig, *, write: bool = True) -> list[Source]:
         for i, path in enumerate(local_inputs(spec)):
             guarded[what if i == 0 else f"{what} {path.name}"] = path
     refuse_inputs_among_outputs(guarded, cfg.output.dir)
+    if cfg.sampling.purity_window is not None and cfg.reference_kind != "raster":
+        raise ConfigError(f"sampling.purity_window {cfg.sampling.purity_window} needs a class raster reference "
+                          f"(reference.path is a points file); set sampling.purity_window: null")
     if cfg.reference_kind == "raster":
         raster = reference_raster(cfg, write=write)
         if raster is not None:

@@ -29,6 +29,7 @@ from shapely import Geometry
 
 from lcmodel.errors import InputFileError
 from lcmodel.rasterio_io import ThreadReaders, map_ordered, one_pass_cache
+from lcmodel.reference.purity import check_purity_window, pure_in_window
 
 if TYPE_CHECKING:
     from rasterio.io import DatasetReader
@@ -54,6 +55,7 @@ class DrawnPixels:
     codes : the pixel's class (the raster's dtype).
     taken : int64 pixels drawn of each class present, in sorted class order.
     blocks_reread : blocks read again (pass 2) to locate the drawn pixels.
+    pure : with a purity window, whether each pixel's whole window holds its class (bool); else None.
     """
 
     rows: np.ndarray
@@ -61,6 +63,7 @@ class DrawnPixels:
     codes: np.ndarray
     taken: np.ndarray
     blocks_reread: int
+    pure: np.ndarray | None = None
 
 
 class ClassPixelSampler:
@@ -77,11 +80,17 @@ class ClassPixelSampler:
     nodata : value of pixels to skip, overriding the file's nodata; NaN is always skipped in float rasters.
     footprint : only pixels whose centre lies in this geometry (in the raster's CRS) are counted and drawn,
         and only the blocks it touches are read (the embedding's footprint: every point drawn is usable).
+    purity_window : flag each drawn pixel as pure when its whole ``k x k`` window holds its class
+        (:mod:`lcmodel.reference.purity`; window pixels outside the raster or nodata make it impure). Pass 2
+        reads each block with a halo of ``k // 2``, so the flags do not depend on the block layout. The draw
+        itself is the same with or without it.
     """
 
     def __init__(self, path: Path | str, src: DatasetReader, nodata: float | None = None,
-                 footprint: Geometry | None = None) -> None:
+                 footprint: Geometry | None = None, purity_window: int | None = None) -> None:
         self.path = path
+        self.purity_window = check_purity_window(purity_window)
+        self._shape = (int(src.height), int(src.width))
         self._rule = _ValidRule(np.dtype(src.dtypes[0]), nodata if nodata is not None else src.nodata)
         windows = _block_windows(src)
         self._masks = _FootprintMasks(src.transform, footprint)
@@ -131,12 +140,14 @@ class ClassPixelSampler:
                 taken = allocation(classes, totals)
                 rng = np.random.default_rng(random_state)
                 draws = _draw_ranks(rng, taken, block_ids, class_ids, block_counts)
-                rows, cols, codes = _locate_pixels(
-                    readers, self._windows, self._masks, classes, draws, n_threads, progress, len(self._windows)
+                purity = None if self.purity_window is None else (self.purity_window, self._rule, self._shape)
+                rows, cols, codes, pure = _locate_pixels(
+                    readers, self._windows, self._masks, classes, draws, n_threads, progress, len(self._windows),
+                    purity,
                 )
         finally:
             readers.close()
-        return DrawnPixels(rows=rows, cols=cols, codes=codes, taken=taken, blocks_reread=len(draws))
+        return DrawnPixels(rows=rows, cols=cols, codes=codes, taken=taken, blocks_reread=len(draws), pure=pure)
 
 
 # ------------------------------------------------------------------------------------ blocks and readers
@@ -212,6 +223,11 @@ class _ValidRule:
                 info = np.iinfo(dtype)
                 if info.min <= nodata <= info.max:
                     self.nodata = dtype.type(int(nodata))
+
+    def valid(self, block: np.ndarray) -> np.ndarray:
+        """Which pixels of a block hold a class (not nodata, not NaN)."""
+        keep = np.ones(block.shape, dtype=bool) if self.nodata is None else block != self.nodata
+        return keep & ~np.isnan(block) if self.is_float else keep
 
     def count(self, block: np.ndarray, inside: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Distinct valid values of a block (sorted) and their pixel counts (int64), within ``inside``."""
@@ -318,44 +334,55 @@ def _locate_pixels(
     n_threads: int,
     progress: Progress | None,
     done_before: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pass 2: read the blocks holding drawn pixels; return rows, cols, codes sorted by class then rank."""
+    purity: tuple[int, _ValidRule, tuple[int, int]] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Pass 2: read the blocks holding drawn pixels; return rows, cols, codes sorted by class then rank, and
+    (``purity``: window size, valid rule, raster shape) whether each is pure (the block read with a halo)."""
     blocks = sorted(draws)
 
-    def locate(block: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    def locate(block: int) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
         window = windows[block]
         flat = readers.read(window, 1).ravel()
         inside = masks.inside(window)
         width = int(window.width)
+        pure = None
+        if purity is not None:
+            size, rule, (height, raster_width) = purity
+            pure = pure_in_window(lambda w: readers.read(w, 1), rule.valid, window, size, height,
+                                  raster_width).ravel()
         found = []
         for c, local in draws[block]:
             hit = flat == classes[c]
             if inside is not None:
                 hit &= inside.ravel()
             index = np.flatnonzero(hit)[local]
-            found.append((c, int(window.row_off) + index // width, int(window.col_off) + index % width))
+            flags = pure[index] if pure is not None else np.ones(index.size, dtype=bool)
+            found.append((c, int(window.row_off) + index // width, int(window.col_off) + index % width, flags))
         return found
 
-    per_class: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
+    per_class: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
     total = done_before + len(blocks)
     for i, found in enumerate(map_ordered(locate, blocks, n_threads, thread_name_prefix="lcmodel-sample")):
-        for c, r, k in found:
-            per_class.setdefault(c, []).append((r, k))
+        for c, r, k, f in found:
+            per_class.setdefault(c, []).append((r, k, f))
         if progress is not None:
             progress(done_before + i + 1, total)
     rows: list[np.ndarray] = []
     cols: list[np.ndarray] = []
     codes: list[np.ndarray] = []
+    flags: list[np.ndarray] = []
     for c in sorted(per_class):
-        for r, k in per_class[c]:
+        for r, k, f in per_class[c]:
             rows.append(r)
             cols.append(k)
             codes.append(np.full(r.size, classes[c], dtype=classes.dtype))
+            flags.append(f)
     if not rows:
         empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros(0, dtype=classes.dtype)
+        return empty, empty, np.zeros(0, dtype=classes.dtype), None if purity is None else np.zeros(0, bool)
     return (
         np.concatenate(rows).astype(np.float64),
         np.concatenate(cols).astype(np.float64),
         np.concatenate(codes),
+        None if purity is None else np.concatenate(flags),
     )

@@ -22,6 +22,7 @@ from lcmodel.geo import pixel_centres
 from lcmodel.io import open_raster
 from lcmodel.reference.class_pixels import ClassPixelSampler, Progress
 from lcmodel.reference.points import ReferencePoints, codes_column, format_code
+from lcmodel.reference.purity import PURE_COLUMN
 from lcmodel.reference.vector import read_points_file
 
 if TYPE_CHECKING:
@@ -95,6 +96,7 @@ def sample_raster_points(
     progress: Progress | None = None,
     n_threads: int = 2,
     footprint: Geometry | None = None,
+    purity_window: int | None = None,
 ) -> ReferencePoints:
     """Draw a stratified random sample of points from a categorical raster (e.g. ESA WorldCover).
 
@@ -120,6 +122,9 @@ def sample_raster_points(
     footprint : shapely geometry, optional
         Draw only from pixels whose centre lies in it (in the raster's CRS), reading only the blocks it
         touches: the embedding's footprint, so that ``n_points`` counts points that can be extracted.
+    purity_window : int, optional
+        3 or 5: add a bool column ``pure``, True where the point's whole window holds its class
+        (:mod:`lcmodel.reference.purity`). The points drawn are the same with or without it.
 
     Returns
     -------
@@ -159,7 +164,7 @@ def sample_raster_points(
             )
         crs = src.crs
         transform = src.transform
-        sampler = ClassPixelSampler(path, src, nodata=nodata, footprint=footprint)
+        sampler = ClassPixelSampler(path, src, nodata=nodata, footprint=footprint, purity_window=purity_window)
 
     def allocation(classes: np.ndarray, totals: np.ndarray) -> np.ndarray:
         if classes.size == 0:
@@ -179,6 +184,8 @@ def sample_raster_points(
     table = pd.DataFrame(
         {"x": xs.astype(np.float64), "y": ys.astype(np.float64), "code": codes_column(drawn.codes)}
     )
+    if drawn.pure is not None:
+        table[PURE_COLUMN] = drawn.pure.astype(bool)
     logger.info(
         "sampled %d points in %d classes from %s (%d of %d blocks re-read)",
         len(table), int((drawn.taken > 0).sum()), name, drawn.blocks_reread, sampler.n_blocks,
