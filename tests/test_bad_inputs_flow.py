@@ -40,7 +40,9 @@ PREPARED = {"reference_points.csv", "reference_points.crs.json"}  # the first st
 #: a log record: Prefect's console format (``12:00:00.123 | INFO    | Flow run ...``), the CLI's logging format
 #: (``2026-01-01 12:00:00,123 INFO prefect.flow_runs: ...``), MLflow's, or the CLI's warning lines
 _LOG_LINE = re.compile(r"^(\d\d:\d\d:\d\d\.\d{3} \| [A-Z]+ +\| |\d{4}[-/]\d\d[-/]\d\d \d\d:\d\d:\d\d[,.\d]* [A-Z]+ "
-                       r"|warning: )")
+                       r"|warning: "
+                       # the second line of Prefect's own "Starting temporary server on ..." record
+                       r"|See https://docs\.prefect\.io/v3/concepts/server#how-to-guides for more information )")
 
 
 @pytest.fixture()
@@ -220,6 +222,17 @@ def _embedding_bands_selects_a_band_that_is_nodata_everywhere(case: dict[str, Pa
             EARLIER - {"samples.csv", "sample_stats.json"})
 
 
+def _purity_window_with_a_points_reference(case: dict[str, Path]) -> Row:
+    return (plain._config(case, reference={"path": str(case["csv"])}, sampling={"purity_window": 3}),
+            r"sampling.purity_window 3 needs a class raster reference \(reference.path is a points file\); set "
+            r"sampling.purity_window: null", set())
+
+
+def _postprocess_options_out_of_range(case: dict[str, Path]) -> Row:
+    return (plain._config(case, postprocess={"majority": 4}),
+            r"config key 'postprocess.majority': Input should be 3 or 5", set())
+
+
 #: row name (as in test_bad_inputs.py, without ``test_``) -> the row; True: refused before the Prefect server
 ROWS: dict[str, tuple[Callable[[dict[str, Path]], Row], bool]] = {
     "missing_input_file": (_missing_input_file, True),
@@ -251,12 +264,14 @@ ROWS: dict[str, tuple[Callable[[dict[str, Path]], Row], bool]] = {
     "embedding_bands_names_a_band_the_raster_lacks": (_embedding_bands_names_a_band_the_raster_lacks, True),
     "embedding_bands_selects_a_band_that_is_nodata_everywhere": (
         _embedding_bands_selects_a_band_that_is_nodata_everywhere, False),
+    "purity_window_with_a_points_reference": (_purity_window_with_a_points_reference, True),
+    "postprocess_options_out_of_range": (_postprocess_options_out_of_range, True),
 }
 
 #: rows of test_bad_inputs.py that are not run-related (lcmodel predict on a given model) or tested here apart
 NOT_RUN_ROWS = {"truncated_embedding_at_prediction", "embedding_band_count_differs_from_the_model",
                 "model_file_that_is_not_a_bundle", "model_from_an_incompatible_version",
-                "model_whose_hash_does_not_match", "model_url_is_never_fetched"}
+                "model_whose_hash_does_not_match", "model_url_is_never_fetched", "model_that_was_damaged"}
 APART = {"missing_config_file", "output_folder_in_use_by_another_run"}
 
 
