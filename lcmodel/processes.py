@@ -63,7 +63,25 @@ def interrupted_exit_code(exc: BaseException) -> int:
     return 128 + (signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT)
 
 
+#: where an exception is swallowed ("Exception ignored in ..."): weakref callbacks and finalizers
+_SWALLOWING_FILES = ("weakref.py", "_weakrefset.py")
+
+
+def _swallowed_here(frame: FrameType | None) -> bool:
+    """True when ``frame`` runs inside a weakref callback or a ``__del__``, where Python prints an exception
+    as "Exception ignored" and goes on, so raising there would neither stop the command nor stay quiet."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "__del__" or code.co_filename.endswith(_SWALLOWING_FILES):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    if _swallowed_here(frame):  # deliver it again shortly, outside the callback
+        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
+        return
     raise Terminated(f"terminated by signal {signal.Signals(signum).name}")
 
 

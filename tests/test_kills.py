@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
 from collections.abc import Callable
@@ -308,3 +309,31 @@ def test_kill_at_every_stage_then_rerun(tmp_path: Path, reference_map: dict[str,
     for name, content in reference_map.items():
         assert (out / name).read_bytes() == content, f"{name} differs from an uninterrupted run's ({hit})"
     assert _leftovers(out) == []
+
+
+def test_sigterm_inside_a_finalizer_still_stops_the_command_quietly() -> None:
+    """A SIGTERM that lands in a ``__del__`` (or a weakref callback) would be printed as "Exception ignored" and
+    swallowed; it is delivered again outside it, so the command still stops, with no traceback."""
+    code = textwrap.dedent("""
+        import gc, os, signal, sys, time
+        from lcmodel.processes import Terminated, terminate_as_interrupt
+        terminate_as_interrupt()
+
+        class Finalised:
+            def __del__(self):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.2)  # the handler runs here, inside the finalizer
+
+        try:
+            Finalised()
+            gc.collect()
+            time.sleep(5)
+        except Terminated:
+            print("stopped", file=sys.stderr)
+            sys.exit(143)
+        sys.exit(0)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert proc.returncode == 143, proc.stderr
+    assert "stopped" in proc.stderr and "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr

@@ -108,14 +108,16 @@ def test_unchanged_rerun_executes_nothing_and_registers_nothing(base_cfg: RunCon
 # stages each change must re-run (a stage whose outputs come out byte-identical ends the cascade early)
 STEPS: list[tuple[dict[str, Any], set[str]]] = [
     ({"tuning.cv_strategy": "spatial"}, {"make_training_table", "tune", "evaluate", "fit_final", "predict_map",
-                                         "write_quicklook", "assess_map", "postprocess", "report"}),
+                                         "write_quicklook", "assess_map", "applicability", "postprocess", "report"}),
     ({"reference.n_points": 650}, set(pipeline.STAGES)),
     ({"sampling.dedupe_pixels": False}, set(pipeline.STAGES) - {"sample_reference", "prepare_points"}),
     ({"sampling.test_size": 0.25}, set(pipeline.STAGES) - {"sample_reference", "prepare_points", "extract_samples"}),
     ({"tuning.stages": [{"max_features": ["sqrt"], "n_estimators": [12]}]},
      set(pipeline.STAGES) - {"sample_reference", "prepare_points", "extract_samples", "make_training_table"}),
-    ({"n_jobs": 1}, {"fit_final", "predict_map", "write_quicklook", "assess_map", "postprocess", "report"}),
-    ({"prediction.confidence": False}, {"predict_map", "write_quicklook", "assess_map", "postprocess", "report"}),
+    ({"n_jobs": 1}, {"fit_final", "predict_map", "write_quicklook", "assess_map", "applicability", "postprocess",
+                     "report"}),
+    ({"prediction.confidence": False}, {"predict_map", "write_quicklook", "assess_map", "applicability", "postprocess",
+                                       "report"}),
 ]
 
 
