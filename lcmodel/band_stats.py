@@ -116,16 +116,6 @@ def read_probe(src: DatasetReader, indexes: Sequence[int]) -> np.ndarray:
     return np.concatenate(parts, axis=1)
 
 
-def _missing(raw: np.ndarray, rule: NodataRule) -> np.ndarray:
-    """Boolean (bands, pixels): the value is the declared nodata value or NaN."""
-    missing = np.zeros(raw.shape, dtype=bool)
-    if rule.nodata is not None:
-        missing |= raw == rule.nodata
-    if raw.dtype.kind == "f":
-        missing |= np.isnan(raw)
-    return missing
-
-
 def check_probe(
     raw: np.ndarray,
     rule: NodataRule,
@@ -143,7 +133,7 @@ def check_probe(
     InputDataError
         A band is nodata in every probed pixel where another band holds data.
     """
-    missing = _missing(raw, rule)
+    missing = rule.missing(raw)
     has_data = ~missing.all(axis=0)  # pixels where some band holds a value
     if has_data.any():
         dead = np.flatnonzero(missing[:, has_data].all(axis=1)).tolist()

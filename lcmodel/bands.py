@@ -195,22 +195,12 @@ def resolve_bands(requested: Sequence[BandSpec], names: Sequence[str], *, raster
     return tuple(sorted(seen))
 
 
-def _missing(raw: np.ndarray, rule: NodataRule) -> np.ndarray:
-    """Boolean (pixels, bands): the value is the declared nodata value or NaN."""
-    missing = np.zeros(raw.shape, dtype=bool)
-    if rule.nodata is not None:
-        missing |= raw == rule.nodata
-    if raw.dtype.kind == "f":
-        missing |= np.isnan(raw)
-    return missing
-
-
 def _dead_bands(raw: np.ndarray, rule: NodataRule, indexes: Sequence[int], names: Sequence[str]
                 ) -> tuple[list[DroppedBand], list[DroppedBand]]:
     """(nodata bands, constant bands) among the columns of ``raw`` (distinct sampled pixels x bands)."""
     if raw.shape[0] == 0:
         return [], []
-    all_missing = _missing(raw, rule).all(axis=0)
+    all_missing = rule.missing(raw).all(axis=0)
     if all_missing.all():  # every sampled pixel is nodata in every band: the points, not the bands
         return [], []
     nodata = [DroppedBand(indexes[j], names[j], "nodata") for j in np.flatnonzero(all_missing).tolist()]

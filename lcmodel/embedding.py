@@ -72,6 +72,16 @@ class NodataRule:
                 invalid |= ~block.any(axis=0)
         return ~invalid
 
+    def missing(self, values: np.ndarray) -> np.ndarray:
+        """Boolean mask, the shape of ``values``: each value that is the declared nodata value or NaN (band by
+        band; the all-zero-vector rule is a per-pixel one, :meth:`valid_mask`)."""
+        missing = np.zeros(values.shape, dtype=bool)
+        if self.nodata is not None:
+            missing |= values == self.nodata
+        if values.dtype.kind == "f":
+            missing |= np.isnan(values)
+        return missing
+
     def to_features(self, values: np.ndarray) -> np.ndarray:
         """Raw values (..., bands) of VALID pixels -> float32 features, C-contiguous."""
         out = np.asarray(values, dtype=np.float32)
