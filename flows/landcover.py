@@ -25,6 +25,7 @@ from prefect.runtime import flow_run
 
 from flows.cache import stage_cache_policy, state_dir
 from flows.config import FlowConfig, flow_config
+from flows.signals import prefect_sigterm
 from flows.tasks import STAGE_TASK_OPTIONS, library_logs_to_prefect, quiet_user_errors
 from lcmodel import pipeline
 from lcmodel.config import RunConfig
@@ -44,9 +45,12 @@ from lcmodel.pipeline import (
 from lcmodel.pipeline import artifacts as a
 from lcmodel.pipeline import postprocessing as pp
 from lcmodel.pipeline import settings as s
+from lcmodel.processes import interruption
 from lcmodel.sources import Collection, is_remote
 
 __all__ = ["landcover", "STAGE_TASKS"]
+
+prefect_sigterm()  # Prefect's SIGTERM handler (active while a flow runs) stops the pool workers first too
 
 
 # ------------------------------------------------------------------ one task per stage, each its own function
@@ -316,6 +320,10 @@ def _landcover(cfg: FlowConfig, root: Path, logger: Any) -> dict[str, Any]:
                                  key="landcover-summary", description="Run summary")
     except BaseException as exc:
         tracker.finish(error=exc)
+        if (stop := interruption(exc)) is not None and stop is not exc:
+            # SIGTERM as Prefect raises it, or an error a library raised in place of Ctrl-C or SIGTERM: the
+            # run was stopped, and it ends as a stopped command does (exit 143 or 130, one line), not a crash
+            raise stop from exc
         raise
     tracker.finish()
     return result

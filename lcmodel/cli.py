@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import sys
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -23,8 +21,8 @@ from typing import Any, TypeVar
 
 import click
 
-from lcmodel.errors import ConfigError, LcmodelError, LcmodelWarning
-from lcmodel.processes import Terminated, guard_children, interrupted_exit_code, terminate_as_interrupt
+from lcmodel.console import OneLineErrorGroup, Progress, candidate_printer, run_command, show_warning
+from lcmodel.errors import ConfigError, LcmodelError
 
 __all__ = [
     "PLAIN_COMMANDS",
@@ -55,66 +53,6 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 #: the plain commands' answer to what only the `lcmodel` console script (flows.cli) does
 _PLAIN_ONLY = "python -m lcmodel.cli runs the plain commands only: use the `lcmodel` command (flows.cli)"
 _FLOW_SECTION_HINT = "if it is a setting of the Prefect flow"
-
-
-class Progress:
-    """A progress callback ``(done, total)``: a bar in a terminal, a plain line every 10 % otherwise."""
-
-    def __init__(self, label: str, stream: Any = None) -> None:
-        self.label = label
-        self.stream = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.start = time.monotonic()
-        self._last_tenth = -1
-
-    def __call__(self, done: int, total: int) -> None:
-        total = max(total, 1)
-        frac = done / total
-        elapsed = time.monotonic() - self.start
-        if self.tty:
-            width = 30
-            bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
-            end = "\n" if done >= total else ""
-            self.stream.write(f"\r{self.label} [{bar}] {done}/{total} {elapsed:6.1f}s{end}")
-            self.stream.flush()
-        else:
-            tenth = int(frac * 10)
-            if tenth != self._last_tenth or done >= total:
-                self._last_tenth = tenth
-                self.stream.write(f"{self.label}: {done}/{total} ({frac:.0%}, {elapsed:.1f}s)\n")
-                self.stream.flush()
-
-
-def candidate_printer() -> Callable[[dict[str, Any]], None]:
-    """The tuning callback of the CLI: each candidate as a debug log line."""
-
-    def show(info: dict[str, Any]) -> None:
-        log.debug("candidate %s", info)
-
-    return show
-
-
-def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None,
-                  line: str | None = None) -> None:
-    if issubclass(category, LcmodelWarning):
-        click.echo(f"warning: {message}", err=True)
-    else:
-        logging.getLogger("py.warnings").warning("%s: %s", category.__name__, message)
-
-
-class OneLineErrorGroup(click.Group):
-    """Turns LcmodelError into one line on stderr and exit code 2."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except LcmodelError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(2)
-        except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (lcmodel.processes.terminate_as_interrupt)
-            how = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted (Ctrl-C)"
-            click.echo(f"error: {how}; what was finished is kept: rerun the same command to go on", err=True)
-            ctx.exit(interrupted_exit_code(exc))
 
 
 def load_run_config(config: str | Path) -> Any:
@@ -421,7 +359,7 @@ def make_cli(*commands: click.Command, config_model: type | None = None) -> clic
         level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         logging.getLogger("lcmodel").setLevel(min(level, logging.INFO))
-        warnings.showwarning = _show_warning
+        warnings.showwarning = show_warning
 
     for command in (*PLAIN_COMMANDS, *commands):
         cli.add_command(command)
@@ -435,14 +373,6 @@ cli = make_cli()
 def main() -> None:
     """``python -m lcmodel.cli``: the plain commands (the `lcmodel` console script is flows.cli's main)."""
     run_command(cli)
-
-
-def run_command(group: click.Group) -> None:
-    """Run a console command: its child processes end with it, and SIGTERM unwinds as Ctrl-C does
-    (:mod:`lcmodel.processes`)."""
-    guard_children()
-    terminate_as_interrupt()
-    group(prog_name="lcmodel")
 
 
 if __name__ == "__main__":

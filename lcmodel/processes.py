@@ -14,9 +14,11 @@ Three pieces, all Linux-first (``/proc``; elsewhere they do nothing):
   small guardian (``python -m lcmodel.processes PID TOKEN``, in its own session) that sleeps until the
   command is gone, by SIGKILL too, then terminates every process still carrying the mark (SIGTERM, SIGKILL
   after 3 s). Found by the mark, not by parentage: orphans re-parented to init are found all the same.
-- :func:`terminate_as_interrupt`: SIGTERM raises :class:`Terminated`, a ``KeyboardInterrupt``, so a
-  terminated command unwinds exactly as Ctrl-C does: executors are shut down (joblib terminates its loky
-  workers), temporary files are removed, the output lock is released.
+- :func:`terminate_as_interrupt`: SIGTERM first kills the command's pool workers
+  (:func:`kill_pool_workers`: their work is lost with the command anyway, and a worker still starting up
+  would print a traceback as the pool shuts down), then raises :class:`Terminated`, a
+  ``KeyboardInterrupt``, so a terminated command unwinds exactly as Ctrl-C does: executors are shut down,
+  temporary files are removed, the output lock is released.
 
 The console commands (``lcmodel.cli.main``, ``flows.cli.main``) call :func:`guard_children` and
 :func:`terminate_as_interrupt`; library users calling lcmodel from their own script get the worker
@@ -32,13 +34,19 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 __all__ = [
     "Terminated",
     "die_with_parent",
     "guard_children",
+    "kill_pool_workers",
+    "interruption",
+    "stopping_first",
+    "TERMINATION_TYPES",
     "terminate_as_interrupt",
     "interrupted_exit_code",
     "marked",
@@ -78,11 +86,106 @@ def _swallowed_here(frame: FrameType | None) -> bool:
     return False
 
 
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    if _swallowed_here(frame):  # deliver it again shortly, outside the callback
-        threading.Timer(0.05, os.kill, (os.getpid(), signum)).start()
-        return
+#: what a pool worker's command line holds: loky's, and multiprocessing's spawn and forkserver
+_WORKER_MARKS = (b"popen_loky_posix", b"spawn_main", b"forkserver")
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def kill_pool_workers() -> list[int]:
+    """SIGKILL this process's worker-pool children (loky's and multiprocessing's workers, and a child forked
+    but not yet exec'd); their resource trackers, the guardian and servers are left. The pids killed.
+
+    Called on SIGTERM before the command unwinds: a worker still starting up would otherwise find its
+    pipe closed or its semaphore gone as the pool shuts down, and print a traceback from the child (seen
+    by the kill harness, "inside tune"). Nothing a worker holds outlives it: its results come back to this
+    process, which is stopping."""
+    me = os.getpid()
+    own = _cmdline(me)
+    killed: list[int] = []
+    try:
+        names = [n for n in os.listdir("/proc") if n.isdigit()]
+    except OSError:
+        return killed
+    for name in names:
+        pid = int(name)
+        st = _stat(pid)
+        if st is None or st[0] != me:
+            continue
+        line = _cmdline(pid)
+        if line == own or any(mark in line for mark in _WORKER_MARKS):
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            except OSError:
+                pass
+    return killed
+
+
+#: SIGTERMs handled by :func:`_raise_terminated` so far (a delivery postponed out of a finalizer is not
+#: repeated once a later one has stopped the command)
+_RAISED: list[int] = [0]
+
+
+def _deliver_again(signum: int, raised: int) -> None:
+    if _RAISED[0] == raised:
+        os.kill(os.getpid(), signum)
+
+
+def stopping_first(handler: Callable[[int, FrameType | None], Any]) -> Callable[[int, FrameType | None], Any]:
+    """A SIGTERM handler that calls ``handler`` after what every SIGTERM needs first: a delivery that lands in
+    a finalizer or weakref callback (where a raised exception is printed as "Exception ignored" and
+    swallowed) is postponed until outside it, and the pool workers are killed (:func:`kill_pool_workers`)
+    before anything unwinds. lcmodel's own handler is one; flows wraps Prefect's with it."""
+    def handle(signum: int, frame: FrameType | None) -> Any:
+        if _swallowed_here(frame):  # deliver it again shortly, outside the callback
+            threading.Timer(0.05, _deliver_again, (signum, _RAISED[0])).start()
+            return None
+        _RAISED[0] += 1
+        kill_pool_workers()
+        return handler(signum, frame)
+
+    handle.__wrapped__ = handler  # type: ignore[attr-defined]
+    return handle
+
+
+def _raise(signum: int, frame: FrameType | None) -> None:
     raise Terminated(f"terminated by signal {signal.Signals(signum).name}")
+
+
+_raise_terminated = stopping_first(_raise)
+
+
+#: exception types that also mean "this command was terminated" (flows adds Prefect's ``TerminationSignal``,
+#: which Prefect's flow engine raises on SIGTERM in place of :class:`Terminated`)
+TERMINATION_TYPES: list[type[BaseException]] = []
+
+
+def interruption(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM behind ``exc``, as a ``KeyboardInterrupt`` (:class:`Terminated` for SIGTERM), or
+    None when the command was not interrupted.
+
+    ``exc`` itself, or any link of its cause and context chain: a library that catches the interrupt and
+    raises its own error in its place (or an error raised while unwinding from it) still reports an
+    interrupted command, not a crash."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, KeyboardInterrupt):
+            return link
+        if isinstance(link, tuple(TERMINATION_TYPES)):
+            stop = Terminated(f"terminated ({type(link).__name__})")
+            stop.__cause__ = link
+            return stop
+        link = link.__cause__ or link.__context__
+    return None
 
 
 def terminate_as_interrupt() -> None:

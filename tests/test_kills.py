@@ -193,6 +193,25 @@ def test_pool_workers_end_when_their_parent_is_killed() -> None:
     assert _gone(worker, 10), f"worker {worker} outlived its killed parent"
 
 
+def test_sigterm_kills_pool_workers_first_and_leaves_other_children() -> None:
+    """On SIGTERM the pool's workers are killed before the command unwinds (a worker still starting up
+    would print a traceback from the child as the pool shuts down); a server or helper child is left."""
+    parent = _parent_script(
+        "import os, subprocess, sys, time\nfrom concurrent.futures import ProcessPoolExecutor\n"
+        "from multiprocessing import get_context\nfrom lcmodel.processes import kill_pool_workers\n"
+        "ex = ProcessPoolExecutor(1, mp_context=get_context('spawn'))\n"
+        "helper = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+        "worker = ex.submit(os.getpid).result()\n"
+        "print(worker, helper.pid, flush=True)\nprint(kill_pool_workers(), flush=True)\n"
+        "time.sleep(1)\nhelper.kill()\nos._exit(0)\n")
+    assert parent.stdout is not None
+    worker, helper = map(int, parent.stdout.readline().split())
+    killed = parent.stdout.readline().strip()
+    parent.wait(timeout=60)
+    assert killed == f"[{worker}]", (killed, worker, helper)
+    assert _gone(worker, 10)
+
+
 def test_guarded_children_end_when_the_command_is_killed() -> None:
     parent = _parent_script(
         "import subprocess, sys, time\nfrom lcmodel.processes import guard_children\nguard_children()\n"
@@ -337,3 +356,59 @@ def test_sigterm_inside_a_finalizer_still_stops_the_command_quietly() -> None:
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert proc.returncode == 143, proc.stderr
     assert "stopped" in proc.stderr and "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+class _EngineSignal(BaseException):
+    """Stands in for Prefect's TerminationSignal (a BaseException, not a KeyboardInterrupt)."""
+
+
+def test_an_error_raised_in_place_of_an_interrupt_still_stops_the_command_quietly(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import click
+    from click.testing import CliRunner
+
+    from lcmodel.cli import OneLineErrorGroup
+    from lcmodel.processes import TERMINATION_TYPES, Terminated, interruption
+
+    monkeypatch.setattr("lcmodel.processes.TERMINATION_TYPES", [*TERMINATION_TYPES, _EngineSignal])
+    group = OneLineErrorGroup()
+
+    def wraps(inner: BaseException) -> None:
+        try:
+            raise inner
+        except BaseException as exc:
+            raise RuntimeError("a library's own error") from exc  # e.g. a client wrapping what it caught
+
+    cases = {"ctrl-c": lambda: wraps(KeyboardInterrupt()), "sigterm": lambda: wraps(Terminated()),
+             "engine": lambda: wraps(_EngineSignal()), "engine-bare": lambda: (_ for _ in ()).throw(_EngineSignal()),
+             "crash": lambda: wraps(ValueError("a real bug"))}
+    for name, body in cases.items():
+        group.add_command(click.Command(name, callback=body))
+    runner = CliRunner()
+    expected = {"ctrl-c": (130, "interrupted (Ctrl-C)"), "sigterm": (143, "terminated (SIGTERM)"),
+                "engine": (143, "terminated (SIGTERM)"), "engine-bare": (143, "terminated (SIGTERM)")}
+    for name, (code, how) in expected.items():
+        result = runner.invoke(group, [name])
+        assert result.exit_code == code, (name, result.output, result.exception)
+        assert result.output.strip().splitlines() == [
+            f"error: {how}; what was finished is kept: rerun the same command to go on"], name
+    crash = runner.invoke(group, ["crash"])
+    assert isinstance(crash.exception, RuntimeError)  # a real error keeps its traceback
+    assert interruption(ValueError()) is None
+
+
+def test_prefects_sigterm_bridge_is_wrapped() -> None:
+    """While a flow runs, Prefect's SIGTERM handler is the one installed: it must kill the pool workers first
+    and survive a finalizer, as lcmodel's does, and still be the handler Prefect recognises as its own."""
+    from prefect.utilities import engine
+
+    import flows.landcover  # noqa: F401  (wraps the bridge on import)
+    from flows.signals import prefect_sigterm
+
+    assert prefect_sigterm(), "this Prefect has no _prefect_sigterm_handler: flows/signals.py needs a new hook"
+    bridge = engine._prefect_sigterm_handler
+    assert getattr(bridge, "__wrapped__", None) is not None
+    assert prefect_sigterm() and engine._prefect_sigterm_handler is bridge  # idempotent
+    with engine.capture_sigterm():
+        assert engine.is_prefect_sigterm_handler_installed()
+        assert signal.getsignal(signal.SIGTERM) is bridge
