@@ -45,7 +45,7 @@ from lcmodel.pipeline import (
 from lcmodel.pipeline import artifacts as a
 from lcmodel.pipeline import postprocessing as pp
 from lcmodel.pipeline import settings as s
-from lcmodel.processes import interruption
+from lcmodel.processes import interruption, interrupts_deferred
 from lcmodel.sources import Collection, is_remote
 
 __all__ = ["landcover", "STAGE_TASKS"]
@@ -288,28 +288,35 @@ def _landcover(cfg: FlowConfig, root: Path, logger: Any) -> dict[str, Any]:
     from flows.tracking import Tracker
 
     flow_run_id = str(flow_run.id) if flow_run.id else None
-    tracker = Tracker(cfg, flow_run_id=flow_run_id)
+    # MLflow's calls (SQLAlchemy on its store) run with SIGTERM and Ctrl-C held: one that arrives during them
+    # stops the run as the call ends, not inside a database fetch (lcmodel.processes.interrupts_deferred)
+    with interrupts_deferred():
+        tracker = Tracker(cfg, flow_run_id=flow_run_id)
     logger.info("MLflow run %s in experiment %r (%s)", tracker.run_id, cfg.tracking.experiment, tracker.ui_hint)
     try:
-        tracker.log_config()
         first = pipeline.embedding_collection(cfg).first.path
-        tracker.log_inputs({"reference": pipeline.reference_raster(cfg, write=False),
-                            "embedding": None if is_remote(first) else Path(first), "classes": cfg.classes.table})
+        with interrupts_deferred():
+            tracker.log_config()
+            tracker.log_inputs({"reference": pipeline.reference_raster(cfg, write=False),
+                                "embedding": None if is_remote(first) else Path(first),
+                                "classes": cfg.classes.table})
         produced_by = {"flow_run_id": flow_run_id or "", "mlflow_run_id": tracker.run_id}
         model: dict[str, Any] = {}
 
         def track(name: str, outcome: StageOutcome) -> None:
-            _track(tracker, name, outcome, logger)
-            if name == "fit_final":
-                model.update(tracker.log_model(outcome, cfg.tracking.register_as))
+            with interrupts_deferred():
+                _track(tracker, name, outcome, logger)
+                if name == "fit_final":
+                    model.update(tracker.log_model(outcome, cfg.tracking.register_as))
 
         r = pipeline.run_stages(FlowStageRun(cfg, produced_by, after_stage=track), mapping=True)
         paths = pipeline.paths_for(cfg)
         evaluation: a.Evaluation = r.outputs[a.Evaluation]  # type: ignore[assignment]
-        tracker.log_artifacts([p.path for _, p in evaluation.files()] + [paths.report, paths.training_table,
-                                                                       paths.quicklook])
-        tracker.log_artifacts(pipeline.tuning_files(r.outputs[a.Tuning]), "tuning")  # type: ignore[arg-type]
-        tracker.log_stages(r.outcomes)
+        with interrupts_deferred():
+            tracker.log_artifacts([p.path for _, p in evaluation.files()] + [paths.report, paths.training_table,
+                                                                           paths.quicklook])
+            tracker.log_artifacts(pipeline.tuning_files(r.outputs[a.Tuning]), "tuning")  # type: ignore[arg-type]
+            tracker.log_stages(r.outcomes)
         prediction = r.outputs[a.Prediction]
         data = _read(prediction.summary.path)  # type: ignore[attr-defined]
         result = {"mlflow_run_id": tracker.run_id, "map": data["map_path"],
@@ -319,13 +326,15 @@ def _landcover(cfg: FlowConfig, root: Path, logger: Any) -> dict[str, Any]:
         create_markdown_artifact(_summary_markdown(cfg, _read(paths.metrics), data, result, r, tracker),
                                  key="landcover-summary", description="Run summary")
     except BaseException as exc:
-        tracker.finish(error=exc)
+        with interrupts_deferred():
+            tracker.finish(error=exc)
         if (stop := interruption(exc)) is not None and stop is not exc:
             # SIGTERM as Prefect raises it, or an error a library raised in place of Ctrl-C or SIGTERM: the
             # run was stopped, and it ends as a stopped command does (exit 143 or 130, one line), not a crash
             raise stop from exc
         raise
-    tracker.finish()
+    with interrupts_deferred():
+        tracker.finish()
     return result
 
 

@@ -36,6 +36,7 @@ from prefect.runtime import flow_run  # noqa: E402
 from flows.tasks import IO_RETRIES  # noqa: E402
 from lcmodel.errors import ConfigError, LcmodelError  # noqa: E402
 from lcmodel.predict import PredictionOptions  # noqa: E402  (runtime: Prefect validates flow parameters by it)
+from lcmodel.processes import interrupts_deferred  # noqa: E402
 
 if TYPE_CHECKING:
     from lcmodel.model_io import ModelBundle
@@ -237,9 +238,10 @@ def landcover_predict(
         rule = check_compatibility(resolved["bundle_path"], embedding)
         logger.info("model %s fits %s (%s)", resolved["model_uri"], embedding, rule)
         identity = {k: v for k, v in resolved.items() if k != "bundle_path"}
-        tracker = PredictionRun(experiment=experiment, tracking_uri=tracking_uri, model=identity,
-                                embedding_path=embedding,
-                                flow_run_id=str(flow_run.id) if flow_run.id else None)
+        with interrupts_deferred():  # MLflow's store calls are not cut in the middle (flows/landcover.py)
+            tracker = PredictionRun(experiment=experiment, tracking_uri=tracking_uri, model=identity,
+                                    embedding_path=embedding,
+                                    flow_run_id=str(flow_run.id) if flow_run.id else None)
         try:
             if task_runner == "dask":
                 options = PredictionOptions(confidence_path=confidence, block_size=block_size, memory_mb=memory_mb,
@@ -250,11 +252,14 @@ def landcover_predict(
             else:
                 summary = predict_blocks(resolved["bundle_path"], embedding, out, confidence, block_size,
                                          n_jobs, memory_mb, engine)
-            tracker.log_summary(summary)
+            with interrupts_deferred():
+                tracker.log_summary(summary)
         except BaseException as exc:
-            tracker.finish(error=exc)
+            with interrupts_deferred():
+                tracker.finish(error=exc)
             raise
-        tracker.finish()
+        with interrupts_deferred():
+            tracker.finish()
     logger.info("%d pixels predicted at %.0f px/s -> %s (MLflow run %s)", summary["n_valid"],
                 summary["pixels_per_s"], summary["map_path"], tracker.run_id)
     return {**summary, **identity, "mlflow_run_id": tracker.run_id, "input_sha256": tracker.input_sha256}

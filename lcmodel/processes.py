@@ -27,6 +27,7 @@ initializers only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -34,7 +35,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -45,6 +46,7 @@ __all__ = [
     "guard_children",
     "kill_pool_workers",
     "interruption",
+    "interrupts_deferred",
     "stopping_first",
     "TERMINATION_TYPES",
     "terminate_as_interrupt",
@@ -160,6 +162,40 @@ def _raise(signum: int, frame: FrameType | None) -> None:
 
 
 _raise_terminated = stopping_first(_raise)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold SIGTERM and SIGINT while the block runs; one that arrives meanwhile is delivered as it ends.
+
+    For work a signal must not cut in the middle: a tracking store's database call (an interrupt inside
+    SQLAlchemy's fetch is logged by SQLAlchemy with a traceback, "Error closing cursor", and may leave the
+    MLflow run half-written). The handlers in place (lcmodel's, or Prefect's bridge while a flow runs) are
+    restored at the end, and a held signal then reaches them, so the command still stops, at the end of the
+    block; a second signal meanwhile reaches them at once (the user insists). Only in the main thread
+    (signal handlers can only be set there); elsewhere it does nothing. Keep such blocks short: a held
+    signal waits for them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum: int, frame: FrameType | None) -> None:
+        handler = previous[signum]
+        if held and callable(handler):  # a second signal: the user insists, so it stops the command now
+            handler(signum, frame)
+        held.append(signum)
+
+    previous: dict[int, Any] = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous[signum] = signal.signal(signum, hold)
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        for number in dict.fromkeys(held):
+            os.kill(os.getpid(), number)  # handled by the restored handler, here, at the end of the block
 
 
 #: exception types that also mean "this command was terminated" (flows adds Prefect's ``TerminationSignal``,

@@ -412,3 +412,33 @@ def test_prefects_sigterm_bridge_is_wrapped() -> None:
     with engine.capture_sigterm():
         assert engine.is_prefect_sigterm_handler_installed()
         assert signal.getsignal(signal.SIGTERM) is bridge
+
+
+def test_a_signal_during_a_held_block_stops_the_command_as_the_block_ends() -> None:
+    """MLflow's store calls run with SIGTERM held (an interrupt inside SQLAlchemy's fetch printed "Error closing
+    cursor" and a traceback: the kill harness, flow-SIGTERM after fit_final); a second signal stops at once."""
+    code = textwrap.dedent("""
+        import os, signal, sys, time
+        from lcmodel.processes import Terminated, interrupts_deferred, terminate_as_interrupt
+        terminate_as_interrupt()
+        twice = sys.argv[1] == "twice"
+        try:
+            with interrupts_deferred():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.2)
+                print("first held", flush=True)
+                if twice:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    time.sleep(0.2)
+                print("block ended", flush=True)
+            print("after the block", flush=True)
+        except Terminated:
+            print("stopped", flush=True)
+            sys.exit(143)
+        sys.exit(signal.getsignal(signal.SIGTERM) is not None and 0)
+    """)
+    for how, lines in (("once", ["first held", "block ended", "stopped"]), ("twice", ["first held", "stopped"])):
+        proc = subprocess.run([sys.executable, "-c", code, how], cwd=ROOT, capture_output=True, text=True,
+                              timeout=60, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert proc.returncode == 143 and proc.stdout.split() == " ".join(lines).split(), (how, proc.stdout,
+                                                                                         proc.stderr)
