@@ -158,3 +158,24 @@ def test_cluster_interval_covers_the_truth_under_clustered_errors() -> None:
           f"cluster {cluster:.3f}, independent points {independent:.3f}")
     assert cluster >= 0.90
     assert independent < cluster
+
+
+def test_report_lines_name_the_design_and_say_undefined_and_why(tmp_path) -> None:
+    from lcmodel.io import write_json
+    from lcmodel.report import assessment_markdown
+
+    mapped, reference = _sample(7, n=160)
+    rng = np.random.default_rng(7)
+    x, y = rng.uniform(0, 1000, 160), rng.uniform(0, 1000, 160)
+    x[mapped == 4], y[mapped == 4] = 5.0, 5.0  # class 4 in one block: its cluster user's SE is undefined
+    independent = stratified_estimates(confusion_counts(mapped, reference, CLASSES), PIXELS, classes=CLASSES)
+    result = {**independent, "computed": True, "design": ["Sampling design: a test."],
+              **cluster_figures(independent, "spatial", 100.0, x, y, mapped, reference)}
+    text = assessment_markdown(json.loads(write_json(result, tmp_path / "a.json").read_text()), "## Assessment")
+    assert "**Standard errors.** The test part is" in text and "cluster: " in text
+    row = [line for line in text.splitlines() if line.startswith("| 4 |")][-1]  # the cluster table
+    assert row.split(" | ")[3] == "undefined"  # user's +/- 95 % (cluster)
+    assert "cluster standard error undefined: map class 4 has all test points in one spatial block" in text
+    random = {**independent, "computed": True, **cluster_figures(independent, "random", 100.0, x, y, mapped,
+                                                                 reference)}
+    assert "independent-points standard errors above apply" in assessment_markdown(random, "## Assessment")
