@@ -4,13 +4,13 @@ A spatial test split puts whole blocks into the test part (:func:`lcmodel.accura
 test sample is a cluster sample: points of one block share its errors, and the variances of
 :func:`lcmodel.accuracy.stratified_estimates`, which treat every point as an independent draw, are too small.
 
-Method: Taylor linearisation with the blocks as clusters (the "ultimate cluster" variance; Wolter 2007,
-*Introduction to Variance Estimation*, 2nd ed., sect. 2.4 and ch. 6; Sarndal, Swensson & Wretman 1992, *Model
-Assisted Survey Sampling*, sect. 5.5 and 8.7). This is the approach of Stehman (1997), "Estimating standard
-errors of accuracy assessment statistics under cluster sampling", Remote Sensing of Environment 60:258-269,
-applied to the stratified estimators of Olofsson et al. (2014). Every estimate is a smooth function of the
-stratum means ``q_ij = n_ij / n_i.`` (map class i = stratum, reference class j), so its error is, to first
-order, ``sum_i c_i (q_ij - E q_ij)`` with known coefficients ``c_i``:
+Method: Taylor linearisation with the blocks as clusters (the "ultimate cluster" variance of a ratio estimator;
+Cochran 1977, *Sampling Techniques*, 3rd ed., ch. 6; Wolter 2007, *Introduction to Variance Estimation*, 2nd ed.,
+ch. 6). This is the approach of Stehman (1997), "Estimating standard errors of accuracy assessment statistics
+under cluster sampling", Remote Sensing of Environment 60:258-269, applied to the stratified estimators of
+Olofsson et al. (2014). Every estimate is a smooth function of the stratum means ``q_ij = n_ij / n_i.`` (map
+class i = stratum, reference class j), so its error is, to first order, ``sum_i c_i (q_ij - E q_ij)`` with known
+coefficients ``c_i``:
 
 * overall accuracy ``O = sum_i W_i q_ii``: ``c_i = W_i``, point value ``1[reference == map]``;
 * user's accuracy ``U_i = q_ii``: ``c = 1`` for stratum i only;
