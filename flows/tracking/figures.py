@@ -90,8 +90,8 @@ def assessment_figures(data: Mapping[str, Any]) -> tuple[list[Figure], dict[str,
                 figures.append((f"{key}_class_{value}", c[key], 0))
                 if key in (c.get("undefined") or {}):
                     reasons[f"{key}_class_{value}"] = c["undefined"][key]
-    cluster_figures, cluster_reasons = _cluster_figures(data)
-    return figures + cluster_figures, {**reasons, **cluster_reasons}
+    cluster, cluster_reasons = _cluster_figures(data)
+    return figures + cluster, {**reasons, **cluster_reasons}
 
 
 def _cluster_figures(data: Mapping[str, Any]) -> tuple[list[Figure], dict[str, str]]:
