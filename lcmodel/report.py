@@ -211,7 +211,8 @@ def cluster_markdown(result: Mapping[str, Any]) -> list[str]:
         return "undefined" if value is None or key in (row.get("undefined") or {}) else _fmt(float(value), digits)
 
     lines += [f"Overall accuracy {_fmt(result['overall_accuracy'], 4)}: +/- {ci(cluster, 'overall_accuracy_ci95', 4)} "
-              f"(95 % CI, cluster: {cluster['n_blocks']} blocks) vs +/- {ci(result, 'overall_accuracy_ci95', 4)} "
+              f"(95 % CI, cluster: {cluster['n_blocks']} blocks, t = {_fmt(cluster.get('z'), 2)} with "
+              f"{cluster.get('df')} df) vs +/- {ci(result, 'overall_accuracy_ci95', 4)} "
               f"(independent points); design effect {_fmt(result.get('design_effect_cluster'), 2)} "
               f"({cluster['estimator']}).", ""]
     area = "area_ha_ci95" if result.get("pixel_area_m2") is not None else "area_pixels_ci95"

@@ -10,6 +10,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from lcmodel.accuracy import (
     cluster_estimates,
@@ -40,12 +41,30 @@ def test_one_point_per_block_is_the_olofsson_estimator() -> None:
     cluster = cluster_estimates(mapped, reference, np.arange(mapped.size), PIXELS, classes=CLASSES,
                                 pixel_area_m2=100.0)
     assert cluster["n_blocks"] == mapped.size and cluster["undefined"] == {}
-    for key in ("overall_accuracy", "overall_accuracy_se", "overall_accuracy_ci95"):
+    for key in ("overall_accuracy", "overall_accuracy_se"):
         assert cluster[key] == pytest.approx(independent[key], rel=1e-12)
     for c in CLASSES:
         got, want = cluster["per_class"][str(c)], independent["per_class"][str(c)]
-        for key in ("users_se", "producers_se", "area_proportion_se", "area_pixels_ci95", "area_ha_ci95"):
+        for key in ("users_se", "producers_se", "area_proportion_se", "area_pixels_se", "area_ha_se"):
             assert got[key] == pytest.approx(want[key], rel=1e-12), (c, key)
+    # the intervals: Student t with (blocks - 1) degrees of freedom, or the independent 1.96 when asked
+    t = stats.t.ppf(0.975, mapped.size - 1)
+    assert cluster["df"] == mapped.size - 1 and cluster["z"] == pytest.approx(t, rel=1e-12)
+    assert cluster["overall_accuracy_ci95"] == pytest.approx(t * independent["overall_accuracy_se"], rel=1e-12)
+    same_z = cluster_estimates(mapped, reference, np.arange(mapped.size), PIXELS, classes=CLASSES,
+                               pixel_area_m2=100.0, z=1.96)
+    assert same_z["overall_accuracy_ci95"] == pytest.approx(independent["overall_accuracy_ci95"], rel=1e-12)
+    for c in CLASSES:
+        got, want = same_z["per_class"][str(c)], independent["per_class"][str(c)]
+        for key in ("users_ci95", "producers_ci95", "area_pixels_ci95", "area_ha_ci95"):
+            assert got[key] == pytest.approx(want[key], rel=1e-12), (c, key)
+
+
+def test_few_blocks_widen_the_interval_by_the_t_quantile() -> None:
+    mapped, reference = _sample(8, n=80)
+    result = cluster_estimates(mapped, reference, np.arange(80) % 4, PIXELS, classes=CLASSES)
+    assert result["n_blocks"] == 4 and result["df"] == 3
+    assert result["overall_accuracy_ci95"] == pytest.approx(3.182446 * result["overall_accuracy_se"], rel=1e-6)
 
 
 def test_one_stratum_is_the_classical_cluster_ratio_variance() -> None:

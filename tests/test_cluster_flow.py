@@ -57,7 +57,7 @@ def test_cluster_standard_errors_through_the_flow(prefect_harness: None, tmp_pat
     section = report.split("## Area-adjusted accuracy")[1]
     assert f"**Standard errors.** The test part is {cluster['n_blocks']} whole spatial blocks" in section
     ci = assessment["overall_accuracy_ci95_cluster"]
-    assert f"+/- {ci:.4f} (95 % CI, cluster: {cluster['n_blocks']} blocks)" in section
+    assert f"+/- {ci:.4f} (95 % CI, cluster: {cluster['n_blocks']} blocks, t = {cluster['z']:.2f} with " in section
     assert "| Class | Blocks | User's +/- 95 % (indep.) | (cluster) |" in section
 
     client = MlflowClient(tracking_uri=uri)

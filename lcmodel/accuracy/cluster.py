@@ -26,7 +26,9 @@ with ``m_i`` the blocks holding test points of stratum i and ``m`` all test bloc
 within-stratum cluster variance of each ratio ``q_i``; the second is the covariance between strata that share a
 block (a block the model gets wrong is wrong in all its map classes). With one test point per block it is
 exactly the Olofsson variance (``U (1 - U) / (n_i. - 1)`` etc.); ``V >= 0`` always (``a_i >= a``). 95 %
-intervals are +/- 1.96 SE, as in :mod:`~lcmodel.accuracy.olofsson`.
+intervals are +/- t SE with the Student t quantile of ``m - 1`` degrees of freedom (the design degrees of freedom
+of a cluster sample; Korn & Graubard 1999, *Analysis of Health Surveys*, sect. 5.2): with few blocks the SE is
+itself uncertain, and 1.96 would give intervals that cover less than 95 %.
 
 Why not a block bootstrap: a block holds points of several map classes, so resampling "blocks within strata"
 either splits blocks (losing the between-strata covariance above) or is not stratified; a small map class with
@@ -44,8 +46,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from scipy.stats import t as student_t
 
-from lcmodel.accuracy.olofsson import Z_95, confusion_counts
+from lcmodel.accuracy.olofsson import confusion_counts
 from lcmodel.accuracy.spatial_cv import grid_blocks
 from lcmodel.errors import InputDataError
 
@@ -96,7 +99,7 @@ def cluster_estimates(
     *,
     classes: Sequence[Any],
     pixel_area_m2: float | None = None,
-    z: float = Z_95,
+    z: float | None = None,
 ) -> dict[str, Any]:
     """Cluster-sample standard errors and 95 % CIs of the Olofsson et al. (2014) estimates (module docstring).
 
@@ -107,7 +110,9 @@ def cluster_estimates(
     map_pixels : pixels of each map class in the whole map, in the order of ``classes`` (the strata sizes).
     classes : every class, in matrix order (as for :func:`lcmodel.accuracy.stratified_estimates`).
     pixel_area_m2 : area of one pixel; when given, the area CIs are also in hectares.
-    z : quantile of the interval (1.96 for 95 %).
+    z : quantile of the intervals; default the Student t 97.5 % quantile with ``n_blocks - 1`` degrees of
+        freedom (the design's degrees of freedom: clusters minus one; 1.98 for 100 blocks, 3.18 for 4), which
+        tends to 1.96 (:data:`~lcmodel.accuracy.Z_95`) with many blocks and keeps the 95 % intervals honest with few.
 
     Returns
     -------
@@ -141,6 +146,8 @@ def cluster_estimates(
     _, bi = np.unique(b, return_inverse=True)
     bi = bi.reshape(-1)
     m = int(bi.max()) + 1 if bi.size else 0
+    if z is None:
+        z = float(student_t.ppf(0.975, m - 1)) if m > 1 else float("nan")
     cube = np.zeros((k, m, k), dtype=np.int64)  # (stratum, block, reference class): exact integer counts
     np.add.at(cube, (mi, bi, ri), 1)
     x = cube.sum(axis=2)
@@ -187,6 +194,7 @@ def cluster_estimates(
         "overall_accuracy": oa,
         **overall,
         "z": z,
+        "df": m - 1,
         "unsampled": [c.item() if isinstance(c, np.generic) else c for c in unsampled],
         "per_class": per_class,
         "undefined": {key: _single_block_reason(single) for key, v in overall.items() if not np.isfinite(v)},
@@ -241,7 +249,7 @@ def cluster_figures(
     pixels = [per_class[str(c)]["map_pixels"] for c in classes]
     blocks = grid_blocks(np.asarray(x), np.asarray(y), float(block_size))
     result = cluster_estimates(map_labels, reference_labels, blocks, pixels, classes=classes,
-                               pixel_area_m2=independent.get("pixel_area_m2"), z=float(independent.get("z", Z_95)))
+                               pixel_area_m2=independent.get("pixel_area_m2"))
     se, se0 = result["overall_accuracy_se"], float(independent["overall_accuracy_se"])
     deff = se**2 / se0**2 if np.isfinite(se) and np.isfinite(se0) and se0 > 0 else float("nan")
     note = (f"The test part is {result['n_blocks']} whole spatial blocks of {float(block_size):.4g} "
