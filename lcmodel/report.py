@@ -27,6 +27,7 @@ __all__ = [
     "PRE_REFIT_SENTENCE",
     "cv_comparison_markdown",
     "assessment_markdown",
+    "cluster_markdown",
     "report_markdown",
 ]
 
@@ -191,7 +192,42 @@ def assessment_markdown(result: Mapping[str, Any], heading: str) -> str:
     if why:
         lines += ["Undefined estimates:", ""]
         lines += [f"- undefined: {reason} ({'; '.join(what)})" for reason, what in why.items()] + [""]
+    lines += cluster_markdown(result)
     return "\n".join(lines)
+
+
+def cluster_markdown(result: Mapping[str, Any]) -> list[str]:
+    """Lines of the assessment's standard-error design (:func:`lcmodel.accuracy.cluster.cluster_figures`): which
+    design applies and, for a spatial split, the cluster 95 % CIs beside the independent-points ones."""
+    if "se_design_note" not in result:
+        return []
+    lines = [f"**Standard errors.** {result['se_design_note']}", ""]
+    cluster = result.get("cluster")
+    if not cluster:
+        return lines
+
+    def ci(row: Mapping[str, Any], key: str, digits: int) -> str:
+        value = row.get(key)
+        return "undefined" if value is None or key in (row.get("undefined") or {}) else _fmt(float(value), digits)
+
+    lines += [f"Overall accuracy {_fmt(result['overall_accuracy'], 4)}: +/- {ci(cluster, 'overall_accuracy_ci95', 4)} "
+              f"(95 % CI, cluster: {cluster['n_blocks']} blocks, t = {_fmt(cluster.get('z'), 2)} with "
+              f"{cluster.get('df')} df) vs +/- {ci(result, 'overall_accuracy_ci95', 4)} "
+              f"(independent points); design effect {_fmt(result.get('design_effect_cluster'), 2)} "
+              f"({cluster['estimator']}).", ""]
+    area = "area_ha_ci95" if result.get("pixel_area_m2") is not None else "area_pixels_ci95"
+    pairs = [("users_ci95", 3), ("producers_ci95", 3), (area, 1)]
+    header = ["Class", "Blocks", "User's +/- 95 % (indep.)", "(cluster)", "Producer's +/- 95 % (indep.)", "(cluster)",
+              "Area +/- 95 % (indep.)", "(cluster)"]
+    names = result.get("class_names", {})
+    rows = [[names.get(key, key), cluster["per_class"][key]["n_blocks"],
+             *[v for k, d in pairs for v in (ci(c, k, d), ci(cluster["per_class"][key], k, d))]]
+            for key, c in result["per_class"].items()]
+    lines += _md_table(header, rows) + [""]
+    reasons = sorted({*(cluster.get("undefined") or {}).values(),
+                      *(r for c in cluster["per_class"].values() for r in (c.get("undefined") or {}).values())})
+    lines += [f"- cluster standard error undefined: {reason}" for reason in reasons] + ([""] if reasons else [])
+    return lines
 
 
 _ASSESSMENT_LABELS = ("user's", "user's +/- 95 %", "producer's", "producer's +/- 95 %", "area", "area +/- 95 %")

@@ -90,4 +90,23 @@ def assessment_figures(data: Mapping[str, Any]) -> tuple[list[Figure], dict[str,
                 figures.append((f"{key}_class_{value}", c[key], 0))
                 if key in (c.get("undefined") or {}):
                     reasons[f"{key}_class_{value}"] = c["undefined"][key]
+    cluster, cluster_reasons = _cluster_figures(data)
+    return figures + cluster, {**reasons, **cluster_reasons}
+
+
+def _cluster_figures(data: Mapping[str, Any]) -> tuple[list[Figure], dict[str, str]]:
+    """The cluster (spatial blocks) standard errors of a spatial split's assessment: ``..._cluster`` metrics."""
+    cluster = data.get("cluster")
+    if not cluster:
+        return [], {}
+    figures: list[Figure] = [(f"area_adjusted_{k}_cluster", cluster.get(k), 0)
+                             for k in ("overall_accuracy_se", "overall_accuracy_ci95")]
+    figures.append(("area_adjusted_design_effect_cluster", data.get("design_effect_cluster"), 0))
+    reasons = {f"area_adjusted_{k}_cluster": v for k, v in (cluster.get("undefined") or {}).items()}
+    for value, c in (cluster.get("per_class") or {}).items():
+        for key in ("users_ci95", "producers_ci95", "area_ha_ci95"):
+            if key in c:
+                figures.append((f"{key}_cluster_class_{value}", c[key], 0))
+                if key in (c.get("undefined") or {}):
+                    reasons[f"{key}_cluster_class_{value}"] = c["undefined"][key]
     return figures, reasons

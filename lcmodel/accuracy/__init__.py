@@ -7,12 +7,15 @@
 * :mod:`~lcmodel.accuracy.sample_io`: the sample as CSV or GeoPackage (:func:`write_sample`) and back once
   labelled (:func:`read_labelled`);
 * :mod:`~lcmodel.accuracy.assess`: a map's accuracy and areas from its labelled sample (:func:`assess_labelled`);
+* :mod:`~lcmodel.accuracy.cluster`: their standard errors with the spatial test blocks as clusters
+  (:func:`cluster_estimates`, :func:`cluster_figures`);
 * :mod:`~lcmodel.accuracy.spatial_cv`: spatial blocks, folds and train/test masks, :func:`cv_splits`;
 * :mod:`~lcmodel.accuracy.block_size`: the block size from the label variogram (:func:`auto_block_size`).
 """
 
 from lcmodel.accuracy.assess import assess_labelled
 from lcmodel.accuracy.block_size import BlockSizeEstimate, auto_block_size
+from lcmodel.accuracy.cluster import cluster_estimates, cluster_figures, cluster_variance
 from lcmodel.accuracy.design import (
     SAMPLE_COLUMNS,
     SampleDesign,
@@ -40,6 +43,10 @@ __all__ = [
     "Z_95",
     "stratified_estimates",
     "confusion_counts",
+    # cluster
+    "cluster_estimates",
+    "cluster_variance",
+    "cluster_figures",
     # design
     "SAMPLE_COLUMNS",
     "SampleDesign",

@@ -109,7 +109,7 @@ def assess_map(
 ) -> Assessment:
     """Map labels at the test points are the predictions of the model scored in ``evaluate`` (before the
     final refit, which has seen the test points); the strata sizes are the delivered map's class counts."""
-    from lcmodel.accuracy import confusion_counts, stratified_estimates
+    from lcmodel.accuracy import cluster_figures, confusion_counts, stratified_estimates
 
     pred = json.loads(prediction.summary.path.read_text())
     test = pd.read_csv(evaluation.test_predictions.path)
@@ -134,6 +134,8 @@ def assess_map(
         matrix = confusion_counts(test["predicted"].to_numpy(), test["reference"].to_numpy(), classes)
         result.update(stratified_estimates(matrix, [counts.get(c, 0) for c in classes], classes=classes,
                                            pixel_area_m2=pred.get("pixel_area_m2")))
+        result.update(cluster_figures(result, blocks["split"], blocks["block_size"], test["x"].to_numpy(),
+                                      test["y"].to_numpy(), test["predicted"].to_numpy(), test["reference"].to_numpy()))
         result["computed"] = True
         if pred.get("n_unclassified"):
             result["n_unclassified_pixels"] = pred["n_unclassified"]
@@ -163,8 +165,8 @@ def design_text(settings: ReportSettings, blocks: dict[str, Any]) -> list[str]:
         )
     if blocks.get("split") == "spatial":
         lines.append(
-            "The test part is made of whole spatial blocks (a cluster sample): the standard errors treat points "
-            "as independent, so they are too small."
+            "The test part is made of whole spatial blocks (a cluster sample): the independent-points standard "
+            "errors are too small; the cluster standard errors (blocks as clusters) are given beside them."
         )
     if blocks.get("dropped_classes"):
         lines.append(f"Classes {blocks['dropped_classes']} were dropped as rare: their pixels are not in the sample.")
