@@ -15,7 +15,7 @@ from pyproj import Transformer
 from lcmodel import pipeline
 from lcmodel.config import load_config
 from lcmodel.errors import ConfigError, InputDataError, InputFileError
-from lcmodel.pipeline import ExtraPointsSource, SAMPLING, StageRun
+from lcmodel.pipeline import SAMPLING, ExtraPointsSource, StageRun
 from tests.rasters import tiny_demo_config
 
 

@@ -87,7 +87,7 @@ def test_without_exclusions_the_sampled_blocks_are_candidates(tmp_path: Path) ->
     with_ex = sg.suggest_points(sg.find_inputs(map_path, by="margin"), 500, seed=1)
     without = sg.suggest_points(sg.find_inputs(map_path, by="margin", exclude_default=False), 500, seed=1)
     # 12 x 12 blocks of 80 m (the last one partly nodata), 25 of them sampled
-    assert without.n_candidate_blocks == 144 and len(without.table) == 144
+    assert without.n_candidate_blocks == 144 and len(without.table) == 144  # fewer than --n: every free block
     assert with_ex.n_excluded_blocks == 25 and len(with_ex.table) == 144 - 25
 
 
@@ -112,6 +112,7 @@ def test_seeded_and_independent_of_the_windows(tmp_path: Path, monkeypatch: pyte
 def test_allocation_is_equal_and_gives_shortfall_away() -> None:
     assert sg.allocate_equal(10, {1: 100, 2: 100, 3: 100}) == {1: 4, 2: 3, 3: 3}
     assert sg.allocate_equal(10, {1: 2, 2: 100, 3: 100}) == {1: 2, 2: 4, 3: 4}
+    assert sg.allocate_equal(11, {1: 2, 2: 100, 3: 100, 4: 3}) == {1: 2, 2: 4, 3: 3, 4: 2}
     assert sg.allocate_equal(10, {1: 2, 2: 3}) == {1: 2, 2: 3}
 
 
@@ -179,3 +180,12 @@ def test_cli_writes_the_points(tmp_path: Path) -> None:
     assert "6 points written" in result.output and "25 blocks skipped" in result.output
     table = pd.read_csv(out)
     assert len(table) == 6 and (out.with_suffix(".crs.json")).is_file()
+
+
+def test_the_running_best_gives_the_whole_raster_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading in small windows and keeping 2 n blocks per class gives the points of one whole-raster pass."""
+    map_path = _run_folder(tmp_path / "run")
+    inputs = sg.find_inputs(map_path, by="margin", block_size=20.0)  # 2 x 2 px blocks: many candidates
+    whole = sg.suggest_points(inputs, 25, seed=4).table
+    monkeypatch.setattr("lcmodel.suggest.select.WINDOW", 7)  # windows that cut blocks
+    pd.testing.assert_frame_equal(sg.suggest_points(inputs, 25, seed=4).table, whole)

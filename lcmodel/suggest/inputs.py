@@ -63,7 +63,8 @@ def find_inputs(map_path: Path | str, *, by: str | None = None, exclude_near: Pa
     ``by`` None: ``both`` when ``di.tif`` is beside the map, else the uncertainty alone (``margin``, then
     ``entropy``, then ``1 - confidence``). ``margin``/``entropy`` fall back to the other, then to
     ``confidence.tif``, when their own raster is absent. ``exclude_near`` None: the run's
-    ``training_table.csv`` beside the map, when there is one (``exclude_default=False``: none).
+    ``training_table.csv`` beside the map (or in the run folder of a collection's ``tiles/<stem>/map.tif``),
+    when there is one (``exclude_default=False``: none).
     """
     path = Path(map_path)
     if by is not None and by not in SCORES:
@@ -107,12 +108,13 @@ def find_inputs(map_path: Path | str, *, by: str | None = None, exclude_near: Pa
         if threshold is None or not (threshold > 0 and math.isfinite(threshold)):
             raise InputDataError(f"{di.name!r} has no usable AOA threshold (tag LCMODEL_AOA_THRESHOLD {tag!r}); "
                                  "give the di.tif a run wrote")
+    root = here.parent.parent if here.parent.name == "tiles" else here  # a collection's tiles/<stem>/map.tif
     exclude = Path(exclude_near) if exclude_near is not None else None
-    if exclude is None and exclude_default and (here / "training_table.csv").is_file():
-        exclude = here / "training_table.csv"
+    if exclude is None and exclude_default and (root / "training_table.csv").is_file():
+        exclude = root / "training_table.csv"
     if exclude is not None and not exclude.is_file():
         raise InputFileError(f"--exclude-near {str(exclude)!r} does not exist; give a points file (CSV or .gpkg)")
-    side, source = _block_size(here, block_size, abs(transform.a))
+    side, source = _block_size(root, block_size, abs(transform.a))
     return SuggestInputs(path, chosen, uncertainty, di, threshold, exclude, side, source, crs, width, height)
 
 

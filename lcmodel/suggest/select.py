@@ -9,13 +9,16 @@ The rules (README "Points worth labelling"):
   (the grid of the run's spatial split, :func:`lcmodel.accuracy.grid_blocks`); at most one point per block,
   and no point in a block that holds a point of the exclusion file (the run's training table: blocks already
   sampled).
-- **strata**: the predicted classes share ``n`` equally (the remainder to the classes with the most candidate
-  blocks); a class with too few candidate blocks gives its share to the others. The classes then take turns
+- **strata**: the predicted classes share ``n`` equally (the remainder one each to the smallest class values);
+  a class with too few candidate blocks gives its share to the others. The classes then take turns
   (ascending class value), each its best remaining candidate in a block not yet taken.
 - **ties** between equal scores are broken by a hash of (seed, pixel index), so the result does not depend on
   how the rasters are read, and the same seed gives the same points, bit for bit.
 
-The rasters are read window by window; only each window's best pixel per (block, class) is kept.
+The rasters are read window by window, and only the best ``2 n`` blocks of each class so far are kept
+(each block at its best pixel so far): a class takes at most ``n`` blocks and the others take at most ``n``
+of its blocks away, so it never reaches further down its list, and a block dropped once had ``2 n`` better
+ones that only improve: the points are those of a whole-raster pass, in bounded memory.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class Suggestion:
 
     table: pd.DataFrame
     inputs: SuggestInputs
+    #: the blocks among the candidates kept (all free blocks when fewer than n points were found)
     n_candidate_blocks: int
     n_excluded_blocks: int
     allocation: dict[int, int]
@@ -136,15 +140,14 @@ def _best(frame: pd.DataFrame) -> pd.DataFrame:
 def allocate_equal(n: int, available: dict[int, int]) -> dict[int, int]:
     """``n`` shared equally by the classes, none above its ``available`` count, the rest to the others.
 
-    The remainder of an equal share goes to the classes with the most available (ties: smallest value).
+    The remainder of an equal share goes one each to the smallest class values.
     """
     quota = dict.fromkeys(available, 0)
     left = min(n, sum(available.values()))
     while left > 0:
         open_ = [c for c in sorted(available) if quota[c] < available[c]]
         share, extra = divmod(left, len(open_))
-        by_size = sorted(open_, key=lambda c: (-(available[c] - quota[c]), c))
-        for i, c in enumerate(by_size):
+        for i, c in enumerate(open_):
             take = min(share + (1 if i < extra else 0), available[c] - quota[c])
             quota[c] += take
             left -= take
@@ -201,14 +204,15 @@ def suggest_points(inp: SuggestInputs, n: int, *, seed: int = 42,
     with open_raster(inp.map, "class map") as src:
         transform, nodata, tags = src.transform, src.nodata, src.tags()
     windows = list(_windows(inp.width, inp.height))
-    found = []
+    keep = 2 * n  # per class: the others take at most n blocks from its queue, it takes at most n itself
+    candidates = pd.DataFrame(columns=["cell", "map_class", "score", "tie", "row", "col"])
     for i, window in enumerate(windows):
-        found.append(_window_candidates(inp, window, seed, excluded, transform, nodata))
+        found = _window_candidates(inp, window, seed, excluded, transform, nodata)
+        if not found.empty:  # the running best: each class's best `keep` blocks so far (exact, see below)
+            merged = _best(found if candidates.empty else pd.concat([candidates, found], ignore_index=True))
+            candidates = merged.groupby("map_class", sort=False).head(keep).reset_index(drop=True)
         if progress is not None:
             progress(i + 1, len(windows))
-    frames = [f for f in found if not f.empty]
-    candidates = _best(pd.concat(frames, ignore_index=True)) if frames else pd.DataFrame(
-        columns=["cell", "map_class", "score", "tie", "row", "col"])
     available = {int(c): int(k) for c, k in candidates.groupby("map_class").size().items()}
     quota = allocate_equal(n, available)
     picked = _take_turns(candidates, quota, n) if available else candidates.iloc[:0]
