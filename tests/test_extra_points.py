@@ -120,3 +120,26 @@ def test_bad_extra_points(demo: tuple[Path, pd.DataFrame], tmp_path: Path) -> No
     named = load_config(_with(cfg_path, "named", extra_points=[str(words)]))
     with pytest.raises(InputDataError, match="not integer codes"):
         pipeline.sample(named)
+
+
+def test_a_labelled_suggestion_file_is_read_back(tmp_path: Path) -> None:
+    """The GeoPackage `lcmodel suggest` writes, its label column filled, is an extra points file as it is."""
+    import sqlite3
+
+    from lcmodel import suggest as sg
+    from lcmodel.reference.extra import read_extra_points
+    from tests.test_suggest import _run_folder
+
+    result = sg.suggest_points(sg.find_inputs(_run_folder(tmp_path / "run")), 6, seed=2)
+    path = sg.write_suggestion(result, tmp_path / "next.gpkg")
+    con = sqlite3.connect(path)
+    con.execute("UPDATE suggested_points SET label = '20' WHERE rank <= 4")  # two left unlabelled
+    con.commit()
+    con.close()
+    with pytest.warns(Warning):  # the unlabelled rows are dropped, with a warning
+        (points,) = read_extra_points([path], x_column="lon", y_column="lat", label_column="label", crs=None,
+                                      layer=None)
+    assert len(points) == 4 and points.table["code"].tolist() == [20] * 4
+    first = result.table.iloc[0]
+    assert points.crs.to_epsg() == 32720
+    assert np.isclose(points.table["x"].iloc[0], first["x"]) and np.isclose(points.table["y"].iloc[0], first["y"])
