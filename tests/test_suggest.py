@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,6 @@ from tests.rasters import write_raster
 SIZE, PIXEL, WEST, NORTH = 96, 10.0, 500000.0, 8000000.0
 #: the planted unfamiliar region (rows, cols): its DI is far above the threshold
 FAR = (slice(0, 24), slice(16, 88))  # over the three classes
-THRESHOLD = 1.0
 
 
 def _run_folder(folder: Path, *, di: bool = True, margin: bool = True, seed: int = 0) -> Path:
@@ -35,18 +35,32 @@ def _run_folder(folder: Path, *, di: bool = True, margin: bool = True, seed: int
     if margin:
         write_raster(folder / "margin.tif", rng.integers(0, 101, (SIZE, SIZE)).astype(np.uint8), nodata=255)
     write_raster(folder / "confidence.tif", rng.integers(30, 101, (SIZE, SIZE)).astype(np.uint8), nodata=255)
-    if di:
-        values = rng.uniform(0.0, 0.8, (SIZE, SIZE)).astype(np.float32)
-        values[FAR] = rng.uniform(3.0, 5.0, values[FAR].shape)
+    if di:  # the DI of embeddings whose planted region is far from every training sample (lcmodel.aoa)
+        trained, values = _planted_di(rng)
         path = write_raster(folder / "di.tif", values, nodata=-1)
         with rasterio.open(path, "r+") as dst:
-            dst.update_tags(LCMODEL_AOA_THRESHOLD=repr(THRESHOLD))
+            dst.update_tags(LCMODEL_AOA_THRESHOLD=repr(trained.threshold))
     # training points: every block of rows 40..80, cols 0..40 is already sampled
     r, c = np.mgrid[40:80:4, 0:40:4]
     pd.DataFrame({"x": WEST + (c.ravel() + 0.5) * PIXEL, "y": NORTH - (r.ravel() + 0.5) * PIXEL,
                   "value": 1, "split": "train"}).to_csv(folder / "training_table.csv", index=False)
     (folder / "spatial_blocks.json").write_text(json.dumps({"block_size": 80.0}))
     return folder / "map.tif"
+
+
+def _planted_di(rng: np.random.Generator) -> tuple[Any, np.ndarray]:
+    """DI of a 4-band embedding: N(0, 1) everywhere but the planted region, N(8, 1) there; 300 training
+    samples drawn outside the region (3 folds, equal importances)."""
+    from lcmodel.aoa import fit_training_di
+
+    emb = rng.normal(0.0, 1.0, (SIZE, SIZE, 4))
+    emb[FAR] += 8.0
+    outside = np.ones((SIZE, SIZE), bool)
+    outside[FAR] = False
+    pick = rng.choice(np.flatnonzero(outside), 300, replace=False)
+    train = emb.reshape(-1, 4)[pick]
+    trained = fit_training_di(train, np.arange(300) % 3, np.ones(4), ["A00", "A01", "A02", "A03"])
+    return trained, trained.di(emb.reshape(-1, 4)).reshape(SIZE, SIZE).astype(np.float32)
 
 
 def _far(table: pd.DataFrame) -> pd.Series:
