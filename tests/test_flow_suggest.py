@@ -28,9 +28,14 @@ def test_extra_points_through_the_flow_then_suggest(prefect_harness: None, tmp_p
     cfg_path = tiny_demo_config(tmp_path / "data")
     extra = labelled_points(cfg_path, cfg_path.parent / "labelled_next.csv", n=60, seed=5)
     data = yaml.safe_load(cfg_path.read_text())
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    data["reference"]["extra_points"] = [extra.name, "not_labelled_yet.csv"]  # a missing file: one line, no run
+    cfg_path.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(cli, ["run", str(cfg_path)])
+    assert result.exit_code == 2 and "not_labelled_yet.csv' does not exist" in result.output, result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (cfg_path.parent / data["output"]["dir"]).exists()
     data["reference"]["extra_points"] = [extra.name]  # relative to the config's folder
     cfg_path.write_text(yaml.safe_dump(data))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
 
     result = CliRunner().invoke(cli, ["run", str(cfg_path)], catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -208,7 +208,7 @@ def suggest_points(inp: SuggestInputs, n: int, *, seed: int = 42,
     candidates = pd.DataFrame(columns=["cell", "map_class", "score", "tie", "row", "col"])
     for i, window in enumerate(windows):
         found = _window_candidates(inp, window, seed, excluded, transform, nodata)
-        if not found.empty:  # the running best: each class's best `keep` blocks so far (exact, see below)
+        if not found.empty:  # the running best: each class's best `keep` blocks (exact: module docstring)
             merged = _best(found if candidates.empty else pd.concat([candidates, found], ignore_index=True))
             candidates = merged.groupby("map_class", sort=False).head(keep).reset_index(drop=True)
         if progress is not None:
