@@ -62,9 +62,10 @@ def _execute(name: str, settings: StageSettings, inputs: dict[str, Any], out: Pa
 
 @task(name="sample_reference", **STAGE_TASK_OPTIONS)
 def sample_reference(settings: s.SampleReferenceSettings, reference: a.ReferenceSource,
-                     embedding: a.EmbeddingSource, *, out: Path, produced_by: dict[str, str]) -> a.PointsFile:
-    return _execute("sample_reference", settings, {"reference": reference, "embedding": embedding},  # type: ignore[return-value]
-                    out, produced_by)
+                     embedding: a.EmbeddingSource, extra: a.ExtraPointsSource | None = None, *, out: Path,
+                     produced_by: dict[str, str]) -> a.PointsFile:
+    inputs = {"reference": reference, "embedding": embedding, "extra": extra}
+    return _execute("sample_reference", settings, inputs, out, produced_by)  # type: ignore[return-value]
 
 
 @task(name="prepare_points", **STAGE_TASK_OPTIONS)

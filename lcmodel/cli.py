@@ -1,6 +1,6 @@
 """The plain `lcmodel` commands: parse, call the library, print. Nothing else.
 
-sample, train, predict (a bundle path), run --plain, demo --plain, validation-sample, assess. This module never
+sample, train, predict (a bundle path), run --plain, demo --plain, validation-sample, assess, suggest. This module never
 imports prefect, mlflow or flows: the `lcmodel` console script is :mod:`flows.cli`, which adds the
 orchestration commands (run and demo through the Prefect flow, predict from the MLflow registry, promote,
 compare) to a group built by :func:`make_cli`. ``python -m lcmodel.cli`` runs the plain commands alone.
@@ -338,8 +338,47 @@ def assess(map_path: str, labelled: str, out: str | None, reference_column: str)
         click.echo(f"  undefined: {reason}")
 
 
+@click.command()
+@click.argument("map_path", metavar="MAP", type=click.Path(dir_okay=False))
+@click.option("--n", "n", type=int, default=200, show_default=True, help="Points wanted.")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False), help="next.csv or next.gpkg")
+@click.option("--by", "by", default=None, help="margin, entropy, di or both [default: both when di.tif is beside "
+              "MAP, else the uncertainty alone].")
+@click.option("--seed", type=int, default=42, show_default=True, help="Seed of the tie-breaks.")
+@click.option("--exclude-near", type=click.Path(dir_okay=False), default=None,
+              help="Labelled/training points: their blocks are skipped [default: the run's training_table.csv].")
+@click.option("--block-size", type=float, default=None,
+              help="Block side in map CRS units [default: the run's spatial blocks, else 32 pixels].")
+def suggest(map_path: str, n: int, out: str, by: str | None, seed: int, exclude_near: str | None,
+            block_size: float | None) -> None:
+    """Points worth labelling next: MAP's most uncertain / unfamiliar pixels, one per block, by class."""
+    from lcmodel.pipeline import refuse_input_as_output
+    from lcmodel.suggest import check_output, find_inputs, suggest_points, write_suggestion
+
+    if n < 1:
+        raise ConfigError(f"--n {n} asks for no point; give --n 1 or more")
+    check_output(out)
+    inputs = find_inputs(map_path, by=by, exclude_near=exclude_near, block_size=block_size)
+    refuse_input_as_output({"map": map_path, "points to avoid (--exclude-near)": inputs.exclude},
+                           {"output (--out)": out})
+    result = suggest_points(inputs, n, seed=seed, progress=Progress("scoring blocks"))
+    path = write_suggestion(result, out)
+    layers = [inputs.uncertainty[0]] if inputs.uncertainty else []
+    layers += ["di"] if inputs.di else []
+    click.echo(f"{len(result.table)} points written to {path} (by {inputs.by}: {' + '.join(layers)}; "
+               f"blocks of {inputs.block_size:g} from {inputs.block_source})")
+    if inputs.exclude is not None:
+        click.echo(f"  {result.n_excluded_blocks} blocks skipped: they hold points of {inputs.exclude}")
+    if len(result.table) < n:
+        click.echo(f"note: only {result.n_candidate_blocks} free blocks; lower --block-size for more points", err=True)
+    for value, count in result.allocation.items():
+        click.echo(f"  {value:>6} {count:>6} points")
+    click.echo("fill the 'label' column with reference codes, then list the file under reference.extra_points")
+
+
 #: the plain commands, in the order of this module
-PLAIN_COMMANDS: tuple[click.Command, ...] = (sample, train, predict, run, demo, validation_sample, assess)
+PLAIN_COMMANDS: tuple[click.Command, ...] = (sample, train, predict, run, demo, validation_sample, assess,
+                                              suggest)
 
 
 def make_cli(*commands: click.Command, config_model: type | None = None) -> click.Group:

@@ -66,6 +66,8 @@ class ReferenceConfig(ConfigSection):
     label_column: str = "label"
     crs: str = "EPSG:4326"
     layer: str | StrictInt | None = Field(None, description="vector points: a layer name or 0-based index")
+    extra_points: tuple[ResolvedPath, ...] = Field((), description="raster reference: labelled point files (CSV "
+                                                   "or vector) added to the TRAINING part only")
 
     @field_validator("crs")
     @classmethod

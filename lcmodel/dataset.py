@@ -36,6 +36,7 @@ from lcmodel.errors import (
 from lcmodel.extract import Extraction
 from lcmodel.geo import pixel_centres
 from lcmodel.io import atomic_path
+from lcmodel.reference.extra import EXTRA_COLUMN
 from lcmodel.reference.purity import PURE_COLUMN
 
 __all__ = [
@@ -73,7 +74,7 @@ def feature_columns(df: pd.DataFrame) -> list[str]:
     list of str
         Every column that is not in :data:`META_COLUMNS`.
     """
-    return [str(c) for c in df.columns if c not in META_COLUMNS and c not in (TILE_COLUMN, PURE_COLUMN)]
+    return [str(c) for c in df.columns if c not in META_COLUMNS and c not in (TILE_COLUMN, PURE_COLUMN, EXTRA_COLUMN)]
 
 
 def require_columns(df: pd.DataFrame, columns: tuple[str, ...] | list[str], what: str, fix: str) -> None:
@@ -181,6 +182,8 @@ def build_samples(
     )
     if PURE_COLUMN in points_table.columns:  # purity flags of a raster reference's points (sampling.purity_window)
         samples[PURE_COLUMN] = points_table.loc[valid, PURE_COLUMN].to_numpy(dtype=bool)
+    if EXTRA_COLUMN in points_table.columns:  # reference.extra_points: merged apart from the raster's points
+        samples[EXTRA_COLUMN] = points_table.loc[valid, EXTRA_COLUMN].to_numpy(dtype=bool)
     samples = pd.concat([samples, features], axis=1)
 
     if extraction.tile is not None:  # a collection: pixels are (tile, row, col), centres in the points' CRS
@@ -207,6 +210,7 @@ def _merge_pixels(samples: pd.DataFrame, extraction: Extraction, valid: np.ndarr
     For a collection the pixel is (tile, row, col) and its centre comes from ``extraction.centres``.
     """
     keys = ["tile", "row", "col"] if "tile" in samples.columns else ["row", "col"]
+    keys += [EXTRA_COLUMN] if EXTRA_COLUMN in samples.columns else []  # an extra point never merges with the sample
     if extraction.centres is not None:
         samples = samples.assign(_cx=extraction.centres[0][valid], _cy=extraction.centres[1][valid])
     votes = samples.groupby([*keys, "value"], sort=False).size().rename("n").reset_index()
@@ -236,6 +240,7 @@ def _merge_pixels(samples: pd.DataFrame, extraction: Extraction, valid: np.ndarr
     merged["value"] = merged["value"].astype(np.int64)
     meta = [*_SAMPLE_COLUMNS[:2], "tile", *_SAMPLE_COLUMNS[2:]] if "tile" in keys else list(_SAMPLE_COLUMNS)
     meta += [PURE_COLUMN] if PURE_COLUMN in samples.columns else []
+    meta += [EXTRA_COLUMN] if EXTRA_COLUMN in samples.columns else []
     return merged[[*meta, *(c for c in feature_columns(samples) if c not in ("_cx", "_cy"))]]
 
 

@@ -48,6 +48,7 @@ OTHER_VALUE: dict[str, Any] = {
     "prediction.block_size": 64,
     "tuning.score_on": "oob",
     "prediction.mosaic_crs": "EPSG:4326",
+    "reference.extra_points": ["labelled_next.csv"],
 }
 
 

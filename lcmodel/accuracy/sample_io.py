@@ -11,6 +11,7 @@ import json
 import math
 import sqlite3
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,15 +24,18 @@ from lcmodel.io import atomic_path
 __all__ = ["write_sample", "read_labelled"]
 
 
-def write_sample(table: pd.DataFrame, crs: Any, out_path: Path | str) -> Path:
+def write_sample(table: pd.DataFrame, crs: Any, out_path: Path | str, *, layer: str = "validation_points"
+                 ) -> Path:
     """Write a validation sample as ``.csv`` (x, y in the map's CRS, whose WKT goes to ``<name>.crs.json``)
-    or as a ``.gpkg`` point layer ``validation_points`` (written with sqlite3, see module docstring).
+    or as a ``.gpkg`` point layer ``layer`` (written with sqlite3, see module docstring).
 
     Parameters
     ----------
-    table : output of :func:`draw_validation_sample`.
+    table : output of :func:`draw_validation_sample` (or any table with ``x``/``y``: each column becomes a
+        field, INTEGER, DOUBLE or TEXT by its dtype, an empty text as NULL).
     crs : the map's CRS (rasterio ``CRS``).
     out_path : ``.csv`` or ``.gpkg``.
+    layer : the GeoPackage table (``suggested_points`` for `lcmodel suggest`).
     """
     out = Path(out_path)
     suffix = out.suffix.lower()
@@ -43,13 +47,13 @@ def write_sample(table: pd.DataFrame, crs: Any, out_path: Path | str) -> Path:
         return out
     if suffix == ".gpkg":
         with atomic_path(out) as tmp:
-            _write_gpkg(table, crs, tmp)
+            _write_gpkg(table, crs, tmp, layer)
         return out
     raise ConfigError(f"output {str(out)!r} has suffix {suffix!r}; use .csv or .gpkg")
 
 
-def _write_gpkg(table: pd.DataFrame, crs: Any, path: Path) -> None:
-    """A GeoPackage 1.3 with one point feature table ``validation_points`` (stdlib sqlite3)."""
+def _write_gpkg(table: pd.DataFrame, crs: Any, path: Path, layer: str) -> None:
+    """A GeoPackage 1.3 with one point feature table ``layer`` (stdlib sqlite3)."""
     epsg = crs.to_epsg() if crs is not None else None
     srs_id = int(epsg) if epsg else 100000
     wkt = crs.to_wkt() if crs is not None else "undefined"
@@ -93,34 +97,23 @@ def _write_gpkg(table: pd.DataFrame, crs: Any, path: Path) -> None:
                 "INSERT INTO gpkg_spatial_ref_sys VALUES (?, ?, ?, ?, ?, ?)",
                 ("map CRS", srs_id, "EPSG" if epsg else "NONE", srs_id, wkt, None),
             )
-        con.execute(
-            "CREATE TABLE validation_points (fid INTEGER PRIMARY KEY AUTOINCREMENT, geom POINT, id INTEGER, "
-            "x DOUBLE, y DOUBLE, row INTEGER, col INTEGER, map_class INTEGER, map_name TEXT, reference TEXT)"
-        )
+        columns = [(str(c), _sql_type(table[c])) for c in table.columns]
+        fields = ", ".join(f'"{name}" {kind}' for name, kind in columns)
+        con.execute(f'CREATE TABLE "{layer}" (fid INTEGER PRIMARY KEY AUTOINCREMENT, geom POINT, {fields})')
         header = (
             b"GP" + bytes([0, 0b00000001]) + struct.pack("<i", srs_id)
         )  # v0, little-endian, no envelope
+        convert: dict[str, Callable[[Any], Any]] = {"INTEGER": int, "DOUBLE": float, "TEXT": _label_or_none}
         rows = []
-        for r in table.itertuples(index=False):
+        for r in table.itertuples(index=False, name=None):
+            record = dict(zip(table.columns, r, strict=True))
             geom = header + struct.pack(
-                "<BIdd", 1, 1, float(r.x), float(r.y)
+                "<BIdd", 1, 1, float(record["x"]), float(record["y"])
             )  # WKB point, little-endian
-            rows.append(
-                (
-                    geom,
-                    int(r.id),
-                    float(r.x),
-                    float(r.y),
-                    int(r.row),
-                    int(r.col),
-                    int(r.map_class),
-                    str(r.map_name),
-                    _label_or_none(r.reference),
-                )
-            )
+            rows.append((geom, *(convert[kind](record[name]) for name, kind in columns)))
+        names = ", ".join(f'"{name}"' for name, _ in columns)
         con.executemany(
-            "INSERT INTO validation_points (geom, id, x, y, row, col, map_class, map_name, reference) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f'INSERT INTO "{layer}" (geom, {names}) VALUES (?, {", ".join("?" * len(columns))})',
             rows,
         )
         bounds = (
@@ -130,16 +123,22 @@ def _write_gpkg(table: pd.DataFrame, crs: Any, path: Path) -> None:
         )
         con.execute(
             "INSERT INTO gpkg_contents (table_name, data_type, identifier, min_x, min_y, max_x, max_y, srs_id) "
-            "VALUES ('validation_points', 'features', 'validation_points', ?, ?, ?, ?, ?)",
-            (*[None if v is None else float(v) for v in bounds], srs_id),
+            "VALUES (?, 'features', ?, ?, ?, ?, ?, ?)",
+            (layer, layer, *[None if v is None else float(v) for v in bounds], srs_id),
         )
         con.execute(
-            "INSERT INTO gpkg_geometry_columns VALUES ('validation_points', 'geom', 'POINT', ?, 0, 0)",
-            (srs_id,),
+            "INSERT INTO gpkg_geometry_columns VALUES (?, 'geom', 'POINT', ?, 0, 0)",
+            (layer, srs_id),
         )
         con.commit()
     finally:
         con.close()
+
+
+def _sql_type(column: pd.Series) -> str:
+    """INTEGER, DOUBLE or TEXT: the GeoPackage field type of a table column."""
+    kind = column.dtype.kind
+    return "INTEGER" if kind in "iub" else "DOUBLE" if kind == "f" else "TEXT"
 
 
 def _label_or_none(value: Any) -> str | None:

@@ -29,6 +29,7 @@ __all__ = [
     "ReferenceSource",
     "EmbeddingSource",
     "ClassTableSource",
+    "ExtraPointsSource",
     "file_digest",
     "artifact",
     "digest_of",
@@ -187,6 +188,30 @@ class EmbeddingSource(Source):
 class ClassTableSource(Source):
     about: ClassVar[str] = "the code -> value class table, when given"
     config_key: ClassVar[str] = "classes.table"
+
+
+@dataclass(frozen=True)
+class ExtraPointsSource(Source):
+    """``file`` is the first file of ``reference.extra_points``, ``more`` the others in the configured order,
+    ``companions`` a shapefile's side files, so the digest covers the content of every file."""
+
+    about: ClassVar[str] = "the labelled point files of `reference.extra_points`, when given (training part only)"
+    config_key: ClassVar[str] = "reference.extra_points"
+
+    more: tuple[Artifact, ...] = ()
+    companions: tuple[Artifact, ...] = ()
+
+    @property
+    def paths(self) -> tuple[Path, ...]:
+        """The point files, in the configured order."""
+        return (self.file.path, *(a.path for a in self.more))
+
+    @classmethod
+    def of(cls, paths: tuple[Path, ...] | list[Path]) -> ExtraPointsSource:
+        from lcmodel.reference.vector import companion_files
+
+        return cls(Artifact.of(paths[0]), tuple(Artifact.of(p) for p in paths[1:]),
+                   tuple(Artifact.of(c) for p in paths for c in companion_files(p)))
 
 
 def digest_of(value: Any) -> str:

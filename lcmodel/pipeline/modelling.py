@@ -191,6 +191,10 @@ def report_notes(settings: EvaluateSettings, blocks: dict[str, Any]) -> list[str
         from lcmodel.label_purity import purity_note
 
         notes.append(purity_note(blocks["purity"]))
+    if blocks.get("extra_points"):  # reference.extra_points: how many, and that the test part excludes them
+        from lcmodel.extra_points import extra_note
+
+        notes.append(extra_note(blocks["extra_points"]))
     return notes
 
 

@@ -21,6 +21,7 @@ from lcmodel.pipeline.artifacts import (
     Artifact,
     ClassTableSource,
     EmbeddingSource,
+    ExtraPointsSource,
     LabelledPoints,
     PointsFile,
     ReferenceSource,
@@ -72,11 +73,12 @@ def read_class_table_artifact(labelled: LabelledPoints) -> ClassTable:
 
 @stage(about="reference points in their own CRS: a stratified sample of a class raster, or a point file's points")
 def sample_reference(
-    settings: SampleReferenceSettings, reference: ReferenceSource, embedding: EmbeddingSource, *, out: Path,
-    progress: Progress | None = None,
+    settings: SampleReferenceSettings, reference: ReferenceSource, embedding: EmbeddingSource,
+    extra: ExtraPointsSource | None = None, *, out: Path, progress: Progress | None = None,
 ) -> PointsFile:
     """A raster reference is sampled only where the embedding tiles (and ``embedding.aoi``) are, so every
-    point drawn lies on the embedding and ``reference.n_points`` counts usable points."""
+    point drawn lies on the embedding and ``reference.n_points`` counts usable points. The points of
+    ``reference.extra_points`` follow the drawn ones, flagged (:mod:`lcmodel.reference.extra`)."""
     from lcmodel.config import ReferenceConfig
     from lcmodel.reference import read_points_file, sample_raster_points
     from lcmodel.sources import Collection
@@ -103,6 +105,13 @@ def sample_reference(
         points = sample_raster_points(reference.path, s.n_points, nodata=s.nodata, random_state=s.random_state,
                                       progress=progress, n_threads=s.n_threads, footprint=footprint,
                                       purity_window=s.purity_window)
+        if extra is not None:
+            from lcmodel.reference.extra import read_extra_points, with_extra_points
+
+            crs = None if s.crs == ReferenceConfig.model_fields["crs"].default else s.crs
+            extras = read_extra_points(extra.paths, x_column=s.x_column,
+                                       y_column=s.y_column, label_column=s.label_column, crs=crs, layer=s.layer)
+            points = with_extra_points(points, extras)
     log.info("reference: %d points from %s (%s)", len(points), reference.path.name, s.kind)
     return PointsFile(*write_points(points.table, points.crs, RunPaths(out).points))
 
@@ -167,21 +176,24 @@ def extract_samples(
 @stage(about="subsample to n_sample by class, drop rare classes, split train/test (spatial or random)")
 def make_training_table(settings: TrainingTableSettings, samples: Samples, *, out: Path) -> TrainingTable:
     from lcmodel.dataset import drop_rare_classes, read_training_table, subsample, write_training_table
+    from lcmodel.extra_points import add_extra_to_training, split_off_extra
     from lcmodel.label_purity import apply_purity
     from lcmodel.split import split_train_test
 
     s = settings
     paths = RunPaths(out)
     frame = read_training_table(samples.samples.path)
+    frame, extra = split_off_extra(frame)  # reference.extra_points: the split is made without them
     df = subsample(frame, s.n_sample_effective, random_state=s.random_state)
     df, dropped = drop_rare_classes(df, s.min_class_fraction)
     blocks = spatial_blocks(s, df)
     df = split_train_test(df, s.test_size, random_state=s.random_state, strategy=blocks["split"],
                           block_size=blocks["block_size"])
+    df, extra_info = add_extra_to_training(df, extra, strategy=blocks["split"], block_size=blocks["block_size"])
     df, purity = apply_purity(df, s.purity_window, test_too=s.purity_test,  # the split is as without purity
                               min_per_class=max(FEW_SAMPLES, 2 * s.cv))
-    write_json({**blocks, "dropped_classes": dropped, **({"purity": purity} if purity else {})},
-               paths.spatial_blocks)
+    write_json({**blocks, "dropped_classes": dropped, **({"purity": purity} if purity else {}),
+                **({"extra_points": extra_info} if extra_info else {})}, paths.spatial_blocks)
     _warn_small_classes(df, s.cv)
     path = write_training_table(df, paths.root)
     log.info("training table: %d rows (%d test); rare classes dropped: %s",

@@ -114,6 +114,10 @@ def _file_name(path: Path | tuple[str, ...]) -> str:
     return spec_text(path)
 
 
+def _file_names(paths: tuple[Path, ...]) -> tuple[str, ...]:
+    return tuple(Path(p).name for p in paths)
+
+
 # ------------------------------------------------------------------------------------------ the stages'
 @dataclass(frozen=True)
 class SampleReferenceSettings(StageSettings):
@@ -129,6 +133,8 @@ class SampleReferenceSettings(StageSettings):
     layer: str | int | None = setting("reference.layer")
     random_state: int = setting("sampling.random_state")
     purity_window: int | None = setting("sampling.purity_window")
+    #: the files' names (their content is the stage's ``extra`` input: :class:`ExtraPointsSource`)
+    extra_points: tuple[str, ...] = setting("reference.extra_points", derive=_file_names)
     n_threads: int = setting("n_jobs", runtime=True)
 
 

@@ -14,7 +14,13 @@ from lcmodel.config import RunConfig
 from lcmodel.errors import ConfigError, InputFileError
 from lcmodel.io import open_raster
 from lcmodel.pipeline.applicability import applicability
-from lcmodel.pipeline.artifacts import ClassTableSource, EmbeddingSource, ReferenceSource, Source
+from lcmodel.pipeline.artifacts import (
+    ClassTableSource,
+    EmbeddingSource,
+    ExtraPointsSource,
+    ReferenceSource,
+    Source,
+)
 from lcmodel.pipeline.declare import Stage
 from lcmodel.pipeline.input_guard import refuse_inputs_among_outputs
 from lcmodel.pipeline.inputs import embedding_collection, local_inputs, reference_raster, write_embedding_manifest
@@ -22,6 +28,7 @@ from lcmodel.pipeline.mapping import assess_map, predict_map, report, write_quic
 from lcmodel.pipeline.modelling import evaluate, fit_final, tune
 from lcmodel.pipeline.postprocessing import postprocess, wanted
 from lcmodel.pipeline.sampling import extract_samples, make_training_table, prepare_points, sample_reference
+from lcmodel.reference.extra import check_extra_files
 from lcmodel.reference.vector import check_points_layer, is_vector_file
 
 __all__ = ["SAMPLING", "TRAINING", "MAPPING", "STAGES", "source_files", "runs_in"]
@@ -62,6 +69,9 @@ def source_files(cfg: RunConfig, *, write: bool = True) -> list[Source]:
     if cfg.sampling.purity_window is not None and cfg.reference_kind != "raster":
         raise ConfigError(f"sampling.purity_window {cfg.sampling.purity_window} needs a class raster reference "
                           f"(reference.path is a points file); set sampling.purity_window: null")
+    check_extra_files(cfg.reference.extra_points, cfg.reference_kind)
+    for i, path in enumerate(cfg.reference.extra_points):
+        refuse_inputs_among_outputs({f"reference.extra_points file {i + 1}": path}, cfg.output.dir)
     if cfg.reference_kind == "raster":
         raster = reference_raster(cfg, write=write)
         if raster is not None:
@@ -91,4 +101,6 @@ def source_files(cfg: RunConfig, *, write: bool = True) -> list[Source]:
     found: list[Source] = [ReferenceSource.at(reference), EmbeddingSource.at(manifest)]
     if table is not None:
         found.append(ClassTableSource.at(table))
+    if cfg.reference.extra_points:
+        found.append(ExtraPointsSource.of(cfg.reference.extra_points))
     return found
