@@ -168,7 +168,7 @@ def extract_samples(
 def make_training_table(settings: TrainingTableSettings, samples: Samples, *, out: Path) -> TrainingTable:
     from lcmodel.dataset import drop_rare_classes, read_training_table, subsample, write_training_table
     from lcmodel.label_purity import apply_purity
-    from lcmodel.split import split_train_test
+    from lcmodel.split import split_summary, split_train_test
 
     s = settings
     paths = RunPaths(out)
@@ -177,7 +177,9 @@ def make_training_table(settings: TrainingTableSettings, samples: Samples, *, ou
     df, dropped = drop_rare_classes(df, s.min_class_fraction)
     blocks = spatial_blocks(s, df)
     df = split_train_test(df, s.test_size, random_state=s.random_state, strategy=blocks["split"],
-                          block_size=blocks["block_size"])
+                          block_size=blocks["block_size"], tolerance=s.split_tolerance)
+    blocks["summary"] = split_summary(df, s.test_size, strategy=blocks["split"], block_size=blocks["block_size"],
+                                      tolerance=s.split_tolerance)  # before purity: the design of the split
     df, purity = apply_purity(df, s.purity_window, test_too=s.purity_test,  # the split is as without purity
                               min_per_class=max(FEW_SAMPLES, 2 * s.cv))
     write_json({**blocks, "dropped_classes": dropped, **({"purity": purity} if purity else {})},
