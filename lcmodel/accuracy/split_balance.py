@@ -165,9 +165,9 @@ def split_shares(
     -------
     dict
         ``strategy``, ``target``, ``tolerance``, ``n_rows``, ``n_test``, ``test_share``, ``allowed``,
-        ``overall_met`` and ``reason`` (None when met), ``met`` (overall and every class), ``n_blocks``/``n_test_blocks`` (spatial), ``per_class``
-        (``{str(class): {n, n_test, test_share, allowed, met, reason, [n_blocks]}}``) and ``unmet`` (one
-        sentence per missed share).
+        ``overall_met`` and ``reason`` (None when met), ``met`` (overall and every class),
+        ``n_blocks``/``n_test_blocks`` (spatial), ``per_class`` (``{str(class): {n, n_test, test_share,
+        allowed, met, reason, [n_blocks]}}``) and ``unmet`` (one sentence per missed share).
     """
     lab = np.asarray(labels)
     te = np.asarray(test, dtype=bool)

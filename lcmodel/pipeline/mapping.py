@@ -124,19 +124,14 @@ def assess_map(
                       "classified pixel there counts it).")
     result: dict[str, Any] = {"design": design, "split": blocks["split"],
                               "class_names": {str(c): names.name(c) if c in names.values else str(c) for c in classes}}
-    unsampled = [c for c in classes if counts.get(c, 0) > 0 and not (test["predicted"] == c).any()]
-    if unsampled:
-        result["computed"] = False
-        result["reason"] = (f"map classes {unsampled} have pixels but no test point is predicted as them; the "
-                            "stratified estimator needs every map class sampled (use `lcmodel validation-sample`)")
-        result["undefined"] = {"overall_accuracy": result["reason"]}
-    else:
-        matrix = confusion_counts(test["predicted"].to_numpy(), test["reference"].to_numpy(), classes)
-        result.update(stratified_estimates(matrix, [counts.get(c, 0) for c in classes], classes=classes,
-                                           pixel_area_m2=pred.get("pixel_area_m2")))
-        result["computed"] = True
-        if pred.get("n_unclassified"):
-            result["n_unclassified_pixels"] = pred["n_unclassified"]
+    # a map class no test point is predicted as is a stratum without sample: reported as not assessed (with its
+    # mapped area) while the sampled strata are still estimated (stratified_estimates, Notes)
+    matrix = confusion_counts(test["predicted"].to_numpy(), test["reference"].to_numpy(), classes)
+    result.update(stratified_estimates(matrix, [counts.get(c, 0) for c in classes], classes=classes,
+                                       pixel_area_m2=pred.get("pixel_area_m2")))
+    result["computed"] = True
+    if pred.get("n_unclassified"):
+        result["n_unclassified_pixels"] = pred["n_unclassified"]
     path = write_json(result, RunPaths(out).accuracy_assessment)
     return Assessment(Artifact.of(path))
 
