@@ -127,7 +127,14 @@ def split_markdown(summary: Mapping[str, Any] | None, per_class: Mapping[str, An
     summary of :func:`lcmodel.split.split_summary`), met or not, and by how much and why where not."""
     if not summary:
         return []
-    design = ("whole spatial blocks" if summary["strategy"] == "spatial" else "a stratified random draw")
+    design = "a stratified random draw"
+    if summary["strategy"] == "spatial":
+        design = "whole spatial blocks"
+        if summary.get("block_size"):
+            design += f" of {summary['block_size']:.4g} CRS units"
+        if summary.get("block_size_refined_from"):
+            design += (f" (the automatic {summary['block_size_refined_from']:.4g} gave too few blocks to meet the "
+                       "shares; the CV folds keep it)")
     blocks = (f", {summary['n_test_blocks']} of {summary['n_blocks']} blocks" if "n_blocks" in summary else "")
     verdict = ("met" if summary["met"] else "NOT met")
     lines = [

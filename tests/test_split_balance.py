@@ -17,7 +17,7 @@ from lcmodel.accuracy.split_balance import balanced_test_blocks, split_shares
 from lcmodel.config import load_config
 from lcmodel.errors import DataWarning
 from lcmodel.report import split_markdown
-from lcmodel.split import split_summary, split_train_test
+from lcmodel.split import split_meeting_shares, split_summary, split_train_test
 from tests.rasters import tiny_demo_config
 
 
@@ -125,3 +125,23 @@ def test_tiny_demo_training_table_records_and_reports_the_split(tmp_path: Path) 
     assert "## Test split" in report and "sampling.split_tolerance" in report and ": met." in report
     metrics = json.loads((root / "metrics.json").read_text())
     assert metrics["split"]["summary"] == summary
+
+
+def test_an_automatic_block_size_is_made_smaller_for_the_split_when_it_cannot_meet_the_shares() -> None:
+    x, y, labels = _clustered()
+    df = pd.DataFrame({"x": x, "y": y, "value": labels})
+    _, as_given = split_meeting_shares(df, 0.2, strategy="spatial", block_size=3000.0, tolerance=0.05,
+                                          random_state=42, refine=False)  # a configured size: used as given
+    assert as_given["block_size"] == 3000.0 and "block_size_refined_from" not in as_given
+    assert not as_given["met"] and as_given["unmet"] and as_given["n_blocks"] == 4
+    out, refined = split_meeting_shares(df, 0.2, strategy="spatial", block_size=3000.0, tolerance=0.05,
+                                        random_state=42, refine=True)
+    assert refined["met"] and refined["block_size"] == 2250.0  # 3/4 of it
+    assert refined["block_size_refined_from"] == 3000.0
+    blocks = grid_blocks(x, y, refined["block_size"])
+    test = (out["split"] == "test").to_numpy()
+    assert all(np.unique(test[blocks == b]).size == 1 for b in np.unique(blocks))
+    assert "of 2250 CRS units (the automatic 3000 gave too few blocks" in "\n".join(split_markdown(refined, {}))
+    _, random_summary = split_meeting_shares(df, 0.2, strategy="random", block_size=None, tolerance=0.05,
+                                                      random_state=42, refine=True)
+    assert random_summary["met"] and random_summary["block_size"] is None

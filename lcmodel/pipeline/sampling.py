@@ -168,7 +168,7 @@ def extract_samples(
 def make_training_table(settings: TrainingTableSettings, samples: Samples, *, out: Path) -> TrainingTable:
     from lcmodel.dataset import drop_rare_classes, read_training_table, subsample, write_training_table
     from lcmodel.label_purity import apply_purity
-    from lcmodel.split import split_summary, split_train_test
+    from lcmodel.split import split_meeting_shares
 
     s = settings
     paths = RunPaths(out)
@@ -176,10 +176,12 @@ def make_training_table(settings: TrainingTableSettings, samples: Samples, *, ou
     df = subsample(frame, s.n_sample_effective, random_state=s.random_state)
     df, dropped = drop_rare_classes(df, s.min_class_fraction)
     blocks = spatial_blocks(s, df)
-    df = split_train_test(df, s.test_size, random_state=s.random_state, strategy=blocks["split"],
-                          block_size=blocks["block_size"], tolerance=s.split_tolerance)
-    blocks["summary"] = split_summary(df, s.test_size, strategy=blocks["split"], block_size=blocks["block_size"],
-                                      tolerance=s.split_tolerance)  # before purity: the design of the split
+    # the summary is of the split's design (before purity); an automatic block size may be made smaller for the
+    # split alone when whole blocks of it cannot meet the shares (the CV folds keep it)
+    df, blocks["summary"] = split_meeting_shares(
+        df, s.test_size, strategy=blocks["split"], block_size=blocks["block_size"], tolerance=s.split_tolerance,
+        random_state=s.random_state, refine=s.block_size is None)
+    blocks["split_block_size"] = blocks["summary"]["block_size"]
     df, purity = apply_purity(df, s.purity_window, test_too=s.purity_test,  # the split is as without purity
                               min_per_class=max(FEW_SAMPLES, 2 * s.cv))
     write_json({**blocks, "dropped_classes": dropped, **({"purity": purity} if purity else {})},
