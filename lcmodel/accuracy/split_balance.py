@@ -10,8 +10,9 @@ blocks to minimise the deviation of the overall and the per-class test shares fr
   allowed deviation (``max(tolerance, 1 / n_c)``: within the tolerance, or within one row of the target for
   a class too small for it); a class left with no test row or no train row costs ``BIG`` more;
 * a seeded greedy start (blocks largest first, random order among equal sizes; a block goes to the test part
-  when that lowers the cost), then local search: the best single move of a block to the other side, else the
-  best swap of a test block with a train block, until neither lowers the cost;
+  when that lowers the cost), then local search: the best single move of a block to the other side while one
+  lowers the cost, then, while a share is still outside its allowed deviation, the best swap of a test block
+  with a train block (quadratic in the blocks, so only then);
 * several seeded starts (:data:`N_STARTS`), the cheapest kept (the first on ties): bit-for-bit reproducible.
 
 :func:`split_shares` is the ``split`` summary written with the training table (``spatial_blocks.json``
@@ -77,6 +78,12 @@ def _costs(totals: np.ndarray, class_tot: np.ndarray, t: float, allow: np.ndarra
     return np.asarray(((_BIG * excess**2 + dev**2 + _BIG * one_sided) * weight).sum(axis=-1))
 
 
+def _within(total: np.ndarray, class_tot: np.ndarray, t: float, allow: np.ndarray) -> bool:
+    """Every share within its allowed deviation and no class one-sided."""
+    one_sided = ((total <= 0) | (total >= class_tot)) & (class_tot >= 2)
+    return bool((np.abs(total / class_tot - t) <= allow).all() and not one_sided.any())
+
+
 def _search(counts: np.ndarray, t: float, tolerance: float, random_state: int) -> np.ndarray:
     """The cheapest block choice over :data:`N_STARTS` seeded starts (see the module docstring)."""
     n_groups = counts.shape[0]
@@ -107,8 +114,8 @@ def _search(counts: np.ndarray, t: float, tolerance: float, random_state: int) -
                 cost = float(moves[i])
                 continue
             inside, outside = np.flatnonzero(chosen), np.flatnonzero(~chosen)
-            if not inside.size or not outside.size:
-                break
+            if not inside.size or not outside.size or _within(total, class_tot, t, allow):
+                break  # swaps (quadratic in the blocks) only while a share is outside its allowed deviation
             a, b, swap = _best_swap(total, blocks, inside, outside, class_tot, t, allow)
             if swap >= cost - 1e-15:
                 break
