@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.ndimage import gaussian_filter
 
 from lcmodel import pipeline
@@ -110,8 +112,8 @@ def test_random_split_is_summarised_the_same_way() -> None:
 def test_tiny_demo_training_table_records_and_reports_the_split(tmp_path: Path) -> None:
     cfg = load_config(tiny_demo_config(tmp_path, stages=[{"max_features": ["sqrt"], "n_estimators": [10]}]))
     runner = pipeline.StageRun(cfg)
-    for st in pipeline.SAMPLING:
-        runner(st)
+    for stage in pipeline.SAMPLING:
+        runner(stage)
     root = Path(cfg.output.dir)
     blocks = json.loads((root / "spatial_blocks.json").read_text())
     summary = blocks["summary"]
@@ -145,3 +147,20 @@ def test_an_automatic_block_size_is_made_smaller_for_the_split_when_it_cannot_me
     _, random_summary = split_meeting_shares(df, 0.2, strategy="random", block_size=None, tolerance=0.05,
                                                       random_state=42, refine=True)
     assert random_summary["met"] and random_summary["block_size"] is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**16), st.integers(2, 40), st.integers(2, 5), st.floats(0.1, 0.5))
+def test_whole_blocks_and_a_reproducible_choice(seed: int, n_blocks: int, n_classes: int, test_size: float) -> None:
+    """Whatever the blocks and classes: every block on one side, the same choice for the same seed, and the
+    summary's counts are the mask's."""
+    rng = np.random.default_rng(seed)
+    blocks = rng.integers(0, n_blocks, 300)
+    labels = rng.integers(0, n_classes, 300)
+    test = balanced_test_blocks(blocks, labels, test_size, random_state=seed)
+    assert all(np.unique(test[blocks == b]).size == 1 for b in np.unique(blocks))
+    np.testing.assert_array_equal(test, balanced_test_blocks(blocks, labels, test_size, random_state=seed))
+    summary = split_shares(labels, test, test_size, strategy="spatial", blocks=blocks)
+    assert summary["n_test"] == int(test.sum()) and summary["n_test_blocks"] == np.unique(blocks[test]).size
+    assert sum(c["n_test"] for c in summary["per_class"].values()) == summary["n_test"]
+    assert summary["met"] == (summary["overall_met"] and not summary["unmet"])
