@@ -17,7 +17,7 @@ from lcmodel import pipeline
 from lcmodel.accuracy import assign_groups, grid_blocks, spatial_test_mask
 from lcmodel.accuracy.split_balance import balanced_test_blocks, split_shares
 from lcmodel.config import load_config
-from lcmodel.errors import DataWarning
+from lcmodel.errors import DataWarning, InsufficientDataError
 from lcmodel.report import split_markdown
 from lcmodel.split import split_meeting_shares, split_summary, split_train_test
 from tests.rasters import tiny_demo_config
@@ -164,3 +164,8 @@ def test_whole_blocks_and_a_reproducible_choice(seed: int, n_blocks: int, n_clas
     assert summary["n_test"] == int(test.sum()) and summary["n_test_blocks"] == np.unique(blocks[test]).size
     assert sum(c["n_test"] for c in summary["per_class"].values()) == summary["n_test"]
     assert summary["met"] == (summary["overall_met"] and not summary["unmet"])
+
+
+def test_one_block_is_an_error_that_says_what_to_do() -> None:
+    with pytest.raises(InsufficientDataError, match="1 spatial block.*lower sampling.block_size"):
+        balanced_test_blocks(np.zeros(50, dtype=int), np.arange(50) % 2, 0.2)

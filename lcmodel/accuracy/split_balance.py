@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from lcmodel.errors import InputDataError, InsufficientDataError
+
 __all__ = ["DEFAULT_TOLERANCE", "N_STARTS", "balanced_test_blocks", "split_shares"]
 
 #: Allowed deviation of a test share from ``sampling.test_size`` (absolute, in share units: 0.2 +/- 0.05).
@@ -59,11 +61,24 @@ def balanced_test_blocks(
         One per sample; all samples of a block are on the same side.
     """
     g = np.asarray(blocks)
+    lab = np.asarray(labels)
+    if g.shape != lab.shape or g.ndim != 1:
+        raise InputDataError(f"blocks {g.shape} and labels {lab.shape} must be 1-D arrays of the same length")
     uniq_g, gi = np.unique(g, return_inverse=True)
-    _, ci = np.unique(np.asarray(labels), return_inverse=True)
-    counts = np.zeros((uniq_g.size, int(ci.max()) + 1 if ci.size else 0), dtype=np.float64)
+    if uniq_g.size < 2:
+        raise InsufficientDataError(
+            f"{uniq_g.size} spatial block(s) for a train/test split; lower sampling.block_size, or use "
+            "sampling.split: random"
+        )
+    _, ci = np.unique(lab, return_inverse=True)
+    counts = np.zeros((uniq_g.size, int(ci.max()) + 1), dtype=np.float64)
     np.add.at(counts, (gi.reshape(-1), ci.reshape(-1)), 1.0)
     chosen = _search(counts, float(test_size), float(tolerance), random_state)
+    if not chosen.any() or chosen.all():  # e.g. one block holds nearly every sample
+        raise InsufficientDataError(
+            f"no choice of whole blocks ({uniq_g.size}) gives a test part and a training part; lower "
+            "sampling.block_size, or use sampling.split: random"
+        )
     return np.asarray(chosen[gi.reshape(-1)], dtype=bool)
 
 
