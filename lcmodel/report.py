@@ -143,7 +143,8 @@ def split_markdown(summary: Mapping[str, Any] | None, per_class: Mapping[str, An
         f"The test part is {design}: {summary['n_test']} of {summary['n_rows']} rows{blocks}, a share of "
         f"{_fmt(summary['test_share'])} for sampling.test_size {summary['target']:g}. Tolerance +/- "
         f"{summary['tolerance']:g} (sampling.split_tolerance; a class too small for it may be one row off): "
-        f"{verdict}.",
+        f"{verdict}." + (" These are the split's shares, before the purity filter of the training part "
+                         "(sampling.purity_window)." if summary.get("before_purity") else ""),
         "",
     ]
     rows = []

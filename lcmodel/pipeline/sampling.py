@@ -184,6 +184,7 @@ def make_training_table(settings: TrainingTableSettings, samples: Samples, *, ou
     blocks["split_block_size"] = blocks["summary"]["block_size"]
     df, purity = apply_purity(df, s.purity_window, test_too=s.purity_test,  # the split is as without purity
                               min_per_class=max(FEW_SAMPLES, 2 * s.cv))
+    blocks["summary"]["before_purity"] = purity is not None  # the shares are the split's, before the filter
     write_json({**blocks, "dropped_classes": dropped, **({"purity": purity} if purity else {})},
                paths.spatial_blocks)
     _warn_small_classes(df, s.cv)
