@@ -110,6 +110,7 @@ def assess_map(
     """Map labels at the test points are the predictions of the model scored in ``evaluate`` (before the
     final refit, which has seen the test points); the strata sizes are the delivered map's class counts."""
     from lcmodel.accuracy import confusion_counts, stratified_estimates
+    from lcmodel.errors import InsufficientDataError
 
     pred = json.loads(prediction.summary.path.read_text())
     test = pd.read_csv(evaluation.test_predictions.path)
@@ -127,9 +128,13 @@ def assess_map(
     # a map class no test point is predicted as is a stratum without sample: reported as not assessed (with its
     # mapped area) while the sampled strata are still estimated (stratified_estimates, Notes)
     matrix = confusion_counts(test["predicted"].to_numpy(), test["reference"].to_numpy(), classes)
-    result.update(stratified_estimates(matrix, [counts.get(c, 0) for c in classes], classes=classes,
-                                       pixel_area_m2=pred.get("pixel_area_m2")))
-    result["computed"] = True
+    try:
+        result.update(stratified_estimates(matrix, [counts.get(c, 0) for c in classes], classes=classes,
+                                           pixel_area_m2=pred.get("pixel_area_m2")))
+    except InsufficientDataError as exc:  # no mapped class has a test point: nothing to estimate
+        result.update(computed=False, reason=str(exc), undefined={"overall_accuracy": str(exc)})
+    else:
+        result["computed"] = True
     if pred.get("n_unclassified"):
         result["n_unclassified_pixels"] = pred["n_unclassified"]
     path = write_json(result, RunPaths(out).accuracy_assessment)
