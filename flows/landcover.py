@@ -360,6 +360,7 @@ def _track(tracker: Any, name: str, outcome: StageOutcome, logger: Any) -> None:
         tracker.log_cv_comparison(outputs.metrics.path)  # type: ignore[attr-defined]
     elif name == "make_training_table":
         logger.info("training table %s", outputs.table.path)  # type: ignore[attr-defined]
+        tracker.log_split(outputs.blocks.path)  # type: ignore[attr-defined]
     elif name == "predict_map":
         tracker.log_prediction(_read(outputs.summary.path))  # type: ignore[attr-defined]
     elif name == "assess_map":

@@ -325,6 +325,8 @@ def assess(map_path: str, labelled: str, out: str | None, reference_column: str)
 
     click.echo(f"overall accuracy {num(result['overall_accuracy'], '.4f')} +/- "
                f"{num(result['overall_accuracy_ci95'], '.4f')} (95 % CI, {result['n_samples']} points)")
+    if result.get("not_assessed"):  # map classes without a labelled point: the estimate covers the others
+        click.echo(f"  note: {result['scope']}")
     unit = "ha" if result.get("pixel_area_m2") else "px"
     reasons = dict.fromkeys(result.get("undefined", {}).values())
     for key, c in result["per_class"].items():

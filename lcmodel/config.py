@@ -119,6 +119,8 @@ class SamplingConfig(ConfigSection):
     block_size: float | None = Field(
         None, gt=0, description="spatial block side in embedding CRS units; null = from the label variogram"
     )
+    split_tolerance: float = Field(0.05, gt=0, lt=1, description="allowed deviation of the test part's overall and "
+                                   "per-class shares from test_size (0.2 +/- 0.05); the report says where it is missed")
     purity_window: Literal[3, 5] | None = Field(None, description="raster reference: train only on points whose "
                                                 "window holds one class; null = off")
     purity_test: bool = Field(False, description="filter the test part by purity too (default: it is not)")

@@ -26,8 +26,10 @@ __all__ = [
     "write_feature_importances",
     "PRE_REFIT_SENTENCE",
     "cv_comparison_markdown",
+    "split_markdown",
     "assessment_markdown",
     "cluster_markdown",
+    "not_assessed_markdown",
     "report_markdown",
 ]
 
@@ -75,6 +77,7 @@ def report_markdown(metrics: Mapping[str, Any], notes: Sequence[str]) -> str:
     if cv is not None:
         head.append((f"CV {cv['scoring']} ({cv['folds']}-fold, best)", cv["best_score"]))
     lines += _md_table(["Measure", "Value"], head) + [""]
+    lines += split_markdown((metrics.get("split") or {}).get("summary"), test.get("per_class") or {})
 
     lines += ["## Per class", ""]
     rows = [
@@ -118,6 +121,43 @@ def report_markdown(metrics: Mapping[str, Any], notes: Sequence[str]) -> str:
     if test.get("classification_report"):
         lines += ["## Classification report", "", "```", test["classification_report"].rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+def split_markdown(summary: Mapping[str, Any] | None, per_class: Mapping[str, Any]) -> list[str]:
+    """Report lines: the test part's overall and per-class shares against ``sampling.test_size`` (the ``split``
+    summary of :func:`lcmodel.split.split_summary`), met or not, and by how much and why where not."""
+    if not summary:
+        return []
+    design = "a stratified random draw"
+    if summary["strategy"] == "spatial":
+        design = "whole spatial blocks"
+        if summary.get("block_size"):
+            design += f" of {summary['block_size']:.4g} CRS units"
+        if summary.get("block_size_refined_from"):
+            design += (f" (the automatic {summary['block_size_refined_from']:.4g} gave too few blocks to meet the "
+                       "shares; the CV folds keep it)")
+    blocks = (f", {summary['n_test_blocks']} of {summary['n_blocks']} blocks" if "n_blocks" in summary else "")
+    verdict = ("met" if summary["met"] else "NOT met")
+    lines = [
+        "## Test split",
+        "",
+        f"The test part is {design}: {summary['n_test']} of {summary['n_rows']} rows{blocks}, a share of "
+        f"{_fmt(summary['test_share'])} for sampling.test_size {summary['target']:g}. Tolerance +/- "
+        f"{summary['tolerance']:g} (sampling.split_tolerance; a class too small for it may be one row off): "
+        f"{verdict}." + (" These are the split's shares, before the purity filter of the training part "
+                         "(sampling.purity_window)." if summary.get("before_purity") else ""),
+        "",
+    ]
+    rows = []
+    for value, c in summary["per_class"].items():
+        name = (per_class.get(value) or {}).get("name", value)
+        rows.append([value, name, c["n"], c["n_test"], c["test_share"], f"{c['test_share'] - summary['target']:+.3f}",
+                     "yes" if c["met"] else "no"])
+    lines += _md_table(["Value", "Class", "Rows", "Test rows", "Test share", "Off target", "Within tolerance"], rows)
+    lines += [""]
+    if summary.get("unmet"):
+        lines += ["Shares outside the tolerance:", ""] + [f"- {line}" for line in summary["unmet"]] + [""]
+    return lines
 
 
 def cv_comparison_markdown(comparison: Mapping[str, Any] | None) -> list[str]:
@@ -168,6 +208,7 @@ def assessment_markdown(result: Mapping[str, Any], heading: str) -> str:
     ]
     names = result.get("class_names", {})
     ha = result.get("pixel_area_m2") is not None
+    lines += not_assessed_markdown(result, names, ha)
     header = ["Class", "Map share", "n", "User's", "+/- 95 %", "Producer's", "+/- 95 %",
               "Area (ha)" if ha else "Area (px)", "+/- 95 %", "Map area (ha)" if ha else "Map area (px)"]
     keys = ["users_accuracy", "users_ci95", "producers_accuracy", "producers_ci95",
@@ -227,6 +268,23 @@ def cluster_markdown(result: Mapping[str, Any]) -> list[str]:
     reasons = sorted({*(cluster.get("undefined") or {}).values(),
                       *(r for c in cluster["per_class"].values() for r in (c.get("undefined") or {}).values())})
     lines += [f"- cluster standard error undefined: {reason}" for reason in reasons] + ([""] if reasons else [])
+
+
+def not_assessed_markdown(result: Mapping[str, Any], names: Mapping[str, str], ha: bool) -> list[str]:
+    """Report lines: what the area-adjusted estimates cover and the strata left out (no test point), with their
+    mapped area, and the bounds of the whole map's overall accuracy."""
+    if "scope" not in result:
+        return []
+    lines = [result["scope"], ""]
+    missing = result.get("not_assessed") or []
+    if missing:
+        lo, hi = result["overall_accuracy_whole_map_bounds"]
+        rows = [[names.get(str(r["class"]), str(r["class"])), int(r["map_pixels"]), f"{100 * r['map_share']:.2f} %",
+                 _fmt(r["map_area_ha"], 1) if ha and "map_area_ha" in r else "-"] for r in missing]
+        lines += ["Not assessed (map classes with no test point):", ""]
+        lines += _md_table(["Class", "Map pixels", "Map share", "Map area (ha)"], rows) + [""]
+        lines += [f"Whatever those strata hold, the whole map's overall accuracy lies between {_fmt(lo, 4)} "
+                  f"(all their pixels wrong) and {_fmt(hi, 4)} (all right).", ""]
     return lines
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -91,12 +93,71 @@ def test_confusion_counts_rows_are_map_classes() -> None:
         confusion_counts([1, 3], [1, 1], [1, 2])
 
 
-def test_unsampled_stratum_is_an_error_that_names_it() -> None:
-    with pytest.raises(InsufficientDataError, match="'b' covers 10 pixels but has no sample"):
-        stratified_estimates([[3, 1], [0, 0]], [100, 10], classes=["a", "b"])
+def test_unsampled_stratum_is_not_assessed_and_the_rest_is_estimated() -> None:
+    """Map class c (100 of 1000 px) has no sample: Olofsson's estimators over the 900 px of strata a and b.
+    By hand: W = (600, 300) / 900; q_a = (8, 2, 1) / 11, q_b = (1, 9, 0) / 10."""
+    r = stratified_estimates([[8, 2, 1], [1, 9, 0], [0, 0, 0]], [600, 300, 100], classes=["a", "b", "c"],
+                             pixel_area_m2=100.0)
+    wa, wb = 2 / 3, 1 / 3
+    oa = wa * 8 / 11 + wb * 9 / 10
+    assert math.isclose(r["overall_accuracy"], oa)
+    var = wa**2 * (8 / 11) * (3 / 11) / 10 + wb**2 * 0.9 * 0.1 / 9
+    assert math.isclose(r["overall_accuracy_se"], math.sqrt(var))
+    pa = r["per_class"]["a"]
+    assert math.isclose(pa["producers_accuracy"], wa * 8 / 11 / (wa * 8 / 11 + wb * 1 / 10))
+    assert math.isclose(pa["area_pixels"], 900 * (wa * 8 / 11 + wb / 10))
+    assert pa["map_proportion"] == 0.6 and math.isclose(pa["stratum_weight"], wa) and pa["assessed"]
+    pc = r["per_class"]["c"]  # reference c within the assessed area: 900 * W_a * 1/11 pixels
+    assert not pc["assessed"] and math.isclose(pc["area_pixels"], 900 * wa / 11)
+    assert math.isnan(pc["users_accuracy"]) and math.isnan(pc["producers_accuracy"])
+    assert pc["undefined"]["users_accuracy"].startswith("not assessed: no test point is mapped as class c")
+    assert r["not_assessed"] == [{"class": "c", "map_pixels": 100.0, "map_share": 0.1, "map_area_ha": 1.0}]
+    assert r["assessed_pixels"] == 900 and r["total_pixels"] == 1000 and math.isclose(r["assessed_share"], 0.9)
+    assert "assessed strata only (90.00 % of the map)" in r["scope"] and "c (10.00 % of the map)" in r["scope"]
+    lo, hi = r["overall_accuracy_whole_map_bounds"]
+    assert math.isclose(lo, 0.9 * oa) and math.isclose(hi, 0.9 * oa + 0.1)
+    assert math.isclose(sum(c["area_proportion"] for c in r["per_class"].values()), 1.0)
+    # the same as a map without class c's pixels (a stratum without pixels carries no weight)
+    full = stratified_estimates([[8, 2, 1], [1, 9, 0], [0, 0, 0]], [600, 300, 0])
+    assert math.isclose(full["overall_accuracy"], oa) and full["not_assessed"] == []
+    assert math.isclose(full["overall_accuracy_se"], r["overall_accuracy_se"])
+    assert full["scope"].startswith("The estimates cover the whole map")
+
+
+def test_no_sampled_stratum_at_all_is_an_error() -> None:
+    with pytest.raises(InsufficientDataError, match="no map class with pixels has a sample"):
+        stratified_estimates([[0, 0], [0, 0]], [100, 10], classes=["a", "b"])
 
 
 def test_single_sample_stratum_gives_nan_standard_errors() -> None:
     r = stratified_estimates([[3, 1], [0, 1]], [100, 10])
     assert math.isnan(r["overall_accuracy_se"])
     assert r["per_class"]["0"]["users_accuracy"] == 0.75
+
+
+def test_assess_cli_names_a_map_class_without_labelled_points(tmp_path: Path) -> None:
+    """`lcmodel assess` with no labelled point in map class 4: the other strata are estimated, 4 is named."""
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from lcmodel.cli import cli
+    from tests.rasters import write_raster
+
+    data = np.random.default_rng(7).choice(np.array([1, 2, 3], dtype=np.uint8), size=(60, 60), p=[0.6, 0.3, 0.1])
+    data[:3, 50:] = 4  # 30 pixels of class 4
+    class_map = write_raster(tmp_path / "map.tif", data, nodata=0, blocksize=16)
+    points = tmp_path / "pts.csv"
+    r = CliRunner().invoke(cli, ["validation-sample", str(class_map), "--n", "60", "--min-per-class", "8",
+                                 "--out", str(points)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    df = pd.read_csv(points)
+    df = df[df["map_class"] != 4].assign(reference=lambda d: d["map_class"])
+    df.to_csv(points, index=False)
+    r = CliRunner().invoke(cli, ["assess", str(class_map), str(points), "--out", str(tmp_path / "a.json")],
+                           catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "overall accuracy 1.0000" in r.output
+    assert "note: The estimates cover the assessed strata only (99.17 % of the map)" in r.output
+    assert "undefined: not assessed: no test point is mapped as class 4, so its stratum (30 map pixels)" in r.output
+    result = json.loads((tmp_path / "a.json").read_text())
+    assert [row["class"] for row in result["not_assessed"]] == [4] and result["not_assessed"][0]["map_pixels"] == 30

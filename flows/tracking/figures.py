@@ -83,6 +83,8 @@ def assessment_figures(data: Mapping[str, Any]) -> tuple[list[Figure], dict[str,
         return [("area_adjusted_overall_accuracy", None, 0)], {"area_adjusted_overall_accuracy": reason}
     figures: list[Figure] = [("area_adjusted_overall_accuracy", data.get("overall_accuracy"), 0),
                              ("area_adjusted_overall_accuracy_ci95", data.get("overall_accuracy_ci95"), 0)]
+    if "assessed_share" in data:  # the share of the map the estimates cover (strata without test points left out)
+        figures.append(("area_adjusted_assessed_share", data["assessed_share"], 0))
     reasons = {f"area_adjusted_{k}": v for k, v in overall.items()}
     for value, c in (data.get("per_class") or {}).items():
         for key in ("area_ha", "area_ha_ci95", "users_accuracy", "producers_accuracy"):

@@ -160,6 +160,10 @@ class Tracker:
         data = json.loads(Path(path).read_text())
         figures, reasons = assessment_figures(data)
         undefined = log_figures(self.client, self.run_id, figures, reasons)
+        missing = data.get("not_assessed") or []
+        if "not_assessed" in data:  # which strata the estimate leaves out (none: the whole map)
+            self.client.set_tag(self.run_id, "lcmodel.not_assessed", ", ".join(
+                f"class {r['class']} ({r['map_share']:.2%} of the map)" for r in missing) or "none")
         if undefined:
             log.warning("area-adjusted assessment: %d estimate(s) undefined (tags %s*): %s", len(undefined),
                         "lcmodel.undefined.", "; ".join(dict.fromkeys(undefined.values())))
@@ -182,6 +186,21 @@ class Tracker:
             if acc.get("overall_accuracy") is not None:
                 figures.append((f"aoa_test_accuracy_{part}", acc["overall_accuracy"], 0))
         log_figures(self.client, self.run_id, figures)
+
+    def log_split(self, blocks_path: Path) -> None:
+        """The test split's shares (spatial_blocks.json ``summary``): ``split_test_share``, per class
+        ``split_test_share_class_<value>``, ``split_shares_met`` (1 / 0) and the tag ``lcmodel.split`` (the
+        strategy and, where a share misses the tolerance, by how much and why)."""
+        summary = json.loads(Path(blocks_path).read_text()).get("summary")
+        if not summary:
+            return
+        figures: list[Figure] = [("split_test_share", summary["test_share"], 0),
+                                 ("split_tolerance", summary["tolerance"], 0),
+                                 ("split_shares_met", 1.0 if summary["met"] else 0.0, 0)]
+        figures += [(f"split_test_share_class_{v}", c["test_share"], 0) for v, c in summary["per_class"].items()]
+        log_figures(self.client, self.run_id, figures)
+        verdict = "within tolerance" if summary["met"] else "; ".join(summary.get("unmet") or [])
+        self.client.set_tag(self.run_id, "lcmodel.split", f"{summary['strategy']}: {verdict}"[:5000])
 
     def log_cv_comparison(self, metrics_path: Path) -> None:
         """Random and spatial CV scores of the selected parameters (metrics.json ``cv_comparison``)."""

@@ -152,7 +152,9 @@ def cluster_estimates(
     np.add.at(cube, (mi, bi, ri), 1)
     x = cube.sum(axis=2)
     n = x.sum(axis=1).astype(np.float64)
-    total = float(N.sum())
+    # the population is the map area of the sampled strata, as in stratified_estimates (an unsampled stratum
+    # is not assessed: W_i = N_i / sum of the sampled N)
+    total = float(N[n > 0].sum()) or float(N.sum())
     W = N / total
     with np.errstate(divide="ignore", invalid="ignore"):
         q = np.where(n[:, None] > 0, cube.sum(axis=1) / n[:, None], 0.0)  # (k, k): q_ij

@@ -23,6 +23,8 @@ reference classes, in the same class order, plus the number of map pixels of eac
 
 These are the estimators for stratified random sampling with the map classes as strata. They also hold
 (as post-stratified estimators) for a simple random or systematic sample (Olofsson et al. 2013, 2014 sect. 4.3).
+A map class with pixels but no sample is not assessed: the estimates are restricted to the sampled strata
+(see :func:`stratified_estimates`, Notes) and the result names what was left out (``not_assessed``, ``scope``).
 A stratum with one sample has an undefined variance: its standard errors are NaN. Every estimate that
 cannot be computed is NaN (null in JSON) and its reason is under ``undefined`` (:func:`undefined_reasons`):
 the report and the MLflow run say it is undefined and why, rather than printing a number or crashing.
@@ -38,7 +40,7 @@ import numpy as np
 
 from lcmodel.errors import InputDataError, InsufficientDataError
 
-__all__ = ["Z_95", "stratified_estimates", "confusion_counts", "undefined_reasons"]
+__all__ = ["Z_95", "stratified_estimates", "confusion_counts", "undefined_reasons", "scope_sentence"]
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +115,19 @@ def stratified_estimates(
     InputDataError
         Shapes disagree, negative counts or pixels, or no map pixel at all.
     InsufficientDataError
-        A map class has pixels but no sample: the stratified estimator needs every stratum sampled.
+        No map class with pixels has a sample.
+
+    Notes
+    -----
+    A map class with pixels but no sample (an unsampled stratum) is NOT ASSESSED: the estimators are those
+    of Olofsson et al. restricted to the sampled strata, i.e. applied to the population "the map area of the
+    assessed strata" (``W_i = N_i / sum of the assessed N``). Overall accuracy, the error matrix and the
+    producer's accuracies are over that area; ``area_*`` is each reference class's area within it; an
+    unassessed class's user's and producer's accuracies are undefined (NaN, with the reason). The result
+    names the unassessed strata under ``not_assessed`` (map pixels, share, ha), says what the estimates
+    cover under ``scope`` and bounds the whole map's overall accuracy
+    (``overall_accuracy_whole_map_bounds``: all unassessed pixels wrong / all right). ``map_proportion`` is a
+    class's share of the whole map, ``stratum_weight`` its weight in the estimate.
     """
     n = np.asarray(counts, dtype=np.float64)
     N = np.asarray(map_pixels, dtype=np.float64)
@@ -139,13 +153,15 @@ def stratified_estimates(
     if total <= 0:
         raise InputDataError("map_pixels sums to 0; give the map's pixel count of each class")
     ni = n.sum(axis=1)
-    unsampled = np.flatnonzero((N > 0) & (ni == 0))
-    if unsampled.size:
-        i = int(unsampled[0])
+    unassessed = (N > 0) & (ni == 0)  # strata with map pixels but no sample: left out of the estimate
+    if not ((N > 0) & (ni > 0)).any():
         raise InsufficientDataError(
-            f"map class {labels[i]!r} covers {int(N[i])} pixels but has no sample; the stratified estimator "
-            "needs at least 2 samples in every map class (draw them with `lcmodel validation-sample`)"
+            f"no map class with pixels has a sample ({int(n.sum())} sample(s) in all); the stratified estimator "
+            "needs samples in the map classes (draw them with `lcmodel validation-sample`)"
         )
+    map_total, N_map = total, N
+    N = np.where(unassessed, 0.0, N)  # the assessed strata: the population the estimates describe
+    total = float(N.sum())
 
     W = N / total
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -187,8 +203,10 @@ def stratified_estimates(
     for j, name in enumerate(labels):
         row: dict[str, Any] = {
             "n_samples": int(ni[j]),
-            "map_pixels": float(N[j]),
-            "map_proportion": float(W[j]),
+            "assessed": not bool(unassessed[j]),
+            "map_pixels": float(N_map[j]),
+            "map_proportion": float(N_map[j] / map_total),
+            "stratum_weight": float(W[j]),
             "users_accuracy": float(users[j]),
             "users_se": float(se_users[j]),
             "users_ci95": float(z * se_users[j]),
@@ -207,13 +225,27 @@ def stratified_estimates(
                 area_ha=row["area_pixels"] * ha,
                 area_ha_se=row["area_pixels_se"] * ha,
                 area_ha_ci95=row["area_pixels_ci95"] * ha,
-                map_area_ha=float(N[j]) * ha,
+                map_area_ha=float(N_map[j]) * ha,
             )
         per_class[str(name)] = row
     single = [labels[i] for i in range(k) if W[i] > 0 and ni[i] == 1]
-    for name in labels:
+    for j, name in enumerate(labels):
         row = per_class[str(name)]
+        if unassessed[j]:  # its own stratum is outside the estimate: a producer's accuracy over the rest is not its
+            row.update(producers_accuracy=float("nan"), producers_se=float("nan"), producers_ci95=float("nan"))
         row["undefined"] = undefined_reasons(row, name, single)
+        if unassessed[j]:
+            why = (f"not assessed: no test point is mapped as class {name}, so its stratum ({int(N_map[j])} map "
+                   "pixels) is outside the estimate")
+            row["undefined"].update({key: why for key in row["undefined"] if key.startswith(("users", "producers"))})
+    not_assessed = [{"class": _plain(labels[j]), "map_pixels": float(N_map[j]),
+                     "map_share": float(N_map[j] / map_total),
+                     **({"map_area_ha": float(N_map[j]) * pixel_area_m2 / 10_000.0} if pixel_area_m2 else {})}
+                    for j in np.flatnonzero(unassessed)]
+    assessed_share = total / map_total
+    if not_assessed:
+        logger.warning("area-adjusted assessment restricted to the sampled strata (%.1f %% of the map): map "
+                       "class(es) %s have no test point", 100 * assessed_share, [r["class"] for r in not_assessed])
     overall = {"overall_accuracy_se": se_oa, "overall_accuracy_ci95": z * se_oa}
     undefined = {key: _single_point_reason(single) for key, v in overall.items() if not np.isfinite(v)}
     if undefined:
@@ -225,14 +257,36 @@ def stratified_estimates(
         "overall_accuracy_ci95": z * se_oa,
         "z": z,
         "n_samples": int(n.sum()),
-        "total_pixels": total,
+        "total_pixels": map_total,
+        "assessed_pixels": total,
+        "assessed_share": assessed_share,
+        "not_assessed": not_assessed,
+        "scope": scope_sentence(not_assessed, assessed_share),
+        # whatever the unassessed strata hold, the whole map's accuracy lies within these
+        "overall_accuracy_whole_map_bounds": [oa * assessed_share, oa * assessed_share + 1.0 - assessed_share],
         "pixel_area_m2": pixel_area_m2,
-        "classes": [c.item() if isinstance(c, np.generic) else c for c in labels],
+        "classes": [_plain(c) for c in labels],
         "sample_counts": n.astype(np.int64).tolist(),
         "error_matrix_proportions": p.tolist(),
         "per_class": per_class,
         "undefined": undefined,
     }
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def scope_sentence(not_assessed: Sequence[dict[str, Any]], assessed_share: float) -> str:
+    """What the estimates cover: the whole map, or the assessed strata only (and which are left out)."""
+    if not not_assessed:
+        return "The estimates cover the whole map: every map class has test points."
+    names = ", ".join(str(r["class"]) for r in not_assessed)
+    return (f"The estimates cover the assessed strata only ({100 * assessed_share:.2f} % of the map): map class(es) "
+            f"{names} ({100 * (1 - assessed_share):.2f} % of the map) have no test point and are not assessed. "
+            "Olofsson's estimators are applied to the sampled strata as the population (weights = their share of "
+            "the assessed area): overall accuracy and the error matrix are over that area, and class areas are "
+            "the areas of each reference class within it.")
 
 
 def _single_point_reason(single: Sequence[Any]) -> str:

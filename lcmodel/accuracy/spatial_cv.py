@@ -29,6 +29,7 @@ from typing import Literal
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
+from lcmodel.accuracy.split_balance import DEFAULT_TOLERANCE, balanced_test_blocks
 from lcmodel.errors import ConfigError, InputDataError, InsufficientDataError
 
 __all__ = [
@@ -206,15 +207,17 @@ def spatial_test_mask(
     *,
     block_size: float,
     random_state: int = 42,
+    tolerance: float = DEFAULT_TOLERANCE,
 ) -> np.ndarray:
-    """Boolean test mask of a block-wise train/test split (whole blocks, classes balanced as far as possible)."""
+    """Boolean test mask of a block-wise train/test split: whole blocks, the overall and each class's test share
+    within ``tolerance`` of ``test_size`` as far as blocks allow (:func:`~lcmodel.accuracy.split_balance.
+    balanced_test_blocks`)."""
     if not 0.0 < float(test_size) < 1.0:
         raise ConfigError(
             f"sampling.test_size is {test_size}; it must be between 0 and 1 (e.g. 0.2)"
         )
     blocks = grid_blocks(x, y, block_size)
-    part = assign_groups(blocks, labels, [1.0 - test_size, test_size], random_state=random_state)
-    return np.asarray(part == 1)
+    return balanced_test_blocks(blocks, labels, test_size, tolerance=tolerance, random_state=random_state)
 
 
 def cv_splits(

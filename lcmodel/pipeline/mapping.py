@@ -110,6 +110,7 @@ def assess_map(
     """Map labels at the test points are the predictions of the model scored in ``evaluate`` (before the
     final refit, which has seen the test points); the strata sizes are the delivered map's class counts."""
     from lcmodel.accuracy import cluster_figures, confusion_counts, stratified_estimates
+    from lcmodel.errors import InsufficientDataError
 
     pred = json.loads(prediction.summary.path.read_text())
     test = pd.read_csv(evaluation.test_predictions.path)
@@ -124,21 +125,22 @@ def assess_map(
                       "classified pixel there counts it).")
     result: dict[str, Any] = {"design": design, "split": blocks["split"],
                               "class_names": {str(c): names.name(c) if c in names.values else str(c) for c in classes}}
-    unsampled = [c for c in classes if counts.get(c, 0) > 0 and not (test["predicted"] == c).any()]
-    if unsampled:
-        result["computed"] = False
-        result["reason"] = (f"map classes {unsampled} have pixels but no test point is predicted as them; the "
-                            "stratified estimator needs every map class sampled (use `lcmodel validation-sample`)")
-        result["undefined"] = {"overall_accuracy": result["reason"]}
-    else:
-        matrix = confusion_counts(test["predicted"].to_numpy(), test["reference"].to_numpy(), classes)
+    # a map class no test point is predicted as is a stratum without sample: reported as not assessed (with its
+    # mapped area) while the sampled strata are still estimated (stratified_estimates, Notes)
+    matrix = confusion_counts(test["predicted"].to_numpy(), test["reference"].to_numpy(), classes)
+    try:
         result.update(stratified_estimates(matrix, [counts.get(c, 0) for c in classes], classes=classes,
                                            pixel_area_m2=pred.get("pixel_area_m2")))
-        result.update(cluster_figures(result, blocks["split"], blocks["block_size"], test["x"].to_numpy(),
-                                      test["y"].to_numpy(), test["predicted"].to_numpy(), test["reference"].to_numpy()))
+    except InsufficientDataError as exc:  # no mapped class has a test point: nothing to estimate
+        result.update(computed=False, reason=str(exc), undefined={"overall_accuracy": str(exc)})
+    else:
+        # the clusters are the split's own blocks (it may use smaller ones than the CV folds: split_block_size)
+        result.update(cluster_figures(result, blocks["split"], blocks.get("split_block_size", blocks["block_size"]),
+                                      test["x"].to_numpy(), test["y"].to_numpy(), test["predicted"].to_numpy(),
+                                      test["reference"].to_numpy()))
         result["computed"] = True
-        if pred.get("n_unclassified"):
-            result["n_unclassified_pixels"] = pred["n_unclassified"]
+    if pred.get("n_unclassified"):
+        result["n_unclassified_pixels"] = pred["n_unclassified"]
     path = write_json(result, RunPaths(out).accuracy_assessment)
     return Assessment(Artifact.of(path))
 

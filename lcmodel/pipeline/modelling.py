@@ -176,9 +176,11 @@ def report_notes(settings: EvaluateSettings, blocks: dict[str, Any]) -> list[str
             "agreement with that map, not ground truth (ESA WorldCover itself is about 75 % accurate)."
         )
     if blocks["split"] == "spatial":
+        side = blocks.get("split_block_size") or blocks["block_size"]  # the split's may be smaller than the CV's
+        smaller = "" if side == blocks["block_size"] else ", made smaller for the split"
         notes.append(
-            f"The test part is a spatial split: whole blocks of {blocks['block_size']:.4g} CRS units "
-            f"({blocks['source']}) are held out, so test points are not next to training points "
+            f"The test part is a spatial split: whole blocks of {side:.4g} CRS units "
+            f"({blocks['source']}{smaller}) are held out, so test points are not next to training points "
             "(neighbouring embedding pixels are strongly alike; Ploton et al. 2020)."
         )
     else:

@@ -178,7 +178,7 @@ def make_training_table(settings: TrainingTableSettings, samples: Samples, *, ou
     from lcmodel.dataset import drop_rare_classes, read_training_table, subsample, write_training_table
     from lcmodel.extra_points import add_extra_to_training, split_off_extra
     from lcmodel.label_purity import apply_purity
-    from lcmodel.split import split_train_test
+    from lcmodel.split import split_meeting_shares
 
     s = settings
     paths = RunPaths(out)
@@ -187,11 +187,17 @@ def make_training_table(settings: TrainingTableSettings, samples: Samples, *, ou
     df = subsample(frame, s.n_sample_effective, random_state=s.random_state)
     df, dropped = drop_rare_classes(df, s.min_class_fraction)
     blocks = spatial_blocks(s, df)
-    df = split_train_test(df, s.test_size, random_state=s.random_state, strategy=blocks["split"],
-                          block_size=blocks["block_size"])
-    df, extra_info = add_extra_to_training(df, extra, strategy=blocks["split"], block_size=blocks["block_size"])
+    # the summary is of the split's design (before purity); an automatic block size may be made smaller for the
+    # split alone when whole blocks of it cannot meet the shares (the CV folds keep it)
+    df, blocks["summary"] = split_meeting_shares(
+        df, s.test_size, strategy=blocks["split"], block_size=blocks["block_size"], tolerance=s.split_tolerance,
+        random_state=s.random_state, refine=s.block_size is None)
+    blocks["split_block_size"] = blocks["summary"]["block_size"]
+    # extra labelled points join the training part only, never a test block of the split
+    df, extra_info = add_extra_to_training(df, extra, strategy=blocks["split"], block_size=blocks["split_block_size"])
     df, purity = apply_purity(df, s.purity_window, test_too=s.purity_test,  # the split is as without purity
                               min_per_class=max(FEW_SAMPLES, 2 * s.cv))
+    blocks["summary"]["before_purity"] = purity is not None  # the shares are the split's, before the filter
     write_json({**blocks, "dropped_classes": dropped, **({"purity": purity} if purity else {}),
                 **({"extra_points": extra_info} if extra_info else {})}, paths.spatial_blocks)
     _warn_small_classes(df, s.cv)

@@ -170,6 +170,7 @@ class TrainingTableSettings(StageSettings):
     random_state: int = setting("sampling.random_state")
     split: str = setting("sampling.split")
     block_size: float | None = setting("sampling.block_size")
+    split_tolerance: float = setting("sampling.split_tolerance")
     cv: int = setting("tuning.cv")
     cv_strategy: str = setting("tuning.cv_strategy")
     purity_window: int | None = setting("sampling.purity_window")
