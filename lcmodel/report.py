@@ -268,6 +268,7 @@ def cluster_markdown(result: Mapping[str, Any]) -> list[str]:
     reasons = sorted({*(cluster.get("undefined") or {}).values(),
                       *(r for c in cluster["per_class"].values() for r in (c.get("undefined") or {}).values())})
     lines += [f"- cluster standard error undefined: {reason}" for reason in reasons] + ([""] if reasons else [])
+    return lines
 
 
 def not_assessed_markdown(result: Mapping[str, Any], names: Mapping[str, str], ha: bool) -> list[str]:
