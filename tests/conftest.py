@@ -37,9 +37,10 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def prefect_harness():
-    """A temporary Prefect server (SQLite) for the flow tests of one module."""
+    """A temporary Prefect server (SQLite) for the flow tests, started once per test session (per xdist worker):
+    a start costs 5-10 s on 2 cores, and every flow test uses its own output folder and MLflow store."""
     pytest.importorskip("prefect")
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
     from prefect.testing.utilities import prefect_test_harness

@@ -78,3 +78,13 @@ def test_purity_and_a_clean_map_through_the_flow(prefect_harness: None, tmp_path
     assert "The test part is NOT filtered" in report
     stages = json.loads((out / ".lcmodel" / "stages" / "postprocess.json").read_text())
     assert stages["artifacts"]["map"]["path"] == "map_clean.tif"  # a recorded stage, cached on rerun
+
+    # the options removed: the rerun reuses every other stage and leaves no clean map of the earlier config
+    del data["postprocess"]
+    cfg_path.write_text(yaml.safe_dump(data))
+    again = CliRunner().invoke(cli, ["run", str(cfg_path)], catch_exceptions=False)
+    assert again.exit_code == 0, again.output
+    assert not (out / "map_clean.tif").exists() and not (out / "postprocess.json").exists()
+    assert not (out / ".lcmodel" / "stages" / "postprocess.json").exists()
+    assert "## Clean map (postprocess)" not in (out / "report.md").read_text()
+    assert (out / "map.tif").exists()

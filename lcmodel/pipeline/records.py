@@ -22,7 +22,7 @@ from lcmodel.pipeline.artifacts import Artifacts
 from lcmodel.pipeline.declare import Stage, stage_key
 from lcmodel.pipeline.settings import StageSettings
 
-__all__ = ["StageRecord", "records_dir", "read_record", "cached", "execute", "StageOutcome"]
+__all__ = ["StageRecord", "records_dir", "read_record", "cached", "execute", "StageOutcome", "withdraw"]
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,29 @@ def read_record(root: Path | str, name: str) -> StageRecord | None:
         return StageRecord(**data)
     except (OSError, ValueError, TypeError):
         return None
+
+
+def withdraw(st: Stage, root: Path | str) -> list[Path]:
+    """Remove what stage ``st`` last wrote in ``root`` (its record's files inside the folder, then the record),
+    for a stage this config does not run: an output of an earlier config is never left to look current
+    (e.g. ``map_clean.tif`` after the postprocess options are removed). The paths removed."""
+    record = read_record(root, st.name)
+    if record is None:
+        return []
+    folder = Path(root).resolve()
+    removed = []
+    try:
+        outputs = record.outputs(st, root)
+    except (TypeError, ValueError, KeyError):  # a record of another lcmodel's layout: only the record goes
+        outputs = None
+    for _, artifact in outputs.files() if outputs is not None else ():
+        path = Path(artifact.path)
+        if path.resolve().is_relative_to(folder) and path.is_file():
+            path.unlink()
+            removed.append(path)
+    (records_dir(root) / f"{st.name}.json").unlink(missing_ok=True)
+    log.info("%s: not run with this config; removed its earlier outputs %s", st.name, [p.name for p in removed])
+    return removed
 
 
 @dataclass(frozen=True)

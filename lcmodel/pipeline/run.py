@@ -19,7 +19,7 @@ from lcmodel.io import ensure_output_dir, output_lock
 from lcmodel.pipeline.artifacts import Artifacts, Model, Prediction, TrainingTable
 from lcmodel.pipeline.declare import Stage
 from lcmodel.pipeline.paths import Callback, Progress, RunPaths
-from lcmodel.pipeline.records import StageOutcome, run_or_reuse
+from lcmodel.pipeline.records import StageOutcome, run_or_reuse, withdraw
 from lcmodel.pipeline.settings import StageSettings
 from lcmodel.pipeline.stages import MAPPING, SAMPLING, STAGES, TRAINING, runs_in, source_files
 
@@ -83,8 +83,11 @@ def run_stages(r: StageRun, *, mapping: bool, callback: Callback | None = None, 
     for st in TRAINING:
         r(st, **({"callback": callback, "progress": progress} if st.name == "tune" else {}))
     if mapping:
-        for st in (st for st in MAPPING if runs_in(st, r.cfg)):
-            r(st, **({"progress": predict_progress} if st.name == "predict_map" else {}))
+        for st in MAPPING:
+            if runs_in(st, r.cfg):
+                r(st, **({"progress": predict_progress} if st.name == "predict_map" else {}))
+            else:
+                withdraw(st, r.root)
     r(STAGES["report"])
     log.info("stages run: %s", ", ".join(r.executed()) or "none (all reused)")
     return r
