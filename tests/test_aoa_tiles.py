@@ -163,3 +163,54 @@ def test_vrt_mosaics_report_metrics_and_the_cache(aoa_run: dict[str, Any]) -> No
     record = _read(out / ".lcmodel" / "stages" / "applicability.json")
     files = [a["path"] for key in ("tile_di", "tile_aoa", "mosaics") for a in record["artifacts"][key]]
     assert {f"tiles/{s}/{n}.tif" for s in STEMS for n in ("di", "aoa")} | {"di_32632.vrt"} <= set(files)
+
+
+# ------------------------------------------------------------------------------- library level: south-up tile
+def test_a_south_up_tile_half_under_a_north_up_one(tmp_path: Path) -> None:
+    """Two tiles of tests/test_aoa.py's planted embedding: ``a`` north-up, ``b`` south-up and 32 px east, so
+    b's west half lies under a. Each tile's rasters are write_aoa_rasters on that tile alone (north-up, on its
+    map's grid); b counts only its east half for the collection."""
+    from lcmodel.aoa import fit_training_di
+    from lcmodel.io import file_digest
+    from lcmodel.pipeline.applicability_tiles import collection_aoa
+    from lcmodel.pipeline.artifacts import Artifact, Prediction
+    from lcmodel.pipeline.paths import RunPaths
+    from lcmodel.pipeline.settings import AoaSettings
+    from lcmodel.predict import predict_raster
+    from lcmodel.sources import Collection, describe_tile
+    from tests import test_aoa as ta
+    from tests.rasters import origin_transform, write_raster
+
+    a_path, arr, unfamiliar = ta._planted(tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    b_path = write_raster(tmp_path / "b" / "embedding.tif", arr[:, ::-1, :].copy(),
+                          transform=origin_transform(500320.0, 8000000.0 - 640.0, 10.0, -10.0))
+    x, y, folds = ta._training(arr, unfamiliar)
+    bundle = ta._bundle(a_path, x, y)
+    training = fit_training_di(x, folds, bundle.estimator.feature_importances_, bundle.band_names)
+    out = tmp_path / "run"
+    maps = []
+    for stem, path in (("a", a_path), ("b", b_path)):
+        predict_raster(bundle, path, out / "tiles" / stem / "map.tif", block_size=16)
+        maps.append(Artifact.of(out / "tiles" / stem / "map.tif"))
+    tiles = Collection(tuple(describe_tile(str(p), "embedding tile", lambda q: {"sha256": file_digest(q)})
+                             for p in (a_path, b_path)))
+    prediction = Prediction(map=maps[0], summary=maps[0], tile_maps=tuple(maps))
+    settings = AoaSettings(enabled=True, cv=3, random_state=0, block_size=16, memory_mb=64)
+    done = collection_aoa(settings, training, bundle, tiles, prediction, RunPaths(out))
+    assert done.mosaics == {}  # the prediction wrote none
+    for k, (stem, path) in enumerate((("a", a_path), ("b", b_path))):
+        alone = ta.write_aoa_rasters(training, bundle, path, out / "tiles" / stem / "map.tif",
+                                     tmp_path / f"{stem}_di.tif", tmp_path / f"{stem}_aoa.tif", block_size=32)
+        for name in ("di", "aoa"):
+            with rasterio.open(out / "tiles" / stem / f"{name}.tif") as got, \
+                    rasterio.open(tmp_path / f"{stem}_{name}.tif") as want:
+                assert got.transform.e < 0 and got.transform == want.transform
+                np.testing.assert_array_equal(got.read(1), want.read(1))
+        assert (done.own[k].pixels, done.own[k].outside) == (alone.pixels, alone.outside)
+    assert done.counted[0].pixels == done.own[0].pixels
+    with rasterio.open(out / "tiles" / "b" / "aoa.tif") as src:
+        b_aoa = src.read(1)
+    east = b_aoa[:, 32:]
+    assert done.counted[1].n_pixels == int((east != AOA_NODATA).sum()) == 64 * 32
+    assert done.counted[1].n_outside == int((east == 0).sum()) > 0  # b's east half holds the unfamiliar quadrant
