@@ -172,7 +172,8 @@ class Tracker:
 
     def log_applicability(self, path: Path) -> None:
         """The area of applicability (aoa.json): ``aoa_outside_fraction``, per predicted class
-        ``aoa_outside_fraction_class_<value>``, the test accuracy inside / outside, and the file itself."""
+        ``aoa_outside_fraction_class_<value>``, for a tile collection per tile ``aoa_outside_fraction_tile_<stem>``,
+        the test accuracy inside / outside, and the file itself."""
         data = json.loads(Path(path).read_text())
         self.client.log_artifact(self.run_id, str(path), "aoa")
         if not data.get("computed"):
@@ -182,6 +183,8 @@ class Tracker:
                                  ("aoa_threshold", data["threshold"], 0)]
         figures += [(f"aoa_outside_fraction_class_{v}", c["outside_fraction"], 0)
                     for v, c in data["per_class"].items()]
+        figures += [(f"aoa_outside_fraction_tile_{t['tile']}", t["outside_fraction"], 0)
+                    for t in data.get("tiles") or () if t["outside_fraction"] is not None]
         for part, acc in (data.get("test_accuracy") or {}).items():
             if acc.get("overall_accuracy") is not None:
                 figures.append((f"aoa_test_accuracy_{part}", acc["overall_accuracy"], 0))

@@ -3,8 +3,10 @@
 From the training table (all the rows the final model was fitted on), the final model's feature importances
 and the run's CV folds, the training DI and its threshold; then ``di.tif`` and ``aoa.tif`` over the embedding
 the map was predicted from, the share of the map outside the AOA overall and per predicted class, and the
-test points' accuracy inside vs outside (``aoa.json``). With ``aoa.enabled: false``, or for a tile collection
-(not supported yet), only ``aoa.json`` is written, saying why nothing was computed.
+test points' accuracy inside vs outside (``aoa.json``). For a tile collection, ``di.tif`` and ``aoa.tif`` per tile
+beside each tile's map, the shares over the collection with each location counted once, and each tile's own
+(:mod:`lcmodel.pipeline.applicability_tiles`). With ``aoa.enabled: false`` only ``aoa.json`` is written, saying
+why nothing was computed.
 """
 
 from __future__ import annotations
@@ -61,11 +63,8 @@ def applicability(
 
     paths = RunPaths(out)
     if not settings.enabled:
-        return _not_computed(paths, "aoa.enabled is false")
+        return _not_computed(paths, "aoa.enabled is false", prediction)
     tiles = Collection.read(embedding.path)
-    if len(tiles) > 1 or prediction.tile_maps:
-        return _not_computed(paths, f"the embedding is a collection of {len(tiles)} tiles; the area of "
-                                    "applicability is computed for a single embedding raster only (for now)")
     bundle = load_bundle(model.bundle.path)
     frame = read_training_table(table.table.path)
     features, _ = features_and_labels(frame)
@@ -75,8 +74,18 @@ def applicability(
     importances = np.asarray(getattr(bundle.estimator, "feature_importances_", np.ones(bundle.n_bands)),
                              dtype=np.float64)
     training = fit_training_di(features, folds, importances, list(bundle.band_names))
-    counts = write_aoa_rasters(training, bundle, tiles.first.path, prediction.map.path, paths.di, paths.aoa,
-                               block_size=settings.block_size, memory_mb=settings.memory_mb)
+    collection = len(tiles) > 1 or bool(prediction.tile_maps)
+    if collection:
+        from lcmodel.aoa import merge_counts
+        from lcmodel.pipeline.applicability_tiles import collection_aoa, collection_summary_extra
+
+        for stale in (paths.di, paths.aoa):  # the collection's rasters are per tile
+            stale.unlink(missing_ok=True)
+        done = collection_aoa(settings, training, bundle, tiles, prediction, paths)
+        counts = merge_counts(done.counted)
+    else:
+        counts = write_aoa_rasters(training, bundle, tiles.first.path, prediction.map.path, paths.di, paths.aoa,
+                                   block_size=settings.block_size, memory_mb=settings.memory_mb)
     accuracy = test_accuracy_by_aoa(frame, training, pd.read_csv(evaluation.test_predictions.path))
     names = read_class_table_artifact(labelled)
     class_names = {v: names.name(v) for v in names.values}
@@ -85,13 +94,19 @@ def applicability(
                        "the held-out test part as one more fold")
     log.info("area of applicability: %.2f %% of %d pixels outside (threshold DI %.4g)",
              100 * (result["outside_fraction"] or 0.0), result["n_pixels"], training.threshold)
+    if collection:
+        result.update(collection_summary_extra(done, bool(prediction.mosaics), out))
+        tile_di, tile_aoa, mosaics = done.artifacts()
+        return Applicability(Artifact.of(write_json(result, paths.aoa_summary)), tile_di=tile_di, tile_aoa=tile_aoa,
+                             mosaics=mosaics)
     summary = write_json(result, paths.aoa_summary)
     return Applicability(Artifact.of(summary), Artifact.of(paths.di), Artifact.of(paths.aoa))
 
 
-def _not_computed(paths: RunPaths, reason: str) -> Applicability:
-    for stale in (paths.di, paths.aoa):  # from an earlier run with it on: never left to look current
-        stale.unlink(missing_ok=True)
+def _not_computed(paths: RunPaths, reason: str, prediction: Prediction) -> Applicability:
+    tiles = [RunPaths(m.path.parent) for m in prediction.tile_maps]
+    for stale in (paths.di, paths.aoa, *(p for t in tiles for p in (t.di, t.aoa))):
+        stale.unlink(missing_ok=True)  # from an earlier run with it on: never left to look current
     return Applicability(Artifact.of(write_json({"computed": False, "reason": reason}, paths.aoa_summary)))
 
 
@@ -120,6 +135,13 @@ def applicability_markdown(result: dict[str, Any], heading: str = APPLICABILITY_
     ]
     for value, c in result["per_class"].items():
         lines.append(f"| {c['name']} ({value}) | {c['pixels']} | {c['outside']} | {pct(c['outside_fraction'])} |")
+    if result.get("tiles"):
+        lines += ["", f"Over the collection's {result['n_tiles']} tiles, {result['counting']}. Per tile "
+                      "(`tiles/<stem>/di.tif`, `aoa.tif`; its whole map):", "",
+                  "| tile | pixels | outside AOA | share outside |", "|---|---:|---:|---:|"]
+        lines += [f"| {t['tile']} | {t['n_pixels']} | {t['n_outside']} | {pct(t['outside_fraction'])} |"
+                  for t in result["tiles"]]
+        lines += ["", result["mosaic_note"][0].upper() + result["mosaic_note"][1:] + "."]
     acc = result.get("test_accuracy")
     if acc:
         lines += ["", "| test points | n | overall accuracy |", "|---|---:|---:|"]

@@ -332,11 +332,18 @@ class Assessment(Artifacts):
 
 @dataclass(frozen=True)
 class Applicability(Artifacts):
-    about: ClassVar[str] = "the area of applicability: `di.tif`, `aoa.tif` and the shares outside it (`aoa.json`)"
+    """A tile collection's run has ``di.tif`` / ``aoa.tif`` per tile instead (in the collection's order), and
+    their VRT mosaics per CRS when the prediction wrote mosaics."""
+
+    about: ClassVar[str] = "the area of applicability: `di.tif`, `aoa.tif` and the shares outside it (`aoa.json`); " \
+        "for a tile collection `tiles/<stem>/di.tif` and `aoa.tif` and their VRTs per CRS"
 
     summary: Artifact
     di: Artifact | None = None
     aoa: Artifact | None = None
+    tile_di: tuple[Artifact, ...] = ()
+    tile_aoa: tuple[Artifact, ...] = ()
+    mosaics: tuple[Artifact, ...] = ()
 
 
 @dataclass(frozen=True)

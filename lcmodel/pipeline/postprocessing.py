@@ -45,8 +45,13 @@ class CleanMap(Artifacts):
     about: ClassVar[str] = "`map_clean.tif` (the map after the sieve and the majority filter) and " \
         "`postprocess.json` (what was done, pixels changed, class counts before and after)"
 
-    map: Artifact
+    """A tile collection without a mosaic (``prediction.mosaic: none``) has a clean map per tile instead:
+    ``tiles/<stem>/map_clean.tif`` and ``postprocess.json`` (in the collection's order), no ``map``."""
+
     summary: Artifact
+    map: Artifact | None = None
+    tile_maps: tuple[Artifact, ...] = ()
+    tile_summaries: tuple[Artifact, ...] = ()
 
 
 def wanted(cfg: RunConfig) -> bool:
@@ -58,11 +63,16 @@ def wanted(cfg: RunConfig) -> bool:
              "filter (block-wise, equal to a whole-raster run); only when a postprocess option is set")
 def postprocess(settings: PostprocessSettings, prediction: Prediction, *, out: Path,
                 progress: Progress | None = None) -> CleanMap:
-    """For a tile collection the main map (its mosaic) is cleaned, so patches across tile edges count whole."""
+    """For a tile collection with a mosaic the main map (the mosaic) is cleaned, so patches across tile edges
+    count whole; without one (``prediction.mosaic: none``) each tile's map is cleaned on its own grid
+    (:func:`_clean_tiles`)."""
     from lcmodel.postprocess import CleanOptions, clean_map
 
     options = CleanOptions(settings.mmu_pixels, settings.connectivity, settings.majority)
     dst = Path(out) / CLEAN_MAP_NAME
+    if prediction.tile_maps and not prediction.mosaics:
+        dst.unlink(missing_ok=True)  # from an earlier run with a mosaic: never left to look current
+        return _clean_tiles(options, prediction, Path(out), progress)
     summary = clean_map(prediction.map.path, dst, options, progress=progress)
     data: dict[str, Any] = summary.to_dict()
     raw = json.loads(prediction.summary.path.read_text())
@@ -72,7 +82,54 @@ def postprocess(settings: PostprocessSettings, prediction: Prediction, *, out: P
     data["map"], data["raw_map"] = CLEAN_MAP_NAME, prediction.map.path.name
     path = write_json(data, Path(out) / CLEAN_SUMMARY_NAME)
     log.info("clean map: %s; %d of %d pixels changed", options.describe(), summary.changed, summary.n_valid)
-    return CleanMap(Artifact.of(dst), Artifact.of(path))
+    return CleanMap(summary=Artifact.of(path), map=Artifact.of(dst))
+
+
+def _clean_tiles(options: Any, prediction: Prediction, out: Path, progress: Progress | None) -> CleanMap:
+    """``tiles/<stem>/map_clean.tif`` and ``postprocess.json`` per tile, and ``OUTPUT/postprocess.json``: the
+    tiles' totals (pixels where tiles overlap are counted in each tile) and each tile's changes."""
+    from lcmodel.postprocess import clean_map
+
+    n = len(prediction.tile_maps)
+    maps, summaries, tiles = [], [], []
+    total: dict[str, Any] = {"n_valid": 0, "changed_by_sieve": 0, "changed_by_majority": 0, "changed": 0}
+    clean_counts: dict[str, int] = {}
+    raw_counts: dict[str, int] = {}
+    data: dict[str, Any] = {}
+    for k, raw_map in enumerate(prediction.tile_maps):
+        folder = raw_map.path.parent
+
+        def tile_progress(done: int, of: int, k: int = k) -> None:
+            if progress is not None:
+                progress(k * of + done, n * of)
+
+        summary = clean_map(raw_map.path, folder / CLEAN_MAP_NAME, options, progress=tile_progress)
+        data = summary.to_dict()
+        raw = json.loads((folder / "prediction.json").read_text())
+        data["raw_class_counts"] = {str(c): int(v) for c, v in raw.get("class_counts", {}).items()}
+        data["class_names"] = raw.get("class_names", {})
+        data["map"], data["raw_map"] = CLEAN_MAP_NAME, raw_map.path.name
+        summaries.append(Artifact.of(write_json(data, folder / CLEAN_SUMMARY_NAME)))
+        maps.append(Artifact.of(folder / CLEAN_MAP_NAME))
+        for key in total:
+            total[key] += int(data[key])
+        for counts, into in ((data["class_counts"], clean_counts), (data["raw_class_counts"], raw_counts)):
+            for c, v in counts.items():
+                into[c] = into.get(c, 0) + int(v)
+        tiles.append({"tile": folder.name, "map": f"tiles/{folder.name}/{CLEAN_MAP_NAME}", "n_valid": data["n_valid"],
+                      "changed": data["changed"], "changed_fraction": data["changed_fraction"]})
+    result = {**{k: data[k] for k in ("mmu_pixels", "connectivity", "majority", "order", "halo_px")}, **total,
+              "changed_fraction": total["changed"] / total["n_valid"] if total["n_valid"] else 0.0,
+              "class_counts": dict(sorted(clean_counts.items(), key=lambda kv: int(kv[0]))),
+              "raw_class_counts": dict(sorted(raw_counts.items(), key=lambda kv: int(kv[0]))),
+              "class_names": data["class_names"], "map": f"tiles/<stem>/{CLEAN_MAP_NAME}",
+              "raw_map": "tiles/<stem>/map.tif", "n_tiles": n, "tiles": tiles,
+              "counting": "per tile, each on its own grid (prediction.mosaic is none): where tiles overlap, a "
+                          "location is counted in every tile that covers it, and patches are cleaned per tile"}
+    path = write_json(result, out / CLEAN_SUMMARY_NAME)
+    log.info("clean maps of %d tiles: %s; %d of %d pixels changed", n, options.describe(), total["changed"],
+             total["n_valid"])
+    return CleanMap(summary=Artifact.of(path), tile_maps=tuple(maps), tile_summaries=tuple(summaries))
 
 
 def clean_map_markdown(data: dict[str, Any]) -> str:
@@ -94,4 +151,8 @@ def clean_map_markdown(data: dict[str, Any]) -> str:
     for key in sorted(set(raw) | set(clean), key=int):
         before, after = int(raw.get(key, 0)), int(clean.get(key, 0))
         lines.append(f"| {names.get(key, key)} | {before:,} | {after:,} | {after - before:+,} |")
+    if data.get("tiles"):
+        lines += ["", f"One clean map per tile ({data['n_tiles']} tiles); counted {data['counting']}.", "",
+                  "| tile | clean map | pixels changed |", "|---|---|---:|"]
+        lines += [f"| {t['tile']} | `{t['map']}` | {t['changed']:,} of {t['n_valid']:,} |" for t in data["tiles"]]
     return "\n".join(lines) + "\n"

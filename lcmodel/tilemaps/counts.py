@@ -30,7 +30,7 @@ from rasterio.windows import Window
 
 from lcmodel.sources import Tile
 
-__all__ = ["TileCounts", "count_once", "overlapping_earlier", "window_box", "window_affine"]
+__all__ = ["TileCounts", "count_once", "overlapping_earlier", "covered_by", "window_box", "window_affine"]
 
 #: overlaps smaller than this share of a pixel's area are edges that merely touch
 _TOUCH = 1e-3
@@ -108,7 +108,7 @@ def _count_masked(tile: Tile, before: list[Tile], classes: list[int], unclassifi
             box = window_box(window, src.transform)
             for other, shape in zip(others, shapes, strict=True):
                 if valid.any() and box.intersection(shape).area > _TOUCH * px:
-                    covered = _covered(other, src, window)
+                    covered = covered_by(other, src, window)
                     n_masked += int((valid & covered).sum())
                     valid &= ~covered
             kept = data[valid].astype(np.int64)
@@ -124,7 +124,7 @@ def _count_masked(tile: Tile, before: list[Tile], classes: list[int], unclassifi
                       masked_by)
 
 
-def _covered(other: DatasetReader, src: DatasetReader, window: Window) -> np.ndarray:
+def covered_by(other: DatasetReader, src: DatasetReader, window: Window) -> np.ndarray:
     """Where an earlier map has a valid pixel under the centres of ``window``'s pixels of ``src``.
 
     A map written by a prediction always declares its nodata value (outside its grid counts as nodata).
