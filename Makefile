@@ -16,8 +16,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/lcmodel demo
 
+# two workers (pytest-xdist), each file's tests on one worker so its module fixtures (a whole flow run) run once;
+# TEST_WORKERS=0 runs them in this process
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # the tests marked slow only (CI runs them after `make test`)
 test-slow: $(STAMP)
