@@ -108,3 +108,22 @@ def hyperspectral_demo_config(folder: Path) -> tuple[Path, Path]:
     data["embedding"]["path"] = path.name
     cfg_path.write_text(yaml.safe_dump(data))
     return cfg_path, path
+
+
+def sample_label_assess(folder: Path, data: np.ndarray, label: Any) -> Any:
+    """``data`` as a class map (nodata 0, 16 px blocks), a 60-point `validation-sample` of it (at least 8 per
+    class), labelled by ``label`` (a function of the sample's DataFrame returning the labelled one), then
+    `assess` with ``--out folder/a.json``: the `assess` CLI result."""
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from lcmodel.cli import cli
+
+    class_map = write_raster(folder / "map.tif", data, nodata=0, blocksize=16)
+    points = folder / "pts.csv"
+    r = CliRunner().invoke(cli, ["validation-sample", str(class_map), "--n", "60", "--min-per-class", "8",
+                                 "--out", str(points)], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    label(pd.read_csv(points)).to_csv(points, index=False)
+    return CliRunner().invoke(cli, ["assess", str(class_map), str(points), "--out", str(folder / "a.json")],
+                              catch_exceptions=False)

@@ -137,24 +137,12 @@ def test_single_sample_stratum_gives_nan_standard_errors() -> None:
 
 def test_assess_cli_names_a_map_class_without_labelled_points(tmp_path: Path) -> None:
     """`lcmodel assess` with no labelled point in map class 4: the other strata are estimated, 4 is named."""
-    import pandas as pd
-    from click.testing import CliRunner
-
-    from lcmodel.cli import cli
-    from tests.rasters import write_raster
+    from tests.rasters import sample_label_assess
 
     data = np.random.default_rng(7).choice(np.array([1, 2, 3], dtype=np.uint8), size=(60, 60), p=[0.6, 0.3, 0.1])
     data[:3, 50:] = 4  # 30 pixels of class 4
-    class_map = write_raster(tmp_path / "map.tif", data, nodata=0, blocksize=16)
-    points = tmp_path / "pts.csv"
-    r = CliRunner().invoke(cli, ["validation-sample", str(class_map), "--n", "60", "--min-per-class", "8",
-                                 "--out", str(points)], catch_exceptions=False)
-    assert r.exit_code == 0, r.output
-    df = pd.read_csv(points)
-    df = df[df["map_class"] != 4].assign(reference=lambda d: d["map_class"])
-    df.to_csv(points, index=False)
-    r = CliRunner().invoke(cli, ["assess", str(class_map), str(points), "--out", str(tmp_path / "a.json")],
-                           catch_exceptions=False)
+    r = sample_label_assess(tmp_path, data,  # every point labelled as mapped, class 4's dropped
+                            lambda df: df[df["map_class"] != 4].assign(reference=lambda d: d["map_class"]))
     assert r.exit_code == 0, r.output
     assert "overall accuracy 1.0000" in r.output
     assert "note: The estimates cover the assessed strata only (99.17 % of the map)" in r.output

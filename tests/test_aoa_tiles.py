@@ -19,7 +19,7 @@ from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
 from lcmodel.aoa import AOA_NODATA
-from tests.test_tiles import TILES, collection_config
+from tests.test_tiles import TILES, run_collection_twice
 
 STEMS = [t[0] for t in TILES]
 
@@ -30,20 +30,7 @@ def _read(path: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def aoa_run(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> dict[str, Any]:
-    from click.testing import CliRunner
-
-    from flows.cli import cli
-
-    root = tmp_path_factory.mktemp("aoa_tiles")
-    cfg = collection_config(root / "data", mosaic="vrt")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    env = {"MLFLOW_TRACKING_URI": uri}
-    first = CliRunner(env=env).invoke(cli, ["run", str(cfg)], catch_exceptions=False)
-    assert first.exit_code == 0, first.output
-    out = root / "data" / "results"
-    record = (out / ".lcmodel" / "stages" / "applicability.json").stat().st_mtime_ns
-    again = CliRunner(env=env).invoke(cli, ["run", str(cfg)], catch_exceptions=False)
-    return {"cfg": cfg, "out": out, "uri": uri, "again": again, "record_mtime": record}
+    return run_collection_twice(tmp_path_factory.mktemp("aoa_tiles"), "applicability", mosaic="vrt")
 
 
 def _training_di(cfg_path: Path, out: Path) -> Any:

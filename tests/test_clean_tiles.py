@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 import rasterio
-import yaml
 
-from tests.test_tiles import TILES, collection_config
+from tests.test_tiles import TILES, run_collection_twice
 
 STEMS = [t[0] for t in TILES]
 
@@ -28,22 +27,8 @@ def _read(path: Path) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def clean_run(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> dict[str, Any]:
-    from click.testing import CliRunner
-
-    from flows.cli import cli
-
-    root = tmp_path_factory.mktemp("clean_tiles")
-    cfg = collection_config(root / "data", mosaic="none")
-    data = yaml.safe_load(cfg.read_text())
-    data["postprocess"] = {"mmu_pixels": 4, "majority": 3}
-    cfg.write_text(yaml.safe_dump(data))
-    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
-    first = CliRunner(env=env).invoke(cli, ["run", str(cfg)], catch_exceptions=False)
-    assert first.exit_code == 0, first.output
-    out = root / "data" / "results"
-    record = (out / ".lcmodel" / "stages" / "postprocess.json").stat().st_mtime_ns
-    again = CliRunner(env=env).invoke(cli, ["run", str(cfg)], catch_exceptions=False)
-    return {"out": out, "again": again, "record_mtime": record}
+    return run_collection_twice(tmp_path_factory.mktemp("clean_tiles"), "postprocess",
+                                {"postprocess": {"mmu_pixels": 4, "majority": 3}}, mosaic="none")
 
 
 def test_each_tile_s_clean_map_is_that_tile_cleaned_alone(clean_run: dict[str, Any], tmp_path: Path) -> None:

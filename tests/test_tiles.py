@@ -119,22 +119,33 @@ def test_tile_stems_are_distinct_and_file_name_safe() -> None:
 
 
 # ------------------------------------------------------------------------------- end to end through the flow
-@pytest.fixture(scope="module")
-def flow_run(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> dict[str, Any]:
-    """`lcmodel run` (the Prefect flow) on the 4-tile collection with a COG mosaic in EPSG:4326, then again."""
+def run_collection_twice(root: Path, stage: str, sections: dict[str, Any] | None = None,
+                         **prediction: Any) -> dict[str, Any]:
+    """`lcmodel run` (the Prefect flow) on the 4-tile collection in ``root / "data"`` (``sections`` added to its
+    config), then again: the config, output folder, MLflow URI, both results and the mtime of ``stage``'s
+    record after the first run (a rerun that changes nothing leaves it)."""
     from click.testing import CliRunner
 
     from flows.cli import cli
 
-    root = tmp_path_factory.mktemp("tiles")
-    cfg = collection_config(root / "data", mosaic="cog", mosaic_crs="EPSG:4326")
-    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    cfg = collection_config(root / "data", **prediction)
+    if sections:
+        cfg.write_text(yaml.safe_dump({**yaml.safe_load(cfg.read_text()), **sections}))
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    env = {"MLFLOW_TRACKING_URI": uri}
     first = CliRunner(env=env).invoke(cli, ["run", str(cfg)], catch_exceptions=False)
     assert first.exit_code == 0, first.output
     out = root / "data" / "results"
-    record = (out / ".lcmodel" / "stages" / "predict_map.json").stat().st_mtime_ns
+    record = (out / ".lcmodel" / "stages" / f"{stage}.json").stat().st_mtime_ns
     again = CliRunner(env=env).invoke(cli, ["run", str(cfg)], catch_exceptions=False)
-    return {"cfg": cfg, "out": out, "first": first.output, "again": again, "record_mtime": record}
+    return {"cfg": cfg, "out": out, "uri": uri, "first": first.output, "again": again, "record_mtime": record}
+
+
+@pytest.fixture(scope="module")
+def flow_run(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> dict[str, Any]:
+    """`lcmodel run` (the Prefect flow) on the 4-tile collection with a COG mosaic in EPSG:4326, then again."""
+    return run_collection_twice(tmp_path_factory.mktemp("tiles"), "predict_map", mosaic="cog",
+                                mosaic_crs="EPSG:4326")
 
 
 def test_each_tile_is_predicted_in_its_own_crs_like_predict_raster_alone(flow_run: dict[str, Any],

@@ -67,25 +67,16 @@ def test_report_says_undefined_and_why() -> None:
 
 def test_assess_cli_prints_undefined_and_why(tmp_path: Path) -> None:
     """`lcmodel assess` on a map with a one-pixel class: that stratum has one point, so SEs are undefined."""
-    import pandas as pd
-    from click.testing import CliRunner
-
-    from lcmodel.cli import cli
-    from tests.rasters import write_raster
+    from tests.rasters import sample_label_assess
 
     data = np.random.default_rng(7).choice(np.array([1, 2, 3], dtype=np.uint8), size=(60, 60), p=[0.6, 0.3, 0.1])
     data[0, 50] = 4  # a class with a single pixel: at most one validation point
-    class_map = write_raster(tmp_path / "map.tif", data, nodata=0, blocksize=16)
-    points = tmp_path / "pts.csv"
-    r = CliRunner().invoke(cli, ["validation-sample", str(class_map), "--n", "60", "--min-per-class", "8",
-                                 "--out", str(points)], catch_exceptions=False)
-    assert r.exit_code == 0, r.output
-    df = pd.read_csv(points)
-    assert (df["map_class"] == 4).sum() == 1
-    df["reference"] = df["map_class"]
-    df.to_csv(points, index=False)
-    r = CliRunner().invoke(cli, ["assess", str(class_map), str(points), "--out", str(tmp_path / "a.json")],
-                           catch_exceptions=False)
+
+    def as_mapped(df: Any) -> Any:
+        assert (df["map_class"] == 4).sum() == 1
+        return df.assign(reference=df["map_class"])
+
+    r = sample_label_assess(tmp_path, data, as_mapped)
     assert r.exit_code == 0, r.output
     assert "+/- undefined" in r.output and "nan" not in r.output
     assert "undefined: map class 4 has a single test point" in r.output
