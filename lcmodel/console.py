@@ -86,14 +86,10 @@ class OneLineErrorGroup(click.Group):
         except LcmodelError as exc:
             click.echo(f"error: {exc}", err=True)
             ctx.exit(2)
-        except Exception as exc:
-            if (stop := interruption(exc)) is None:
-                raise
-            self._interrupted(ctx, stop)  # an error raised in place of Ctrl-C or SIGTERM, or while unwinding
         except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (lcmodel.processes.terminate_as_interrupt)
             self._interrupted(ctx, exc)
-        except BaseException as exc:  # e.g. Prefect's TerminationSignal (lcmodel.processes.TERMINATION_TYPES)
-            if (stop := interruption(exc)) is None:
+        except BaseException as exc:  # an error raised in place of Ctrl-C or SIGTERM (or while unwinding from
+            if (stop := interruption(exc)) is None:  # one), or Prefect's TerminationSignal; else not ours
                 raise
             self._interrupted(ctx, stop)
 
