@@ -22,6 +22,13 @@ os.environ.pop("PREFECT_API_URL", None)
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pytest  # noqa: E402
+from hypothesis import settings as hypothesis_settings  # noqa: E402
+
+# The property tests draw the same examples on every run (`make test` and CI give the same result for the same
+# code); `HYPOTHESIS_PROFILE=explore` draws new examples on each run, to look for new failures.
+hypothesis_settings.register_profile("default", derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("explore", derandomize=False, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 # the remote-file servers (an HTTP range server that counts requests, moto's S3), for any test module
 from tests.remote_servers import range_server, remote_folder, s3_server  # noqa: E402, F401

@@ -159,7 +159,16 @@ def read_points_csv(
     if not path.is_file():
         raise InputFileError(f"points file {str(path)!r} does not exist; check reference.path in the config")
     try:
-        df = pd.read_csv(path, sep=_delimiter(path), dtype=str, skipinitialspace=True)
+        with warnings.catch_warnings():
+            # a row with more fields than the header: pandas would take its first fields as the row's index
+            # (shifting every value one column) or, with index_col=False, drop the extra ones; refuse it instead
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(path, sep=_delimiter(path), dtype=str, skipinitialspace=True, index_col=False)
+    except pd.errors.ParserWarning:
+        raise InputFileError(
+            f"points file {str(path)!r} has a row with more fields than its header; give one value per "
+            "header column on every row (check the separator and quoting)"
+        ) from None
     except pd.errors.EmptyDataError:
         raise InputDataError(
             f"points file {str(path)!r} is empty; give a CSV with a header and one row per point"
