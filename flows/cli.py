@@ -97,9 +97,9 @@ def run(config: str, plain: bool) -> None:
 
 @click.command()
 @demo_options
-def demo(directory: str, size: int, plain: bool) -> None:
+def demo(directory: str, size: int, years: bool, plain: bool) -> None:
     """Write a small synthetic case into DIR and run the whole flow on it."""
-    cfg = write_demo_inputs(directory, size, sections={"tracking": DEMO_TRACKING})
+    cfg = write_demo_inputs(directory, size, sections={"tracking": DEMO_TRACKING}, years=years)
     _run(cfg, plain)
     print_demo_outputs(cfg)
     if not plain:

@@ -25,6 +25,7 @@ from prefect.runtime import flow_run
 
 from flows.cache import stage_cache_policy, state_dir
 from flows.config import FlowConfig, flow_config
+from flows.reporting import read_json, summary_markdown, track_stage, track_years
 from flows.signals import prefect_sigterm
 from flows.tasks import STAGE_TASK_OPTIONS, library_logs_to_prefect, quiet_user_errors
 from lcmodel import pipeline
@@ -43,6 +44,7 @@ from lcmodel.pipeline import (
     run_or_reuse,
 )
 from lcmodel.pipeline import artifacts as a
+from lcmodel.pipeline import change as ch
 from lcmodel.pipeline import postprocessing as pp
 from lcmodel.pipeline import settings as s
 from lcmodel.processes import interruption, interrupts_deferred
@@ -147,18 +149,25 @@ def postprocess(settings: pp.PostprocessSettings, prediction: a.Prediction, *, o
     return _execute("postprocess", settings, {"prediction": prediction}, out, produced_by)  # type: ignore[return-value]
 
 
+@task(name="change", **STAGE_TASK_OPTIONS)
+def change(settings: ch.ChangeSettings, maps: ch.YearMaps, labelled: a.LabelledPoints, *, out: Path,
+           produced_by: dict[str, str]) -> ch.ChangeProducts:
+    return _execute("change", settings, {"maps": maps, "labelled": labelled}, out, produced_by)  # type: ignore[return-value]
+
+
 @task(name="report", **STAGE_TASK_OPTIONS)
 def report(settings: s.ReportSettings, evaluation: a.Evaluation, assessment: a.Assessment | None = None,
-           applicability: a.Applicability | None = None, clean: pp.CleanMap | None = None, *, out: Path,
-           produced_by: dict[str, str]) -> a.Report:
-    inputs = {"evaluation": evaluation, "assessment": assessment, "applicability": applicability, "clean": clean}
+           applicability: a.Applicability | None = None, clean: pp.CleanMap | None = None,
+           changes: ch.ChangeProducts | None = None, *, out: Path, produced_by: dict[str, str]) -> a.Report:
+    inputs = {"evaluation": evaluation, "assessment": assessment, "applicability": applicability, "clean": clean,
+              "changes": changes}
     return _execute("report", settings, inputs, out, produced_by)  # type: ignore[return-value]
 
 
 #: stage name -> its Prefect task
 STAGE_TASKS: dict[str, Any] = {t.name: t for t in (
     sample_reference, prepare_points, extract_samples, make_training_table, tune, evaluate, fit_final,
-    predict_map, write_quicklook, assess_map, applicability, postprocess, report)}
+    predict_map, write_quicklook, assess_map, applicability, postprocess, change, report)}
 
 
 class FlowStageRun(pipeline.StageRun):
@@ -171,11 +180,19 @@ class FlowStageRun(pipeline.StageRun):
 
     cfg: FlowConfig
 
-    def __init__(self, cfg: FlowConfig, produced_by: dict[str, str], after_stage: Any = None) -> None:
+    def __init__(self, cfg: FlowConfig, produced_by: dict[str, str], after_stage: Any = None,
+                 year: int | None = None) -> None:
         super().__init__(cfg, produced_by=produced_by, after_stage=after_stage)
         results = state_dir(self.root) / "results"
-        self.tasks = {name: t.with_options(result_storage=results, cache_policy=stage_cache_policy(name, self.root))
+        # a year run's tasks say their year (embedding.years): predict_map-2022, predict_tile-2022-...
+        self.year = year
+        self.tasks = {name: t.with_options(result_storage=results, cache_policy=stage_cache_policy(name, self.root),
+                                           **({"task_run_name": f"{name}-{year}"} if year is not None else {}))
                       for name, t in STAGE_TASKS.items()}
+
+    def spawn(self, cfg: RunConfig) -> FlowStageRun:
+        """Another year's run of the mapping stages, as tasks of this flow run (their names end in the year)."""
+        return FlowStageRun(flow_config(cfg), dict(self.produced_by or {}), year=cfg.embedding.year)
 
     def run_stage(self, st: Stage, settings: StageSettings, inputs: dict[str, Artifacts | None],
                   **runtime: Any) -> StageOutcome:
@@ -306,7 +323,7 @@ def _landcover(cfg: FlowConfig, root: Path, logger: Any) -> dict[str, Any]:
 
         def track(name: str, outcome: StageOutcome) -> None:
             with interrupts_deferred():
-                _track(tracker, name, outcome, logger)
+                track_stage(tracker, name, outcome, logger)
                 if name == "fit_final":
                     model.update(tracker.log_model(outcome, cfg.tracking.register_as))
 
@@ -318,13 +335,14 @@ def _landcover(cfg: FlowConfig, root: Path, logger: Any) -> dict[str, Any]:
                                                                            paths.quicklook])
             tracker.log_artifacts(pipeline.tuning_files(r.outputs[a.Tuning]), "tuning")  # type: ignore[arg-type]
             tracker.log_stages(r.outcomes)
+            track_years(tracker, r)
         prediction = r.outputs[a.Prediction]
-        data = _read(prediction.summary.path)  # type: ignore[attr-defined]
+        data = read_json(prediction.summary.path)  # type: ignore[attr-defined]
         result = {"mlflow_run_id": tracker.run_id, "map": data["map_path"],
                   "confidence": data.get("confidence_path"), "metrics": str(paths.metrics),
                   "report": str(paths.report), "bundle": str(paths.bundle),
                   "executed": r.executed(), "cached": [n for n, o in r.outcomes.items() if o.cached], **model}
-        create_markdown_artifact(_summary_markdown(cfg, _read(paths.metrics), data, result, r, tracker),
+        create_markdown_artifact(summary_markdown(cfg, read_json(paths.metrics), data, result, r, tracker),
                                  key="landcover-summary", description="Run summary")
     except BaseException as exc:
         with interrupts_deferred():
@@ -337,76 +355,6 @@ def _landcover(cfg: FlowConfig, root: Path, logger: Any) -> dict[str, Any]:
     with interrupts_deferred():
         tracker.finish()
     return result
-
-
-def _read(path: Path) -> dict[str, Any]:
-    import json
-
-    return dict(json.loads(Path(path).read_text()))
-
-
-def _track(tracker: Any, name: str, outcome: StageOutcome, logger: Any) -> None:
-    """What MLflow records after a stage (the same whether the stage ran or was reused)."""
-    outputs = outcome.outputs
-    if name == "tune":
-        summary = _read(outputs.summary.path)  # type: ignore[attr-defined]
-        for cand in summary.get("candidates", []):
-            tracker.log_candidate(cand)
-        tracker.log_tuning(summary, pipeline.tuning_files(outputs))  # type: ignore[arg-type]
-        logger.info("tuning: best %s = %.4f with %s", summary["scoring"], summary["best_score"],
-                    summary["best_params"])
-    elif name == "evaluate":
-        tracker.log_metrics(outputs.metrics.path)  # type: ignore[attr-defined]
-        tracker.log_cv_comparison(outputs.metrics.path)  # type: ignore[attr-defined]
-    elif name == "make_training_table":
-        logger.info("training table %s", outputs.table.path)  # type: ignore[attr-defined]
-        tracker.log_split(outputs.blocks.path)  # type: ignore[attr-defined]
-    elif name == "predict_map":
-        tracker.log_prediction(_read(outputs.summary.path))  # type: ignore[attr-defined]
-    elif name == "assess_map":
-        tracker.log_assessment(outputs.assessment.path)  # type: ignore[attr-defined]
-    elif name == "applicability":
-        tracker.log_applicability(outputs.summary.path)  # type: ignore[attr-defined]
-    elif name == "postprocess":  # the clean map's summary: what was done, pixels changed
-        tracker.log_artifacts([outputs.summary.path])  # type: ignore[attr-defined]
-
-
-def _summary_markdown(cfg: FlowConfig, metrics: dict[str, Any], prediction: dict[str, Any],
-                      result: dict[str, Any], r: pipeline.StageRun, tracker: Any) -> str:
-    test = metrics.get("test", {})
-    cv = metrics.get("cv", {})
-    lines = [
-        f"# Land-cover run: {cfg.tracking.experiment}",
-        "",
-        "| metric | value |",
-        "|---|---|",
-        f"| test overall accuracy | {test.get('overall_accuracy', float('nan')):.4f} |",
-        f"| test macro-F1 | {test.get('macro_f1', float('nan')):.4f} |",
-        f"| test kappa | {test.get('kappa', float('nan')):.4f} |",
-        f"| CV {cv.get('scoring', '')} (best) | {cv.get('best_score', float('nan')):.4f} |",
-        f"| predicted pixels | {prediction['n_valid']:,} |",
-        f"| prediction speed | {prediction['pixels_per_s']:,.0f} px/s |",
-        "",
-        "Test figures describe the model tuned on the training part, before the final refit on all samples.",
-        "",
-        "| stage | this run | produced by |",
-        "|---|---|---|",
-    ]
-    for name, outcome in r.outcomes.items():
-        who = outcome.record.produced_by
-        source = f"MLflow run `{who.get('mlflow_run_id', '-')}`, flow run `{who.get('flow_run_id', '-')}`" \
-            if who.get("mlflow_run_id") else ", ".join(f"{k} {v}" for k, v in who.items())
-        lines.append(f"| {name} | {'cached' if outcome.cached else 'ran'} | {source} ({outcome.record.finished}) |")
-    if not result["executed"]:
-        lines += ["", "Nothing changed since the runs above: every stage was reused and no model was registered."]
-    lines += [
-        "",
-        f"- map: `{result['map']}`",
-        f"- report: `{result['report']}`",
-        f"- model bundle: `{result['bundle']}`",
-        f"- MLflow run: `{tracker.run_id}` ({tracker.ui_hint})",
-    ]
-    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -241,6 +241,8 @@ def demo_options(command: _F) -> _F:
         click.option("--dir", "directory", default="demo", show_default=True, type=click.Path(file_okay=False),
                      help="Folder for the synthetic inputs and the run's outputs."),
         click.option("--size", default=384, show_default=True, help="Embedding size in pixels."),
+        click.option("--years", is_flag=True, help="Three years of embeddings with planted change: every year "
+                     "mapped, and the change between them."),
         PLAIN_OPTION,
     ]
     for decorate in reversed(decorators):
@@ -248,12 +250,14 @@ def demo_options(command: _F) -> _F:
     return command
 
 
-def write_demo_inputs(directory: str, size: int, sections: dict[str, Any] | None = None) -> Any:
-    """Write the demo's synthetic inputs and config (plus ``sections``) into ``directory``; print the config
-    path; return its config."""
+def write_demo_inputs(directory: str, size: int, sections: dict[str, Any] | None = None, *,
+                      years: bool = False) -> Any:
+    """Write the demo's synthetic inputs and config (plus ``sections``) into ``directory`` (``years``: the
+    multi-year demo); print the config path; return its config."""
     from lcmodel.demo import make_demo_data
+    from lcmodel.demo_years import make_demo_years
 
-    cfg_path = make_demo_data(directory, size=size, sections=sections)
+    cfg_path = (make_demo_years if years else make_demo_data)(directory, size=size, sections=sections)
     click.echo(f"demo inputs and config: {cfg_path}")
     return load_run_config(cfg_path)
 
@@ -262,16 +266,19 @@ def print_demo_outputs(cfg: Any) -> None:
     """Where the demo's map, quicklook and report are."""
     out = Path(cfg.output.dir)
     click.echo(f"map: {out / 'map.tif'} (quicklook: {out / 'map_quicklook.png'})")
+    if cfg.mapped_years:
+        click.echo(f"maps per year: {', '.join(str(out / f'map_{y}.tif') for y in cfg.mapped_years)}; "
+                   f"change between years: {out / 'change'}")
     click.echo(f"report: {out / 'report.md'}")
 
 
 @click.command()
 @demo_options
-def demo(directory: str, size: int, plain: bool) -> None:
+def demo(directory: str, size: int, years: bool, plain: bool) -> None:
     """Write a small synthetic case into DIR and run the whole pipeline on it (here with --plain only)."""
     if not plain:
         raise LcmodelError(f"`demo` without --plain runs the Prefect flow; {_PLAIN_ONLY}, or add --plain")
-    cfg = write_demo_inputs(directory, size)
+    cfg = write_demo_inputs(directory, size, years=years)
     run_plain(cfg)
     print_demo_outputs(cfg)
 

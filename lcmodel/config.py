@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StrictInt,
@@ -27,10 +25,10 @@ from pydantic import (
     model_validator,
 )
 
-from lcmodel.bands import check_band_list
+from lcmodel.config_embedding import ChangeConfig, EmbeddingConfig
+from lcmodel.config_grid import DEFAULT_STAGES, TUNABLE_PARAMS, GridValue, check_grid_value
 from lcmodel.config_paths import (
     POINT_SUFFIXES,
-    AoiSpec,
     OptionalCrs,
     PathSpec,
     ResolvedPath,
@@ -39,12 +37,13 @@ from lcmodel.config_paths import (
 )
 from lcmodel.errors import ConfigError, InputFileError
 from lcmodel.postprocess.config import PostprocessConfig
+from lcmodel.years import reference_year
 
 __all__ = [
     "RunConfig", "ConfigSection", "ReferenceConfig", "ClassesConfig", "EmbeddingConfig", "SamplingConfig",
     "TuningConfig", "PredictionConfig", "OutputConfig", "PostprocessConfig", "DEFAULT_STAGES",
     "TUNABLE_PARAMS", "load_config", "config_from_dict", "flatten_config", "resolve_reference_kind",
-    "POINT_SUFFIXES", "PathSpec", "spec_text", "GridValue", "AoaConfig"
+    "POINT_SUFFIXES", "PathSpec", "spec_text", "GridValue", "AoaConfig", "ChangeConfig"
 ]
 
 
@@ -94,16 +93,6 @@ class ClassesConfig(ConfigSection):
     color_column: str | None = None
 
 
-class EmbeddingConfig(ConfigSection):
-    """The embedding raster(s): a file, a list, a glob, a folder, a .vrt or an index; nodata from the files."""
-
-    path: PathSpec
-    nodata: float | None = None
-    aoi: AoiSpec = Field(None, description="area of interest: [west, south, east, north] in degrees, or a GeoJSON file")
-    year: int | None = Field(None, ge=1900, le=2200, description="the year of an index's tiles to use")
-    bands: Annotated[tuple[str | int, ...] | None, BeforeValidator(check_band_list)] = None
-
-
 class SamplingConfig(ConfigSection):
     """Turning reference points into the modelling table (the notebook's section 3)."""
 
@@ -124,84 +113,6 @@ class SamplingConfig(ConfigSection):
     purity_window: Literal[3, 5] | None = Field(None, description="raster reference: train only on points whose "
                                                 "window holds one class; null = off")
     purity_test: bool = Field(False, description="filter the test part by purity too (default: it is not)")
-
-
-GridValue = str | int | float | bool | None
-
-#: The notebook's two grid stages. "n/16" means number of bands // 16, at least 1.
-DEFAULT_STAGES: tuple[dict[str, list[GridValue]], ...] = (
-    {
-        "max_features": ["sqrt", "log2", "n/16", "n/8", "n/4"],
-        "max_depth": [None, 20, 40],
-        "min_samples_leaf": [1, 5, 10],
-    },
-    {
-        "n_estimators": [400, 800, 1200],
-        "min_samples_split": [2, 10],
-        "class_weight": [None, "balanced", "balanced_subsample"],
-    },
-)
-
-#: RandomForestClassifier parameters a tuning stage may set (the rest are fixed by the method or the run).
-TUNABLE_PARAMS: frozenset[str] = frozenset({
-    "n_estimators",
-    "criterion",
-    "max_depth",
-    "min_samples_split",
-    "min_samples_leaf",
-    "min_weight_fraction_leaf",
-    "max_features",
-    "max_leaf_nodes",
-    "min_impurity_decrease",
-    "bootstrap",
-    "class_weight",
-    "ccp_alpha",
-    "max_samples",
-})
-_N_FRACTION = re.compile(r"^n/(\d+)$")
-
-
-def _check_grid_value(param: str, value: GridValue) -> GridValue:
-    """Reject values RandomForestClassifier would refuse, before any fit starts."""
-    if isinstance(value, str) and value.strip().lower() in {"null", "none"}:
-        value = None  # TOML has no null
-    if param == "max_features":
-        if isinstance(value, str):
-            m = _N_FRACTION.match(value)
-            if value not in {"sqrt", "log2"} and not (m and int(m.group(1)) > 0):
-                raise ValueError(
-                    f"max_features {value!r} is not valid; use 'sqrt', 'log2', 'n/K' (bands // K), "
-                    "a positive integer or a fraction in (0, 1]"
-                )
-        elif value is None:
-            pass
-        elif isinstance(value, bool) or not (
-            (isinstance(value, int) and value >= 1) or (isinstance(value, float) and 0 < value <= 1)
-        ):
-            raise ValueError(
-                f"max_features {value!r} is not valid; use a positive integer, a fraction in (0, 1], "
-                "'sqrt', 'log2' or 'n/K'"
-            )
-    elif param in {"n_estimators", "min_samples_leaf"}:
-        if isinstance(value, bool) or not (
-            (isinstance(value, int) and value >= 1)
-            or (param == "min_samples_leaf" and isinstance(value, float) and 0 < value < 1)
-        ):
-            raise ValueError(f"{param} {value!r} is not valid; use an integer >= 1")
-    elif param == "min_samples_split":
-        if isinstance(value, bool) or not (
-            (isinstance(value, int) and value >= 2) or (isinstance(value, float) and 0 < value <= 1)
-        ):
-            raise ValueError(f"min_samples_split {value!r} is not valid; use an integer >= 2")
-    elif param == "max_depth":
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"max_depth {value!r} is not valid; use null (unlimited) or an integer >= 1")
-    elif param == "class_weight":
-        if value not in (None, "balanced", "balanced_subsample"):
-            raise ValueError(
-                f"class_weight {value!r} is not valid; use null, 'balanced' or 'balanced_subsample'"
-            )
-    return value
 
 
 class TuningConfig(ConfigSection):
@@ -247,7 +158,7 @@ class TuningConfig(ConfigSection):
                     )
                 if not values:
                     raise ValueError(f"{param} has an empty candidate list; give at least one value")
-                checked[param] = tuple(_check_grid_value(param, v) for v in values)
+                checked[param] = tuple(check_grid_value(param, v) for v in values)
             out.append(checked)
         return tuple(out)
 
@@ -297,6 +208,9 @@ class PredictionConfig(ConfigSection):
     unclassified_value: int | None = Field(
         None, ge=0, description="reserved map value of 'unclassified'; null = the map dtype's maximum"
     )
+    temporal_filter: Literal["majority"] | None = Field(
+        None, description="with three or more embedding.years: majority removes one-year flips (A-B-A -> A-A-A) "
+        "into map_filtered_<year>.tif")
     mosaic: Literal["none", "vrt", "cog"] = Field("vrt", description="tiles' mosaic: vrt per CRS, cog: + one COG")
     mosaic_crs: OptionalCrs = Field(None, description="CRS of the COG mosaic; null = the collection's CRS")
 
@@ -326,6 +240,7 @@ class RunConfig(ConfigSection):
     prediction: PredictionConfig = PredictionConfig()
     aoa: AoaConfig = AoaConfig()
     postprocess: PostprocessConfig = PostprocessConfig()
+    change: ChangeConfig = ChangeConfig()
     output: OutputConfig
     n_jobs: int = Field(2, ge=1)
 
@@ -336,6 +251,39 @@ class RunConfig(ConfigSection):
         if isinstance(data, dict) and "output" not in data:
             data = {**data, "output": {}}
         return data
+
+    @model_validator(mode="after")
+    def _train_year(self) -> RunConfig:
+        e = self.embedding
+        if e.years is None or e.year is not None:
+            return self
+        found = reference_year(self.reference.path)
+        if found is None:
+            raise ConfigError(f"embedding.years {list(e.years)} is set but the year the reference describes is "
+                              "not in its file name; set embedding.train_year (the year the model is trained on)")
+        year, name = found
+        if year not in e.years:
+            raise ConfigError(f"the reference's year {year} (from {name!r}) is not among embedding.years "
+                              f"{list(e.years)}; add it to embedding.years or set embedding.train_year")
+        object.__setattr__(e, "year", year)
+        object.__setattr__(e, "train_year", year)
+        return self
+
+    @property
+    def mapped_years(self) -> tuple[int, ...]:
+        """Every year mapped: ``embedding.years`` and the train year; () for a one-year run."""
+        e = self.embedding
+        if e.years is None:
+            return ()
+        return tuple(sorted({*e.years, *((e.year,) if e.year is not None else ())}))
+
+    def for_year(self, year: int, output_dir: Path | None = None) -> RunConfig:
+        """This config for another year's embedding (its path's ``{year}``, an index's year), same settings."""
+        embedding = self.embedding.model_copy(update={"year": year, "train_year": year})
+        update: dict[str, Any] = {"embedding": embedding}
+        if output_dir is not None:
+            update["output"] = self.output.model_copy(update={"dir": Path(output_dir)})
+        return self.model_copy(update=update)
 
     @property
     def n_sample_effective(self) -> int:
@@ -376,6 +324,8 @@ def _format_error(err: Any, root: type[BaseModel]) -> str:
     if err["type"] == "missing":
         return f"config key {where!r} is required but missing; add it to the config file"
     msg = str(err["msg"]).removeprefix("Value error, ")
+    if not loc:  # a check across sections names its keys itself
+        return msg
     value = err.get("input")
     shown = "" if isinstance(value, dict | list) else f" (got {value!r})"
     return f"config key {where!r}: {msg}{shown}"

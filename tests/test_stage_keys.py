@@ -23,6 +23,7 @@ from lcmodel.pipeline.settings import StageSettings
 #: keys no library stage reads: where the run writes, and what only the orchestration layer uses
 NOT_STAGE_KEYS = {
     "output.dir": "the runner's output folder (records and outputs live in it)",
+    "change.enabled": "whether the runner runs the change stage at all (lcmodel.pipeline.stages.runs_in)",
 }
 
 BASE: dict[str, Any] = {
@@ -49,6 +50,13 @@ OTHER_VALUE: dict[str, Any] = {
     "tuning.score_on": "oob",
     "prediction.mosaic_crs": "EPSG:4326",
     "reference.extra_points": ["labelled_next.csv"],
+    "embedding.train_year": 2021,
+    "embedding.years": [2020, 2021],
+}
+
+#: keys whose other value is valid only with other keys set too (in the base and the changed config alike)
+CONTEXT: dict[str, dict[str, Any]] = {
+    "embedding.years": {"embedding.path": "embedding_{year}.tif", "embedding.year": 2020},
 }
 
 
@@ -181,6 +189,11 @@ def test_settings_name_only_real_config_keys() -> None:
 
 @pytest.mark.parametrize("key", ALL_KEYS)
 def test_changing_a_key_changes_exactly_the_keys_of_the_stages_holding_it(base: RunConfig, key: str) -> None:
+    if key in CONTEXT:
+        data = _dump(base)
+        for k, v in CONTEXT[key].items():
+            _set(data, k, v)
+        base = config_from_dict(data, base_dir=None)
     fields = _leaf_keys(RunConfig)
     current = pipeline.settings.config_value(base, key)
     other = _other_value(key, fields[key], current if not isinstance(current, Path) else str(current))

@@ -147,7 +147,7 @@ class Tracker:
         return data
 
     def log_prediction(self, summary: Mapping[str, Any]) -> None:
-        log_figures(self.client, self.run_id, _prediction_figures(summary))
+        log_figures(self.client, self.run_id, prediction_figures(summary))
         self.client.log_dict(self.run_id, dict(summary), "prediction/prediction.json")
 
     def log_assessment(self, path: Path) -> dict[str, str]:
@@ -329,7 +329,7 @@ class Tracker:
         return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1" if uri.startswith("sqlite") else uri
 
 
-def _prediction_figures(summary: Mapping[str, Any]) -> list[Figure]:
+def prediction_figures(summary: Mapping[str, Any]) -> list[Figure]:
     """Speed, pixel counts per class and class areas (ha) of a prediction summary."""
     figures: list[Figure] = [("predict_px_per_s", summary.get("pixels_per_s"), 0),
                              ("predict_time_s", summary.get("elapsed_s"), 0),
@@ -383,7 +383,7 @@ class PredictionRun:
 
     def log_summary(self, summary: Mapping[str, Any]) -> None:
         """Speed, pixel counts and hectares per class, and the summary as prediction.json."""
-        log_figures(self.client, self.run_id, _prediction_figures(summary))
+        log_figures(self.client, self.run_id, prediction_figures(summary))
         self.client.log_dict(self.run_id, dict(summary), "prediction.json")
 
     def finish(self, error: BaseException | None = None) -> None:

@@ -181,7 +181,8 @@ class EmbeddingSource(Source):
     about: ClassVar[str] = "the embedding tiles: the manifest `.lcmodel/inputs/embedding.json` of what " \
         "`embedding.path` names (each tile's grid, bands and content digest)"
     config_key: ClassVar[str] = "embedding.path"
-    config_keys: ClassVar[tuple[str, ...]] = ("embedding.path", "embedding.aoi", "embedding.year")
+    config_keys: ClassVar[tuple[str, ...]] = ("embedding.path", "embedding.aoi", "embedding.year",
+                                              "embedding.train_year")
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ def tile_identity(path: str) -> Mapping[str, Any]:
 def embedding_collection(cfg: RunConfig) -> Collection:
     """The embedding tiles ``embedding.path`` names (filtered by ``embedding.aoi`` and ``embedding.year``)."""
     e = cfg.embedding
-    return open_collection(e.path, what="embedding raster", key="embedding.path", identity=tile_identity,
+    return open_collection(e.spec, what="embedding raster", key="embedding.path", identity=tile_identity,
                            aoi=e.aoi if not isinstance(e.aoi, Path) else str(e.aoi), year=e.year)
 
 

@@ -23,6 +23,7 @@ from lcmodel.pipeline.artifacts import (
     Report,
     TrainingTable,
 )
+from lcmodel.pipeline.change import ChangeProducts, change_markdown
 from lcmodel.pipeline.declare import stage
 from lcmodel.pipeline.map_outputs import prediction_artifacts, prediction_options, summary_to_dict
 from lcmodel.pipeline.modelling import read_blocks
@@ -180,9 +181,10 @@ def design_text(settings: ReportSettings, blocks: dict[str, Any]) -> list[str]:
 
 
 @stage(about="report.md: test metrics, tuning, random vs spatial CV; when mapped, the area-adjusted assessment, the "
-       "area of applicability and the clean map")
+       "area of applicability, the clean map and the change between years")
 def report(settings: ReportSettings, evaluation: Evaluation, assessment: Assessment | None = None,
-           applicability: Applicability | None = None, clean: CleanMap | None = None, *, out: Path) -> Report:
+           applicability: Applicability | None = None, clean: CleanMap | None = None,
+           changes: ChangeProducts | None = None, *, out: Path) -> Report:
     from lcmodel.pipeline.applicability import applicability_markdown, read_applicability
     from lcmodel.report import assessment_markdown, report_markdown
 
@@ -195,6 +197,8 @@ def report(settings: ReportSettings, evaluation: Evaluation, assessment: Assessm
         text = text.rstrip("\n") + "\n\n" + applicability_markdown(read_applicability(applicability))
     if clean is not None:  # postprocess: what was done to the map, how many pixels changed
         text = text.rstrip("\n") + "\n\n" + clean_map_markdown(json.loads(clean.summary.path.read_text()))
+    if changes is not None:  # embedding.years: what changed between the mapped years
+        text = text.rstrip("\n") + "\n\n" + change_markdown(json.loads(changes.summary.path.read_text()))
     path = RunPaths(out).report
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

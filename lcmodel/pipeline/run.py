@@ -17,11 +17,13 @@ from typing import Any
 from lcmodel.config import RunConfig
 from lcmodel.io import ensure_output_dir, output_lock
 from lcmodel.pipeline.artifacts import Artifacts, Model, Prediction, TrainingTable
+from lcmodel.pipeline.change import YearMaps
 from lcmodel.pipeline.declare import Stage
 from lcmodel.pipeline.paths import Callback, Progress, RunPaths
 from lcmodel.pipeline.records import StageOutcome, run_or_reuse, withdraw
 from lcmodel.pipeline.settings import StageSettings
 from lcmodel.pipeline.stages import MAPPING, SAMPLING, STAGES, TRAINING, runs_in, source_files
+from lcmodel.pipeline.years import publish_year_files, run_years, year_maps
 
 __all__ = ["StageRun", "run_stages", "sample", "train", "run", "paths_for"]
 
@@ -44,6 +46,8 @@ class StageRun:
         self.outputs: dict[type[Artifacts], Artifacts] = {type(s): s for s in source_files(cfg)}
         self.outcomes: dict[str, StageOutcome] = {}
         self.after_stage = after_stage
+        #: the other years' runs (``embedding.years``), by year
+        self.year_runs: dict[int, StageRun] = {}
 
     def inputs_for(self, st: Stage) -> dict[str, Artifacts | None]:
         """The artifacts ``st`` consumes, from the sources and the stages run so far."""
@@ -70,8 +74,13 @@ class StageRun:
                             produced_by=self.produced_by, **runtime)
 
     def executed(self) -> list[str]:
-        """The stages that ran in this run (the others were reused)."""
-        return [name for name, o in self.outcomes.items() if not o.cached]
+        """The stages that ran in this run (the others were reused); a year run's as ``<stage>[<year>]``."""
+        own = [name for name, o in self.outcomes.items() if not o.cached]
+        return own + [f"{name}[{year}]" for year, ry in self.year_runs.items() for name in ry.executed()]
+
+    def spawn(self, cfg: RunConfig) -> StageRun:
+        """A run of the same kind for another year's config (:mod:`lcmodel.pipeline.years`)."""
+        return StageRun(cfg, use_cache=self.use_cache, produced_by=self.produced_by)
 
 
 def run_stages(r: StageRun, *, mapping: bool, callback: Callback | None = None, progress: Progress | None = None,
@@ -88,6 +97,16 @@ def run_stages(r: StageRun, *, mapping: bool, callback: Callback | None = None, 
                 r(st, **({"progress": predict_progress} if st.name == "predict_map" else {}))
             else:
                 withdraw(st, r.root)
+        if r.cfg.mapped_years:
+            r.year_runs = run_years(r, r.spawn)
+            predictions = {y: run.outputs[Prediction] for y, run in ((r.cfg.embedding.year, r), *r.year_runs.items())}
+            publish_year_files(r.root, predictions)  # type: ignore[arg-type]
+            r.outputs[YearMaps] = year_maps(r, r.year_runs)
+        change_stage = STAGES["change"]
+        if runs_in(change_stage, r.cfg):
+            r(change_stage)
+        else:
+            withdraw(change_stage, r.root)
     r(STAGES["report"])
     log.info("stages run: %s", ", ".join(r.executed()) or "none (all reused)")
     return r

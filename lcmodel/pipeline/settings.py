@@ -237,7 +237,7 @@ class PredictSettings(StageSettings):
     n_jobs: int = setting("prediction.n_jobs", "n_jobs", derive=_first_set, runtime=True)
     mosaic: Literal["none", "vrt", "cog"] = setting("prediction.mosaic")
     mosaic_crs: str | None = setting("prediction.mosaic_crs")
-    year: int | None = setting("embedding.year")
+    year: int | None = setting("embedding.year", "embedding.train_year", derive=_first_set)
 
     #: the fields a tile's own map does not depend on (only the mosaics and the STAC catalog do)
     collection_only: ClassVar[tuple[str, ...]] = ("mosaic", "mosaic_crs", "year")

@@ -21,6 +21,7 @@ from lcmodel.pipeline.artifacts import (
     ReferenceSource,
     Source,
 )
+from lcmodel.pipeline.change import change
 from lcmodel.pipeline.declare import Stage
 from lcmodel.pipeline.input_guard import refuse_inputs_among_outputs
 from lcmodel.pipeline.inputs import embedding_collection, local_inputs, reference_raster, write_embedding_manifest
@@ -40,12 +41,15 @@ TRAINING: tuple[Stage, ...] = (*SAMPLING, tune, evaluate, fit_final)
 #: the bundle -> the map, its quicklook, its assessment, its area of applicability (and the clean map,
 #: when asked for: :func:`runs_in`)
 MAPPING: tuple[Stage, ...] = (predict_map, write_quicklook, assess_map, applicability, postprocess)
-#: every stage by name, in run order
-STAGES: dict[str, Stage] = {s.name: s for s in (*TRAINING, *MAPPING, report)}
+#: every stage by name, in run order (``change`` after every year's MAPPING: :mod:`lcmodel.pipeline.years`)
+STAGES: dict[str, Stage] = {s.name: s for s in (*TRAINING, *MAPPING, change, report)}
 
 
 def runs_in(st: Stage, cfg: RunConfig) -> bool:
-    """Whether a stage runs with this config (``postprocess`` only when a postprocess option is set)."""
+    """Whether a stage runs with this config (``postprocess`` only when a postprocess option is set,
+    ``change`` only with two or more mapped years and ``change.enabled``)."""
+    if st is change:
+        return cfg.change.enabled and len(cfg.mapped_years) >= 2
     return st is not postprocess or wanted(cfg)
 
 
@@ -62,7 +66,7 @@ def source_files(cfg: RunConfig, *, write: bool = True) -> list[Source]:
     ref = cfg.reference.path
     kind_of_ref = "reference raster" if cfg.reference_kind == "raster" else "points file"
     guarded: dict[str, Path | None] = {"class table": cfg.classes.table}
-    for what, spec in ((kind_of_ref, ref), ("embedding raster", cfg.embedding.path)):
+    for what, spec in ((kind_of_ref, ref), ("embedding raster", cfg.embedding.spec)):
         for i, path in enumerate(local_inputs(spec)):
             guarded[what if i == 0 else f"{what} {path.name}"] = path
     refuse_inputs_among_outputs(guarded, cfg.output.dir)
