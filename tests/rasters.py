@@ -127,3 +127,22 @@ def sample_label_assess(folder: Path, data: np.ndarray, label: Any) -> Any:
     label(pd.read_csv(points)).to_csv(points, index=False)
     return CliRunner().invoke(cli, ["assess", str(class_map), str(points), "--out", str(folder / "a.json")],
                               catch_exceptions=False)
+
+
+def tiny_years_config(folder: Path, years: tuple[int, ...] = (2021, 2022, 2023), *, listed: tuple[int, ...] | None
+                      = None, **sections: Any) -> Path:
+    """The multi-year demo (:mod:`lcmodel.demo_years`) at 96 x 96 px with the tiny demo's fast grid: embeddings
+    for ``years`` on disk, ``listed`` (default: all) in ``embedding.years``; each keyword replaces a section."""
+    import yaml
+
+    from lcmodel.demo_years import make_demo_years
+
+    cfg_path = make_demo_years(folder, years=years, size=96, n_points=700)
+    data = yaml.safe_load(cfg_path.read_text())
+    data["sampling"]["n_sample"] = 500
+    data["tuning"]["stages"][1]["n_estimators"] = [10, 20]
+    if listed is not None:
+        data["embedding"]["years"] = list(listed)
+    data.update(sections)
+    cfg_path.write_text(yaml.safe_dump(data))
+    return cfg_path
