@@ -32,6 +32,7 @@ __all__ = ["make_demo_years", "DEMO_YEARS", "planted_blocks"]
 DEMO_YEARS = (2021, 2022, 2023)
 #: the WorldCover codes whose centres the planted blocks turn toward
 TOWARD = {"changed": 40, "flip": 50}
+_STRIP = 256
 
 
 def planted_blocks(size: int) -> dict[str, tuple[slice, slice]]:
@@ -76,23 +77,27 @@ def make_demo_years(out_dir: Path | str, *, years: Sequence[int] = DEMO_YEARS, s
     blocks = planted_blocks(size)
     rng = np.random.default_rng(seed + 1)
     for k, year in enumerate(years):
-        emb = base.copy()
-        if k > 0:
-            emb += noise * rng.standard_normal(emb.shape).astype(np.float32)
-            for name, (rows, cols) in blocks.items():
-                if name == "flip" and k != 1:
-                    continue
-                target = centres[TOWARD[name]][:, None, None].astype(np.float32)
-                emb[:, rows, cols] = (1 - pull) * emb[:, rows, cols] + pull * target
-            emb /= np.linalg.norm(emb, axis=0, keepdims=True)
-            emb[:, ~valid] = 0.0
         folder = out / "embedding" / str(year)
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(folder / "embedding.tif") as tmp:
             with rasterio.open(tmp, "w", **profile) as dst:
-                dst.write(emb.astype(np.float32))
                 for b, name in enumerate(band_names):
                     dst.set_band_description(b + 1, name or f"A{b:02d}")
+                for top in range(0, size, _STRIP):  # row strips: a 2048 x 2048 x 64 case stays within ~1.5 GB
+                    rows = slice(top, min(top + _STRIP, size))
+                    emb = base[:, rows].copy()
+                    if k > 0:
+                        emb += noise * rng.standard_normal(emb.shape, dtype=np.float32)
+                        for name, (r, c) in blocks.items():
+                            if name == "flip" and k != 1:
+                                continue
+                            r = slice(max(r.start, rows.start) - rows.start, min(r.stop, rows.stop) - rows.start)
+                            if r.stop > r.start:
+                                target = centres[TOWARD[name]][:, None, None].astype(np.float32)
+                                emb[:, r, c] = (1 - pull) * emb[:, r, c] + pull * target
+                        emb /= np.linalg.norm(emb, axis=0, keepdims=True)
+                        emb[:, ~valid[rows]] = 0.0
+                    dst.write(emb.astype(np.float32), window=((rows.start, rows.stop), (0, size)))
     (out / "embedding.tif").unlink()
     config = yaml.safe_load(cfg_path.read_text())
     config["embedding"] = {"path": "embedding/{year}/embedding.tif", "years": list(years),
