@@ -118,7 +118,7 @@ def change(settings: ChangeSettings, maps: YearMaps, labelled: LabelledPoints, *
         outs = [folder / "filtered" / f"map_{y}.tif" for y in years]
         for o in outs:
             o.parent.mkdir(parents=True, exist_ok=True)
-        data["temporal"] = temporal_majority(year_maps, outs, nodata=nodata[0])
+        data["temporal"] = temporal_majority(year_maps, outs, nodata=nodata[0], years=years)
         filtered = [Artifact.of(o) for o in outs]
         year_maps = outs
     elif settings.temporal_filter == "majority":
@@ -134,16 +134,20 @@ def change(settings: ChangeSettings, maps: YearMaps, labelled: LabelledPoints, *
         write_matrix(result, sub / "transitions.csv", sub / "transitions.png", class_table=table)
         pair: dict[str, Any] = {"from": a, "to": b, "folder": f"{CHANGE_DIR}/{a}_{b}",
                                 **_matrix_figures(result)}
-        written = [sub / "transitions.tif", sub / "transitions.csv", sub / "transitions.png"]
-        if tiles[i] is not None and tiles[j] is not None:
-            angle = write_embedding_change(tiles[i], tiles[j], sub / "embedding_angle.tif",
+        written = [sub / "transitions.tif", sub / "transitions.tif.aux.xml", sub / "transitions.csv",
+                   sub / "transitions.png"]
+        tile_a, tile_b = tiles[i], tiles[j]
+        if tile_a is not None and tile_b is not None:
+            angle = write_embedding_change(tile_a, tile_b, sub / "embedding_angle.tif",
                                            sub / "embedding_changed.tif", threshold_deg=settings.threshold_deg)
             pair["embedding"] = _angle_figures(angle)
-            agreement = agreement_table(result, sub / "embedding_changed.tif", None)
-            agree = agreement[0] if isinstance(agreement, tuple) else agreement
-            agree.to_csv(sub / "agreement.csv", index=False)
-            pair["agreement"] = json.loads(agree.to_json(orient="records"))
-            written += [sub / "embedding_angle.tif", sub / "embedding_changed.tif", sub / "agreement.csv"]
+            cases, per = agreement_table(result, sub / "embedding_changed.tif")
+            cases.to_csv(sub / "agreement.csv", index=False)
+            per.to_csv(sub / "agreement_by_transition.csv", index=False)
+            pair["agreement"] = json.loads(cases.to_json(orient="records"))
+            pair["likely_noise_share"] = float(cases["share"].iloc[-1])
+            written += [sub / "embedding_angle.tif", sub / "embedding_changed.tif", sub / "agreement.csv",
+                        sub / "agreement_by_transition.csv"]
         else:
             pair["embedding"] = {"skipped": "the embedding change needs one embedding raster per year (a tile "
                                             "collection's is not compared yet)"}
@@ -170,13 +174,12 @@ def _matrix_figures(result: Any) -> dict[str, Any]:
 
 
 def _angle_figures(angle: Any) -> dict[str, Any]:
-    keep = ("valid", "changed", "threshold_deg", "percentiles")
-    return {k: getattr(angle, k) for k in keep if hasattr(angle, k)}
+    return dict(angle.to_dict())
 
 
 def change_markdown(data: dict[str, Any]) -> str:
     """The report's section on the change between years, from ``change/change.json``."""
-    from lcmodel.markdown import fmt, md_table
+    from lcmodel.markdown import md_table
 
     years = ", ".join(str(y) for y in data["years"])
     lines = [
@@ -197,17 +200,14 @@ def change_markdown(data: dict[str, Any]) -> str:
         if "skipped" in temporal:
             lines += [f"Temporal filter: not applied ({temporal['skipped']}).", ""]
         else:
-            per_year = temporal.get("changed_per_year", temporal.get("changed", {}))
-            shown = ", ".join(f"{y}: {fmt(v)}" for y, v in per_year.items()) if isinstance(per_year, dict) else \
-                str(per_year)
+            shown = ", ".join(f"{y}: {int(v):,}" for y, v in temporal["changed_per_year"].items())
             lines += [f"Temporal filter (majority): one-year flips (A-B-A -> A-A-A) removed first; pixels changed "
                       f"per year: {shown}. The transitions are those of the filtered maps "
                       "(`change/filtered/`).", ""]
     rows = []
     for p in data["pairs"]:
         emb = p.get("embedding", {})
-        agree = {r.get("case", ""): r for r in p.get("agreement", [])} if p.get("agreement") else {}
-        noise = next((r.get("share") for k, r in agree.items() if "no embedding change" in str(k)), None)
+        noise = p.get("likely_noise_share")
         rows.append([f"{p['from']} -> {p['to']}", f"{p['valid_pixels']:,}", f"{p['changed_pixels']:,}",
                      f"{100 * p['changed_fraction']:.2f} %",
                      "-" if p.get("changed_hectares") is None else f"{p['changed_hectares']:,.1f}",
