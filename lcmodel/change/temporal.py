@@ -38,7 +38,10 @@ def temporal_majority(maps: Sequence[Path | str], outs: Sequence[Path | str], *,
     changed = {label: 0 for label in labels}
     pairs: dict[str, int] = {}
     with rasterio.open(maps[0]) as src:
-        colours = src.colormap(1) if src.dtypes[0] in ("uint8", "uint16") else None
+        try:
+            colours = src.colormap(1) if src.dtypes[0] in ("uint8", "uint16") else None
+        except ValueError:  # no colour table
+            colours = None
         tags, dtype, description = src.tags(), src.dtypes[0], src.descriptions[0] or "class"
     layers = [OutputLayer(name=f"filtered_{i}", key=f"filtered_{i}", path=Path(o), dtype=dtype, nodata=nodata,
                           descriptions=(description,), tags={**tags, "LCMODEL_TEMPORAL_FILTER": "majority"},

@@ -114,6 +114,7 @@ def write_transitions(map_a: Path | str, map_b: Path | str, out: Path | str, *, 
 
     names = transition_names(codes, class_table)
     tags = {f"TRANSITION_{code}": names[code] for code in sorted(names)}
+    tags.update({f"CLASS_{code}": names[code] for code in sorted(names)})  # what validation-sample lists
     tags.update(LCMODEL_PRODUCT="transitions", LCMODEL_FROM_YEAR=str(year_a or ""), LCMODEL_TO_YEAR=str(year_b or ""),
                 LCMODEL_CODES="value = 1 + index(from) * n + index(to) over the sorted classes " + str(classes))
     layer = OutputLayer(name="transitions", key="transitions", path=out, dtype=dtype, nodata=0,
