@@ -43,7 +43,7 @@ from lcmodel.pipeline.records import StageOutcome, StageRecord, cached, execute,
 from lcmodel.pipeline.run import StageRun, paths_for, run, run_stages, sample, train
 from lcmodel.pipeline.sampling import read_class_table_artifact
 from lcmodel.pipeline.settings import StageSettings
-from lcmodel.pipeline.stages import MAPPING, SAMPLING, STAGES, TRAINING, source_files
+from lcmodel.pipeline.stages import MAPPING, SAMPLING, STAGES, TRAINING, runs_in, source_files, stages_of
 from lcmodel.pipeline.tiled import TileJob, check_tiles, finish_tiles, predict_collection, predict_tile, tile_jobs
 
 __all__ = [
@@ -69,6 +69,8 @@ __all__ = [
     "RunPaths",
     "SAMPLING",
     "STAGES",
+    "runs_in",
+    "stages_of",
     "Samples",
     "Source",
     "Stage",

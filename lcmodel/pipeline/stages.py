@@ -32,7 +32,7 @@ from lcmodel.pipeline.sampling import extract_samples, make_training_table, prep
 from lcmodel.reference.extra import check_extra_files
 from lcmodel.reference.vector import check_points_layer, is_vector_file
 
-__all__ = ["SAMPLING", "TRAINING", "MAPPING", "STAGES", "source_files", "runs_in"]
+__all__ = ["SAMPLING", "TRAINING", "MAPPING", "STAGES", "source_files", "runs_in", "stages_of"]
 
 #: reference -> training table
 SAMPLING: tuple[Stage, ...] = (sample_reference, prepare_points, extract_samples, make_training_table)
@@ -51,6 +51,12 @@ def runs_in(st: Stage, cfg: RunConfig) -> bool:
     if st is change:
         return cfg.change.enabled and len(cfg.mapped_years) >= 2
     return st is not postprocess or wanted(cfg)
+
+
+def stages_of(cfg: RunConfig) -> list[str]:
+    """The names of the stages a mapping run of ``cfg`` runs in its own folder, in order (the other years'
+    stages, ``<stage>[<year>]``, not included)."""
+    return [name for name, st in STAGES.items() if runs_in(st, cfg)]
 
 
 def source_files(cfg: RunConfig, *, write: bool = True) -> list[Source]:
