@@ -25,6 +25,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 [ -f demo/demo.yaml ] || python -c "from lcmodel.demo import make_demo_data; print(make_demo_data('demo'))"
+[ -f demo-years/demo.yaml ] || python -c "from lcmodel.demo_years import make_demo_years; print(make_demo_years('demo-years', size=128, n_points=1500))"
 
 prefect server start --host 127.0.0.1 --port "$PORT" > "$PREFECT_HOME.server.log" 2>&1 &
 pids+=($!)

@@ -51,3 +51,4 @@ def reference_year(spec: Path | tuple[str, ...]) -> tuple[int, str] | None:
     if len(years) != 1 or None in years:
         return None
     return years.pop(), Path(str(items[0])).name  # type: ignore[return-value]
+

@@ -251,3 +251,19 @@ def promote(name: str, version: str, alias: str = CHAMPION, tracking_uri: str | 
     client.set_model_version_tag(name, str(version), "lcmodel.promotion", note)
     return {"name": name, "version": str(version), "alias": alias,
             "previous": str(previous.version) if previous is not None else ""}
+
+
+def alias_bundle(name: str, alias: str = CHAMPION, tracking_uri: str | None = None) -> dict[str, str] | None:
+    """The version ``models:/NAME@alias`` points at and its recorded bundle SHA-256; None when the model or the
+    alias does not exist (nothing registered yet)."""
+    uri, _ = resolve_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        mv = _version_by_alias(client, name, alias)
+    except MlflowException as exc:
+        if _not_found(exc):
+            return None
+        raise
+    if mv is None:
+        return None
+    return {"version": str(mv.version), "bundle_sha256": _recorded_sha256(client, mv)}

@@ -34,7 +34,8 @@ from lcmodel.pipeline.artifacts import (
 )
 from lcmodel.pipeline.change import YearMaps
 from lcmodel.pipeline.declare import Stage
-from lcmodel.pipeline.records import withdraw
+from lcmodel.pipeline.records import read_record, withdraw
+from lcmodel.years import PLACEHOLDER
 
 
 class YearRun(Protocol):
@@ -49,7 +50,8 @@ class YearRun(Protocol):
 
 _R = TypeVar("_R", bound=YearRun)
 
-__all__ = ["year_stages", "SHARED_ARTIFACTS", "year_dir", "other_years", "run_years", "year_maps",
+__all__ = ["available_years", "mapped_years_on_disk", "year_stages", "SHARED_ARTIFACTS",
+           "year_dir", "other_years", "run_years", "year_maps",
            "publish_year_files", "YEARS_DIR"]
 
 log = logging.getLogger(__name__)
@@ -145,3 +147,86 @@ def _link(src: Path, dst: Path) -> Path:
         shutil.copyfile(src, tmp)
     os.replace(tmp, dst)
     return dst
+
+
+def _year_regex(pattern: str) -> re.Pattern[str]:
+    """A glob pattern with ``{year}`` -> a regex whose group ``year`` is the year."""
+    out: list[str] = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith(PLACEHOLDER, i):
+            out.append(r"(?P<year>\d{4})" if "(?P<year>" not in "".join(out) else r"(?P=year)")
+            i += len(PLACEHOLDER)
+            continue
+        ch = pattern[i]
+        if ch == "*":
+            out.append(r"[^/]*")
+        elif ch == "?":
+            out.append(r"[^/]")
+        elif ch == "[" and (end := pattern.find("]", i + 1)) > i:
+            out.append("[" + pattern[i + 1:end].replace("!", "^", 1) + "]")
+            i = end
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def available_years(spec: Path | tuple[str, ...], *, key: str = "embedding.path") -> list[int]:
+    """The years an embedding source holds: the ``{year}`` values whose files exist (a local path or glob),
+    or the ``year`` column of an index. Sorted.
+
+    Raises
+    ------
+    ConfigError
+        A remote spec with a placeholder (a server cannot be listed), or a spec with neither a placeholder nor
+        an index.
+    """
+    import glob
+
+    from lcmodel.errors import ConfigError
+    from lcmodel.sources import is_remote
+    from lcmodel.sources.specs import index_years, is_index
+
+    items = [str(item) for item in (spec if isinstance(spec, tuple) else (spec,))]
+    found: set[int] = set()
+    for item in items:
+        if PLACEHOLDER in item:
+            if is_remote(item):
+                raise ConfigError(f"embedding.path {item!r} is remote: its years cannot be listed; list them in "
+                                  "embedding.years (or use an index with a year column)")
+            regex = _year_regex(item)
+            for path in glob.glob(item.replace(PLACEHOLDER, "[0-9][0-9][0-9][0-9]")):
+                m = regex.match(path)
+                if m and 1900 <= int(m.group("year")) <= 2200:
+                    found.add(int(m.group("year")))
+        elif is_index(item):
+            found.update(index_years(item, key=key))
+        else:
+            raise ConfigError(f"{key} {item!r} names no year: give a {PLACEHOLDER} placeholder (e.g. "
+                              f"'aef/{PLACEHOLDER}/*.tif') or an index with a year column to find new years")
+    return sorted(found)
+
+
+def mapped_years_on_disk(output_dir: Path | str, train_year: int | None) -> list[int]:
+    """The years a run folder holds a finished map of: the train year (``OUTPUT``) and each
+    ``OUTPUT/years/<year>/``, where the map stage's record exists and every file it names is there."""
+    from lcmodel.pipeline.stages import STAGES
+
+    root = Path(output_dir)
+
+    def done(folder: Path) -> bool:
+        record = read_record(folder, "predict_map")
+        if record is None:
+            return False
+        try:
+            files = [a.path for _, a in record.outputs(STAGES["predict_map"], folder).files()]
+        except (TypeError, ValueError, KeyError):  # a record of another lcmodel's layout
+            return False
+        return all(Path(p).is_file() for p in files)
+
+    years = {train_year} if train_year is not None and done(root) else set()
+    for folder in (root / "years").glob("[0-9][0-9][0-9][0-9]") if (root / "years").is_dir() else ():
+        if done(folder):
+            years.add(int(folder.name))
+    return sorted(y for y in years if y is not None)

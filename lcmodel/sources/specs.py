@@ -29,7 +29,7 @@ from shapely import Geometry, box
 from lcmodel.errors import ConfigError, InputFileError
 from lcmodel.sources.remote import http_url, is_remote, redact
 
-__all__ = ["expand_spec", "is_index", "read_index", "INDEX_COLUMNS", "RASTER_SUFFIXES", "spec_items"]
+__all__ = ["expand_spec", "is_index", "read_index", "index_years", "INDEX_COLUMNS", "RASTER_SUFFIXES", "spec_items"]
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,14 @@ def _read_table(item: str, key: str) -> pd.DataFrame:
             f"{key} index {redact(item)!r} cannot be read ({str(exc).splitlines()[0][:200]}); give an "
             "aef_index.parquet or a CSV with the columns " + ", ".join(INDEX_COLUMNS)
         ) from None
+
+
+def index_years(item: str, *, key: str) -> list[int]:
+    """The distinct years of an index's ``year`` column, sorted ([] when it has no such column)."""
+    df = _read_table(item, key)
+    if "year" not in df.columns:
+        return []
+    return sorted({int(y) for y in df["year"].dropna().unique()})
 
 
 def read_index(item: str, *, aoi: Geometry | None, year: int | None, key: str) -> list[str]:
