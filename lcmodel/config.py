@@ -37,7 +37,7 @@ from lcmodel.config_paths import (
 )
 from lcmodel.errors import ConfigError, InputFileError
 from lcmodel.postprocess.config import PostprocessConfig
-from lcmodel.years import reference_year
+from lcmodel.years import mapped_years, reference_year
 
 __all__ = [
     "RunConfig", "ConfigSection", "ReferenceConfig", "ClassesConfig", "EmbeddingConfig", "SamplingConfig",
@@ -272,10 +272,7 @@ class RunConfig(ConfigSection):
     @property
     def mapped_years(self) -> tuple[int, ...]:
         """Every year mapped: ``embedding.years`` and the train year; () for a one-year run."""
-        e = self.embedding
-        if e.years is None:
-            return ()
-        return tuple(sorted({*e.years, *((e.year,) if e.year is not None else ())}))
+        return mapped_years(self.embedding.years, self.embedding.year)
 
     def for_year(self, year: int, output_dir: Path | None = None) -> RunConfig:
         """This config for another year's embedding (its path's ``{year}``, an index's year), same settings."""

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PLACEHOLDER", "has_placeholder", "for_year", "reference_year", "year_from_name"]
+__all__ = ["PLACEHOLDER", "has_placeholder", "for_year", "reference_year", "year_from_name", "mapped_years"]
 
 PLACEHOLDER = "{year}"
 
@@ -36,6 +36,13 @@ def for_year(spec: Path | tuple[str, ...], year: int | None) -> Path | tuple[str
     if isinstance(spec, tuple):
         return tuple(str(item).replace(PLACEHOLDER, str(year)) for item in spec)
     return Path(str(spec).replace(PLACEHOLDER, str(year)))
+
+
+def mapped_years(years: tuple[int, ...] | None, train_year: int | None) -> tuple[int, ...]:
+    """Every year a config maps: ``embedding.years`` and the train year, sorted; () for a one-year run."""
+    if years is None:
+        return ()
+    return tuple(sorted({*years, *((train_year,) if train_year is not None else ())}))
 
 
 def year_from_name(name: str) -> int | None:

@@ -29,6 +29,7 @@ from lcmodel.io import write_json
 from lcmodel.pipeline.artifacts import Artifact, Artifacts, LabelledPoints
 from lcmodel.pipeline.declare import stage
 from lcmodel.pipeline.settings import StageSettings, setting
+from lcmodel.years import mapped_years
 
 __all__ = ["ChangeSettings", "YearMaps", "ChangeProducts", "change", "pairs", "CHANGE_DIR"]
 
@@ -37,17 +38,11 @@ log = logging.getLogger(__name__)
 CHANGE_DIR = "change"
 
 
-def _mapped(years: tuple[int, ...] | None, year: int | None) -> tuple[int, ...]:
-    if years is None:
-        return ()
-    return tuple(sorted({*years, *((year,) if year is not None else ())}))
-
-
 @dataclass(frozen=True)
 class ChangeSettings(StageSettings):
     about: ClassVar[str] = "the years compared, the embedding-change threshold, the temporal filter"
 
-    years: tuple[int, ...] = setting("embedding.years", "embedding.year", derive=_mapped)
+    years: tuple[int, ...] = setting("embedding.years", "embedding.year", derive=mapped_years)
     threshold_deg: float = setting("change.threshold_deg")
     temporal_filter: str | None = setting("prediction.temporal_filter")
 
