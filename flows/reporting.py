@@ -25,7 +25,7 @@ def track_years(tracker: Any, r: pipeline.StageRun) -> None:
 
     if not r.cfg.mapped_years:
         return
-    for year, run in sorted({int(r.cfg.embedding.year or 0): r, **r.year_runs}.items()):
+    for year, run in r.by_year().items():
         prediction: a.Prediction = run.outputs[a.Prediction]  # type: ignore[assignment]
         aoa = run.outputs.get(a.Applicability)
         files = [aoa.summary.path if aoa is not None else None,  # type: ignore[attr-defined]

@@ -78,6 +78,11 @@ class StageRun:
         own = [name for name, o in self.outcomes.items() if not o.cached]
         return own + [f"{name}[{year}]" for year, ry in self.year_runs.items() for name in ry.executed()]
 
+    def by_year(self) -> dict[int, StageRun]:
+        """Every mapped year's run, in year order: this run for the train year, then :attr:`year_runs`."""
+        runs = {int(self.cfg.embedding.year or 0): self, **self.year_runs}
+        return dict(sorted(runs.items()))
+
     def spawn(self, cfg: RunConfig) -> StageRun:
         """A run of the same kind for another year's config (:mod:`lcmodel.pipeline.years`)."""
         return StageRun(cfg, use_cache=self.use_cache, produced_by=self.produced_by)
@@ -99,9 +104,9 @@ def run_stages(r: StageRun, *, mapping: bool, callback: Callback | None = None, 
                 withdraw(st, r.root)
         if r.cfg.mapped_years:
             r.year_runs = run_years(r, r.spawn)
-            predictions = {y: run.outputs[Prediction] for y, run in ((r.cfg.embedding.year, r), *r.year_runs.items())}
-            publish_year_files(r.root, predictions)  # type: ignore[arg-type]
-            r.outputs[YearMaps] = year_maps(r, r.year_runs)
+            runs = r.by_year()
+            publish_year_files(r.root, {y: run.outputs[Prediction] for y, run in runs.items()})  # type: ignore[misc]
+            r.outputs[YearMaps] = year_maps(runs)
         change_stage = STAGES["change"]
         if runs_in(change_stage, r.cfg):
             r(change_stage)

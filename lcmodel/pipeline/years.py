@@ -103,12 +103,12 @@ def run_years(r: _R, spawn: Callable[[RunConfig], _R]) -> dict[int, _R]:
     return runs
 
 
-def year_maps(r: YearRun, runs: Mapping[int, YearRun]) -> YearMaps:
-    """The maps (and embedding manifests) of every mapped year, in year order, for the ``change`` stage."""
-    by_year = {int(r.cfg.embedding.year or 0): r, **runs}
+def year_maps(runs: Mapping[int, YearRun]) -> YearMaps:
+    """The maps (and embedding manifests) of every mapped year's run (``StageRun.by_year``), in year order, for
+    the ``change`` stage."""
     maps, summaries, embeddings = [], [], []
-    for year in sorted(by_year):
-        outputs = by_year[year].outputs
+    for year in sorted(runs):
+        outputs = runs[year].outputs
         prediction = outputs[Prediction]
         source = outputs[EmbeddingSource]
         assert isinstance(prediction, Prediction) and isinstance(source, EmbeddingSource)
