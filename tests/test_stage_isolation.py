@@ -72,9 +72,8 @@ class _Watched(pipeline.StageRun):
         return outcome
 
 
-def test_every_stage_reads_only_its_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cfg = load_config(tiny_demo_config(tmp_path / "data", stages=[{"max_features": ["sqrt"], "n_estimators": [8]}]))
-    cfg = cfg.model_copy(update={"postprocess": cfg.postprocess.model_copy(update={"mmu_pixels": 4, "majority": 3})})
+def watch_rasterio_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rasterio.open records what a running stage reads and writes, as the audit hook does for Python's open."""
     real_open = rasterio.open
 
     def watched_open(fp: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
@@ -84,6 +83,12 @@ def test_every_stage_reads_only_its_inputs(tmp_path: Path, monkeypatch: pytest.M
         return real_open(fp, mode, *args, **kwargs)
 
     monkeypatch.setattr(rasterio, "open", watched_open)
+
+
+def test_every_stage_reads_only_its_inputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = load_config(tiny_demo_config(tmp_path / "data", stages=[{"max_features": ["sqrt"], "n_estimators": [8]}]))
+    cfg = cfg.model_copy(update={"postprocess": cfg.postprocess.model_copy(update={"mmu_pixels": 4, "majority": 3})})
+    watch_rasterio_open(monkeypatch)
     r = pipeline.run_stages(_Watched(cfg, use_cache=False), mapping=True)
     assert r.executed() == pipeline.stages_of(cfg) == [n for n in pipeline.STAGES if n != "change"]
 
@@ -92,15 +97,7 @@ def test_year_runs_and_the_change_stage_read_only_their_inputs(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     cfg_path = tiny_years_config(tmp_path / "data", prediction={"temporal_filter": "majority"},
                                  tuning={"cv": 3, "stages": [{"max_features": ["sqrt"], "n_estimators": [8]}]})
-    real_open = rasterio.open
-
-    def watched_open(fp: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-        if _STATE["stage"] is not None and isinstance(fp, str | Path):
-            path = Path(fp)
-            (_STATE["writes"].add(path.resolve()) if "w" in mode else _STATE["reads"].append((_STATE["stage"], path)))
-        return real_open(fp, mode, *args, **kwargs)
-
-    monkeypatch.setattr(rasterio, "open", watched_open)
+    watch_rasterio_open(monkeypatch)
     run = _Watched(load_config(cfg_path), use_cache=False)
     run.data = cfg_path  # the whole data folder: every year's embedding is in it
     r = pipeline.run_stages(run, mapping=True)

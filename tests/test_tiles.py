@@ -413,16 +413,7 @@ def test_the_collection_s_stages_read_only_what_they_are_given(tmp_path: Path, m
     cfg = load_flow_config(collection_config(tmp_path / "data", mosaic="cog"))
     # the clean map of the mosaic too
     cfg = cfg.model_copy(update={"postprocess": cfg.postprocess.model_copy(update={"mmu_pixels": 4})})
-    real_open = rasterio.open
-
-    def watched_open(fp: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
-        if iso._STATE["stage"] is not None and isinstance(fp, str | Path):
-            path = Path(fp)
-            (iso._STATE["writes"].add(path.resolve()) if "w" in mode else
-             iso._STATE["reads"].append((iso._STATE["stage"], path)))
-        return real_open(fp, mode, *args, **kwargs)
-
-    monkeypatch.setattr(rasterio, "open", watched_open)
+    iso.watch_rasterio_open(monkeypatch)
     r = pipeline.run_stages(iso._Watched(cfg, use_cache=False), mapping=True)
     assert r.executed() == pipeline.stages_of(cfg)
     assert len(_read(Path(cfg.output.dir) / "prediction.json")["tiles"]) == 4
